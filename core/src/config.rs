@@ -1,0 +1,246 @@
+//! Broker configuration: one struct per TOML section, defaults in
+//! `Default`, `validate()` names the bad key. `core/ringmq.example.toml`
+//! documents every key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::auth;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// `[storage]`.
+    pub storage: StorageConfig,
+    /// `[[users]]`.
+    pub users: Vec<UserConfig>,
+    /// `vhosts = [...]`: virtual hosts that exist.
+    pub vhosts: Vec<String>,
+    /// Users that may only connect from loopback addresses (as RabbitMQ's
+    /// `loopback_users`, default `["guest"]`).
+    pub loopback_users: Vec<String>,
+}
+
+/// `[server]`: where and how the broker runs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Native protocol listen address.
+    pub listen: SocketAddr,
+    /// Shards (executors, one per core); 0 = one per available core.
+    pub cores: usize,
+    /// Pin each shard to its own core.
+    pub pin_cores: bool,
+    /// Heartbeat interval proposed to clients, seconds (0 disables).
+    pub heartbeat: u16,
+}
+
+/// `[limits]`: protocol limits, enforced on every connection.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest frame accepted (header and body), bytes.
+    pub frame_max: u32,
+    /// Highest channel number a connection may open.
+    pub channel_max: u16,
+    /// Longest queue, exchange or consumer-tag name, bytes (AMQP: 255).
+    pub max_name_len: usize,
+    /// Longest message body, bytes (RabbitMQ 3.10 default: 128 MiB).
+    pub max_message_size: usize,
+    /// Time a new connection has to send its `Hello`, milliseconds.
+    pub handshake_timeout_ms: u64,
+}
+
+/// `[storage]`: where data lives.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Data directory (segment logs and metadata).
+    pub data_dir: PathBuf,
+}
+
+/// `[[users]]`: one user.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// User name.
+    pub name: String,
+    /// Password hash in RabbitMQ's SHA-256 format (base64 of a 4-byte salt
+    /// followed by SHA-256(salt ++ password)); make one with
+    /// `ringmq hash-password`.
+    pub password_hash: String,
+    /// Virtual hosts the user may open.
+    #[serde(default = "default_user_vhosts")]
+    pub vhosts: Vec<String>,
+}
+
+fn default_user_vhosts() -> Vec<String> {
+    vec!["/".to_owned()]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            limits: LimitsConfig::default(),
+            storage: StorageConfig::default(),
+            users: vec![UserConfig {
+                name: "guest".to_owned(),
+                password_hash: auth::hash_password_with_salt("guest", [0x90, 0x8d, 0xc6, 0x0a]),
+                vhosts: default_user_vhosts(),
+            }],
+            vhosts: vec!["/".to_owned()],
+            loopback_users: vec!["guest".to_owned()],
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5680)),
+            cores: 0,
+            pin_cores: true,
+            heartbeat: 60,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            frame_max: ringmq_protocol::frame::DEFAULT_FRAME_MAX,
+            channel_max: 2047,
+            max_name_len: 255,
+            max_message_size: 128 * 1024 * 1024,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// A configuration value is invalid.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration key `{key}`: {reason}")]
+pub struct ConfigError {
+    /// The key, with its section (`limits.frame_max`).
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Config {
+    /// Parses TOML text.
+    ///
+    /// # Errors
+    /// Syntax errors, unknown keys and invalid values, naming the key.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            key: e
+                .span()
+                .map(|s| format!("at bytes {}..{}", s.start, s.end))
+                .unwrap_or_default(),
+            reason: e.message().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    ///
+    /// # Errors
+    /// The first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| {
+            Err(ConfigError {
+                key: key.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        if self.limits.frame_max < ringmq_protocol::frame::MIN_FRAME_MAX {
+            return bad("limits.frame_max", "must be at least 4096");
+        }
+        if self.limits.channel_max == 0 {
+            return bad("limits.channel_max", "must be at least 1");
+        }
+        if self.limits.max_name_len == 0 || self.limits.max_name_len > 255 {
+            return bad(
+                "limits.max_name_len",
+                "must be 1..=255 (AMQP short strings)",
+            );
+        }
+        if self.limits.max_message_size == 0 || self.limits.max_message_size > 512 * 1024 * 1024 {
+            return bad("limits.max_message_size", "must be 1..=536870912");
+        }
+        if self.server.cores > 256 {
+            return bad("server.cores", "at most 256 shards");
+        }
+        if self.vhosts.is_empty() {
+            return bad("vhosts", "at least one virtual host is needed");
+        }
+        for u in &self.users {
+            if auth::decode_hash(&u.password_hash).is_none() {
+                return bad(
+                    &format!("users.{}.password_hash", u.name),
+                    "not a RabbitMQ SHA-256 password hash (base64 of 36 bytes); use `ringmq hash-password`",
+                );
+            }
+            for v in &u.vhosts {
+                if !self.vhosts.contains(v) {
+                    return bad(
+                        &format!("users.{}.vhosts", u.name),
+                        &format!("unknown vhost '{v}'"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of shards to run on this machine.
+    pub fn shard_count(&self) -> usize {
+        if self.server.cores > 0 {
+            return self.server.cores;
+        }
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let text = include_str!("../ringmq.example.toml");
+        let parsed = Config::from_toml(text).unwrap();
+        // The example documents the guest user with the same default hash.
+        assert_eq!(
+            parsed.users[0].password_hash,
+            Config::default().users[0].password_hash
+        );
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_and_bad_keys_are_named() {
+        let err = Config::from_toml("[server]\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(err.reason.contains("listen_addr"), "{err}");
+        let err = Config::from_toml("[limits]\nframe_max = 10\n").unwrap_err();
+        assert_eq!(err.key, "limits.frame_max");
+    }
+}

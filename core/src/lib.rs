@@ -1,0 +1,256 @@
+//! ringmq broker engine: thread-per-core shards on glommio.
+//!
+//! What it is: the broker — sharded queues, replicated exchanges and
+//! bindings, sessions speaking the native protocol — as a library with a
+//! [`Broker`] handle (used by the `ringmq` binary and by tests) .
+//!
+//! What it is not: the AMQP gateway (a separate process, `gateway/`) or
+//! the wire codec (`ringmq-protocol`).
+//!
+//! ```text
+//! socket -> net::connection -> protocol::frame::FrameDecoder -> net::session
+//!   -> exchange::route (on the receiving core, replicated metadata)
+//!   -> shard outbox -> channel mesh (hop only if another shard owns the queue)
+//!   -> queue::Queue::publish -> queue::Sink::deliver -> outbox -> session
+//!   -> session::flush (DeliverBatch frames) -> writer -> socket
+//! ```
+//!
+//! See `docs/architecture.md` for the design.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod exchange;
+pub mod local;
+pub mod message;
+pub mod meta;
+pub mod net;
+pub mod queue;
+pub mod shard;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
+use tracing::{error, info};
+
+pub use config::Config;
+
+use crate::shard::mesh::ShardMsg;
+use crate::shard::Shard;
+
+/// Capacity of each mesh channel, in batches.
+const MESH_CHANNEL_BATCHES: usize = 256;
+
+/// The broker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The listen address is taken or invalid.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The executors could not start.
+    #[error("cannot start shard executors: {0}")]
+    Executors(String),
+}
+
+/// Asks a running broker to shut down; `Send`, so a signal thread can hold
+/// one.
+#[derive(Clone, Debug)]
+pub struct Stopper(Arc<Mutex<Option<mpsc::Sender<()>>>>);
+
+impl Stopper {
+    /// Starts a graceful shutdown (idempotent).
+    pub fn stop(&self) {
+        if let Ok(mut tx) = self.0.lock() {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// A running broker.
+pub struct Broker {
+    addr: SocketAddr,
+    stopper: Stopper,
+    handles: PoolThreadHandles<()>,
+}
+
+impl Broker {
+    /// Starts the shards and listens; returns once every shard accepts.
+    ///
+    /// # Errors
+    /// Invalid configuration, a listen address in use, executor failures.
+    pub fn start(config: Config) -> Result<Broker, StartError> {
+        config.validate()?;
+        let want = config.server.listen;
+        // glommio listeners use SO_REUSEPORT; probe without it so a port
+        // already in use is an error instead of a silent second broker.
+        let probe = std::net::TcpListener::bind(want)
+            .map_err(|source| StartError::Listen { addr: want, source })?;
+        let addr = probe
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr: want, source })?;
+        drop(probe);
+
+        let shards = config.shard_count();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let placement = if config.server.pin_cores && shards <= cores {
+            PoolPlacement::MaxSpread(shards, None)
+        } else {
+            PoolPlacement::Unbound(shards)
+        };
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let stop_rx = Arc::new(Mutex::new(Some(stop_rx)));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let mesh = MeshBuilder::<Vec<ShardMsg>, _>::full(shards, MESH_CHANNEL_BATCHES);
+        let config = Arc::new(config);
+        let handles = LocalExecutorPoolBuilder::new(placement)
+            .name("ringmq-shard")
+            .on_all_shards(move || {
+                let config = config.clone();
+                let mesh = mesh.clone();
+                let stop_rx = stop_rx.clone();
+                let ready_tx = ready_tx.clone();
+                async move { run_shard(config, mesh, addr, stop_rx, ready_tx).await }
+            })
+            .map_err(|e| StartError::Executors(e.to_string()))?;
+        let stopper = Stopper(Arc::new(Mutex::new(Some(stop_tx))));
+        for _ in 0..shards {
+            match ready_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    stopper.stop();
+                    let _ = handles.join_all();
+                    return Err(StartError::Listen {
+                        addr,
+                        source: std::io::Error::other(e),
+                    });
+                }
+                Err(_) => {
+                    stopper.stop();
+                    return Err(StartError::Executors(
+                        "shards did not start within 30 s".into(),
+                    ));
+                }
+            }
+        }
+        info!(%addr, shards, "ringmq listening");
+        Ok(Broker {
+            addr,
+            stopper,
+            handles,
+        })
+    }
+
+    /// The native protocol address (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that can stop the broker from any thread.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Waits until the broker has shut down (after [`Stopper::stop`]).
+    pub fn wait(self) {
+        for r in self.handles.join_all() {
+            if let Err(e) = r {
+                error!(error = %e, "shard ended with an error");
+            }
+        }
+    }
+
+    /// Shuts down gracefully and waits.
+    pub fn stop(self) {
+        self.stopper.stop();
+        self.wait();
+    }
+}
+
+async fn run_shard(
+    config: Arc<Config>,
+    mesh: MeshBuilder<Vec<ShardMsg>, glommio::channels::channel_mesh::Full>,
+    addr: SocketAddr,
+    stop_rx: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
+    let count = mesh.nr_peers() as u16;
+    let (senders, mut receivers) = match mesh.join().await {
+        Ok(pair) => pair,
+        Err(e) => {
+            let _ = ready.send(Err(format!("mesh join failed: {e}")));
+            return;
+        }
+    };
+    let id = senders.peer_id() as u16;
+    let shard = Rc::new(Shard::new(
+        id,
+        count,
+        Rc::new((*config).clone()),
+        Some(senders),
+    ));
+    for (peer, rx) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(batch) = rx.recv().await {
+                shard.handle_batch(peer as u16, batch);
+            }
+        })
+        .detach();
+    }
+    for to in 0..count {
+        glommio::spawn_local(shard.clone().run_outbox(to)).detach();
+    }
+    glommio::spawn_local(shard.clone().run_timers()).detach();
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id} cannot listen on {addr}: {e}")));
+            shard.shutdown_all();
+            shard.exit.wait().await;
+            return;
+        }
+    };
+    glommio::spawn_local(net::listener::serve(listener, shard.clone())).detach();
+    if id == 0 {
+        let rx = stop_rx.lock().ok().and_then(|mut r| r.take());
+        if let Some(rx) = rx {
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    match rx.try_recv() {
+                        Ok(()) | Err(mpsc::TryRecvError::Disconnected) => break,
+                        Err(mpsc::TryRecvError::Empty) => {
+                            glommio::timer::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                info!("shutting down");
+                shard.shutdown_all();
+            })
+            .detach();
+        }
+    }
+    let _ = ready.send(Ok(()));
+    shard.exit.wait().await;
+    // Let the last replies (Exit to the other shards) leave the outboxes.
+    glommio::timer::sleep(Duration::from_millis(5)).await;
+    info!(shard = id, "shard stopped");
+}

@@ -1,0 +1,86 @@
+//! `ringmq`: the broker binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ringmq_core::{Broker, Config};
+use tracing::info;
+
+/// ringmq message broker.
+#[derive(Parser, Debug)]
+#[command(name = "ringmq", version, about)]
+struct Cli {
+    /// Configuration file (TOML; see core/ringmq.example.toml).
+    #[arg(long, env = "RINGMQ_CONFIG")]
+    config: Option<PathBuf>,
+    /// Native protocol listen address (overrides server.listen).
+    #[arg(long, env = "RINGMQ_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory (overrides storage.data_dir).
+    #[arg(long, env = "RINGMQ_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Number of shards, 0 for one per core (overrides server.cores).
+    #[arg(long, env = "RINGMQ_CORES")]
+    cores: Option<usize>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Prints the password hash to put in a [[users]] entry.
+    HashPassword {
+        /// The password.
+        password: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::HashPassword { password }) = &cli.command {
+        println!("{}", ringmq_core::auth::hash_password(password));
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RINGMQ_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let mut config = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Config::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(l) = cli.listen {
+        config.server.listen = l;
+    }
+    if let Some(d) = cli.data_dir {
+        config.storage.data_dir = d;
+    }
+    if let Some(c) = cli.cores {
+        config.server.cores = c;
+    }
+    config.validate()?;
+    std::fs::create_dir_all(&config.storage.data_dir)
+        .with_context(|| format!("creating data dir {}", config.storage.data_dir.display()))?;
+    let broker = Broker::start(config)?;
+    let stopper = broker.stopper();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            info!(signal = sig, "signal received");
+            stopper.stop();
+        }
+    });
+    broker.wait();
+    info!("ringmq stopped");
+    Ok(())
+}

@@ -1,0 +1,1747 @@
+//! One client connection: handshake, channels, and the translation of
+//! frames into shard work.
+//!
+//! The reader task decodes frames and handles them in order; requests that
+//! need another shard (declares, consume, get…) await the answer, which
+//! holds up later frames of the same connection, as AMQP's synchronous
+//! methods do. Publishes and settlements never wait: they are routed here
+//! and posted to the owning shards. Output (replies, deliveries, returns,
+//! confirms) goes into one buffer that a writer task drains; credit for
+//! deliveries is given back to queues only once they reached the socket, so
+//! a slow client slows its queues instead of growing memory.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use rustc_hash::FxHashMap;
+use tracing::{debug, info, warn, Instrument};
+
+use ringmq_protocol::field::FieldTable;
+use ringmq_protocol::frame::{Frame, FrameDecoder, Kind};
+use ringmq_protocol::message::{self as pm, body_slice, view, Message as Wire, PROTOCOL_VERSION};
+use ringmq_protocol::{wire, Encoder, ErrorCode, FieldValue, Properties};
+
+use crate::auth::{self, LoginError};
+use crate::error::Refusal;
+use crate::exchange::{ExchangeDef, ExchangeKind, QueueId, QueueRef, Targets};
+use crate::local::{GatePass, Notify};
+use crate::message::{Message, Text};
+use crate::meta::{DestName, SessionId};
+use crate::net::connection::{split, ReadHalf, WriteHalf};
+use crate::queue::args::Overflow;
+use crate::queue::{ConsumerId, ConsumerSpec, MsgId};
+use crate::shard::mesh::{CallReq, CallResp, ConfirmRef, SettleHow, ShardMsg};
+use crate::shard::Shard;
+
+/// Deliveries a consumer without a prefetch limit may have in flight
+/// between its queue and the socket.
+const CREDIT_WINDOW: u32 = 2048;
+
+/// Target size of one delivery frame.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// How long a closing connection waits for the peer's `CloseOk`.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Why the reader stops.
+enum Stop {
+    /// The peer closed the socket or the close handshake finished.
+    Done,
+    /// Close the connection with this error.
+    Close {
+        refusal: Refusal,
+        kind: u16,
+        channel: u16,
+    },
+}
+
+impl Stop {
+    fn new(code: ErrorCode, text: impl std::fmt::Display, kind: u16, channel: u16) -> Stop {
+        Stop::Close {
+            refusal: Refusal::new(code, text),
+            kind,
+            channel,
+        }
+    }
+}
+
+struct Unacked {
+    tag: u64,
+    queue: QueueRef,
+    id: MsgId,
+    /// Consumer to credit when settled (prefetch-limited consumers).
+    credit: Option<ConsumerId>,
+}
+
+struct ConsumerInfo {
+    tag: Rc<str>,
+    queue: QueueRef,
+    channel: u16,
+    /// Prefetch limit; 0 = unlimited (credit follows the socket).
+    prefetch: u32,
+}
+
+struct PendingDelivery {
+    tag: Rc<str>,
+    delivery_tag: u64,
+    redelivered: bool,
+    msg: Message,
+}
+
+/// Publisher-confirm bookkeeping of a channel: sequence numbers complete
+/// when every queue that must answer has answered; confirms go out in
+/// order, coalesced with `multiple`.
+#[derive(Default)]
+struct Confirms {
+    /// Sequence number of `pending[0]`.
+    base: u64,
+    /// Per sequence number: answers still awaited, and whether nacked.
+    pending: VecDeque<(u32, bool)>,
+    /// Confirms to send at the next flush.
+    out: Vec<pm::Confirm>,
+}
+
+impl Confirms {
+    fn new() -> Confirms {
+        Confirms {
+            base: 1,
+            ..Confirms::default()
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.base + self.pending.len() as u64
+    }
+
+    fn register(&mut self, waiting: u32, nack: bool) {
+        self.pending.push_back((waiting, nack));
+        self.drain();
+    }
+
+    fn complete(&mut self, seq: u64, nack: bool) {
+        if seq < self.base {
+            return;
+        }
+        if let Some(p) = self.pending.get_mut((seq - self.base) as usize) {
+            p.0 = p.0.saturating_sub(1);
+            p.1 |= nack;
+        }
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(&(0, nack)) = self.pending.front() {
+            self.pending.pop_front();
+            let tag = self.base;
+            self.base += 1;
+            match self.out.last_mut() {
+                Some(last) if last.nack == nack && last.delivery_tag + 1 == tag => {
+                    last.delivery_tag = tag;
+                    last.multiple = true;
+                }
+                _ => self.out.push(pm::Confirm {
+                    delivery_tag: tag,
+                    multiple: false,
+                    nack,
+                }),
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Channel {
+    /// The server closed it and waits for `ChannelCloseOk`.
+    closing: bool,
+    next_tag: u64,
+    unacked: VecDeque<Unacked>,
+    prefetch: u16,
+    prefetch_global: bool,
+    confirms: Option<Confirms>,
+    consumers: FxHashMap<Rc<str>, ConsumerId>,
+    /// channel.flow active (deliveries allowed).
+    flow: bool,
+    /// Credit held back while flow is off.
+    held_credit: Vec<(QueueRef, ConsumerId, u32)>,
+    deliveries: Vec<PendingDelivery>,
+    returns: Vec<pm::Return>,
+    dirty: bool,
+}
+
+enum Phase {
+    Handshake,
+    Open,
+    /// We sent `Close`; waiting for `CloseOk`.
+    Closing,
+}
+
+struct State {
+    phase: Phase,
+    user: String,
+    vhost: String,
+    heartbeat: u16,
+    channel_max: u16,
+    channels: FxHashMap<u16, Channel>,
+    consumers: FxHashMap<ConsumerId, ConsumerInfo>,
+    exclusive: Vec<(String, QueueId)>,
+    dirty_channels: Vec<u16>,
+    /// Credit to give back once the buffered output reached the socket.
+    owed: FxHashMap<(QueueRef, ConsumerId), u32>,
+    encoder: Encoder,
+}
+
+/// A connection.
+pub struct Session {
+    /// Server-wide id.
+    pub id: SessionId,
+    shard: Rc<Shard>,
+    peer: SocketAddr,
+    st: RefCell<State>,
+    out: RefCell<BytesMut>,
+    wake_writer: Notify,
+    /// The writer finished a write (the buffer drained).
+    drained: Notify,
+    closed: Cell<bool>,
+}
+
+impl Session {
+    /// A session for a new connection.
+    pub fn new(shard: Rc<Shard>, peer: SocketAddr) -> Rc<Session> {
+        let id = shard.new_session_id();
+        let channel_max = shard.config.limits.channel_max;
+        Rc::new(Session {
+            id,
+            shard,
+            peer,
+            st: RefCell::new(State {
+                phase: Phase::Handshake,
+                user: String::new(),
+                vhost: String::new(),
+                heartbeat: 0,
+                channel_max,
+                channels: FxHashMap::default(),
+                consumers: FxHashMap::default(),
+                exclusive: Vec::new(),
+                dirty_channels: Vec::new(),
+                owed: FxHashMap::default(),
+                encoder: Encoder::new(),
+            }),
+            out: RefCell::new(BytesMut::with_capacity(64 * 1024)),
+            wake_writer: Notify::new(),
+            drained: Notify::new(),
+            closed: Cell::new(false),
+        })
+    }
+
+    /// Serves the connection until it closes.
+    pub async fn run(self: Rc<Self>, stream: TcpStream, _pass: GatePass) {
+        let span = tracing::info_span!("session", conn = self.id, peer = %self.peer, shard = self.shard.id);
+        let me = self.clone();
+        async move {
+            let _ = stream.set_nodelay(true);
+            let (mut reader, writer) = split(stream);
+            let writer_task = glommio::spawn_local(me.clone().run_writer(writer));
+            let stop = me.read_loop(&mut reader).await;
+            if let Stop::Close { refusal, kind, channel } = &stop {
+                if !me.closed.get() {
+                    debug!(code = refusal.code.as_u16(), text = %refusal.text, "closing connection");
+                    me.send(
+                        0,
+                        &Wire::Close(pm::Close {
+                            code: refusal.code.as_u16(),
+                            text: refusal.text.clone(),
+                            failed_kind: *kind,
+                            channel: *channel,
+                        }),
+                    );
+                    me.st.borrow_mut().phase = Phase::Closing;
+                    me.wait_close_ok(&mut reader).await;
+                }
+            }
+            me.closed.set(true);
+            me.wake_writer.notify();
+            writer_task.await;
+            me.teardown().await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn read_loop(self: &Rc<Self>, reader: &mut ReadHalf) -> Stop {
+        let limits = &self.shard.config.limits;
+        let mut decoder = FrameDecoder::new(limits.frame_max);
+        let mut buf = vec![0u8; 256 * 1024];
+        let _ = reader.set_timeout(Some(Duration::from_millis(
+            limits.handshake_timeout_ms.max(1),
+        )));
+        loop {
+            let read =
+                futures_lite::future::or(async { Some(reader.read(&mut buf).await) }, async {
+                    self.shard.stopping.wait().await;
+                    None
+                })
+                .await;
+            let n = match read {
+                None => {
+                    return Stop::new(
+                        ErrorCode::ConnectionForced,
+                        "broker forced connection closure with reason 'shutdown'",
+                        0,
+                        0,
+                    )
+                }
+                Some(Ok(0)) => return Stop::Done,
+                Some(Ok(n)) => n,
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    let handshake = matches!(self.st.borrow().phase, Phase::Handshake);
+                    return if handshake {
+                        Stop::new(ErrorCode::HandshakeRequired, "handshake timed out", 0, 0)
+                    } else {
+                        Stop::new(
+                            ErrorCode::HeartbeatTimeout,
+                            "missed heartbeats from client, timeout",
+                            0,
+                            0,
+                        )
+                    };
+                }
+                Some(Err(e)) => {
+                    debug!(error = %e, "read failed");
+                    return Stop::Done;
+                }
+            };
+            decoder.extend(&buf[..n]);
+            loop {
+                let frame = match decoder.next_frame() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => return Stop::new(e.code(), e, 0, 0),
+                };
+                let was_handshake = matches!(self.st.borrow().phase, Phase::Handshake);
+                if let Err(stop) = self.handle_frame(frame).await {
+                    self.flush();
+                    return stop;
+                }
+                if was_handshake && matches!(self.st.borrow().phase, Phase::Open) {
+                    let hb = self.st.borrow().heartbeat;
+                    let timeout = (hb > 0).then(|| Duration::from_secs(u64::from(hb) * 2));
+                    let _ = reader.set_timeout(timeout);
+                    decoder.set_max_frame(limits.frame_max);
+                }
+            }
+            self.flush();
+            self.shard.wait_for_room().await;
+        }
+    }
+
+    async fn wait_close_ok(&self, reader: &mut ReadHalf) {
+        self.flush();
+        let _ = reader.set_timeout(Some(CLOSE_WAIT));
+        let mut decoder = FrameDecoder::new(self.shard.config.limits.frame_max);
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = std::time::Instant::now() + CLOSE_WAIT;
+        while std::time::Instant::now() < deadline {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => decoder.extend(&buf[..n]),
+            }
+            while let Ok(Some(f)) = decoder.next_frame() {
+                if f.header.kind == Kind::CloseOk.as_u16() || f.header.kind == Kind::Close.as_u16()
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_writer(self: Rc<Self>, mut w: WriteHalf) {
+        let mut last_write = std::time::Instant::now();
+        loop {
+            let hb = self.st.borrow().heartbeat;
+            if hb == 0 || matches!(self.st.borrow().phase, Phase::Handshake) {
+                self.wake_writer.wait().await;
+            } else {
+                let wait = Duration::from_secs(u64::from(hb)).saturating_sub(last_write.elapsed());
+                let timer = glommio::timer::sleep(wait.max(Duration::from_millis(1)));
+                futures_lite::future::or(self.wake_writer.wait(), timer).await;
+                if last_write.elapsed() >= Duration::from_secs(u64::from(hb))
+                    && self.out.borrow().is_empty()
+                {
+                    ringmq_protocol::frame::put_frame(
+                        &mut self.out.borrow_mut(),
+                        Kind::Heartbeat,
+                        0,
+                        &[],
+                    );
+                }
+            }
+            loop {
+                let chunk = self.out.borrow_mut().split();
+                if chunk.is_empty() {
+                    break;
+                }
+                let owed = std::mem::take(&mut self.st.borrow_mut().owed);
+                if let Err(e) = w.write_all(&chunk).await {
+                    debug!(error = %e, "write failed");
+                    self.closed.set(true);
+                    return;
+                }
+                last_write = std::time::Instant::now();
+                for ((queue, consumer), credit) in owed {
+                    self.shard.post(
+                        queue.shard,
+                        ShardMsg::Credit {
+                            queue: queue.id,
+                            consumer,
+                            credit,
+                        },
+                    );
+                }
+                self.drained.notify();
+            }
+            if self.closed.get() {
+                let _ = w.close().await;
+                return;
+            }
+        }
+    }
+
+    /// Appends a reply or notification frame.
+    fn send(&self, corr_id: u64, msg: &Wire) {
+        let mut st = self.st.borrow_mut();
+        st.encoder.encode(&mut self.out.borrow_mut(), corr_id, msg);
+        drop(st);
+        self.wake_writer.notify();
+    }
+
+    fn vhost(&self) -> String {
+        self.st.borrow().vhost.clone()
+    }
+
+    // ----- frames -------------------------------------------------------
+
+    async fn handle_frame(self: &Rc<Self>, frame: Frame) -> Result<(), Stop> {
+        let corr = frame.header.corr_id;
+        let raw_kind = frame.header.kind;
+        let Some(kind) = Kind::from_u16(raw_kind) else {
+            return Err(Stop::new(
+                ErrorCode::UnknownKind,
+                format_args!("unknown frame kind {raw_kind:#06x}"),
+                raw_kind,
+                0,
+            ));
+        };
+        let phase_handshake = matches!(self.st.borrow().phase, Phase::Handshake);
+        let closing = matches!(self.st.borrow().phase, Phase::Closing);
+        if closing {
+            return match kind {
+                Kind::CloseOk | Kind::Close => Err(Stop::Done),
+                _ => Ok(()),
+            };
+        }
+        if phase_handshake {
+            if kind != Kind::Hello {
+                return Err(Stop::new(
+                    ErrorCode::HandshakeRequired,
+                    format_args!("expected Hello, got {kind}"),
+                    raw_kind,
+                    0,
+                ));
+            }
+            return self.handshake(corr, &frame);
+        }
+        // Hot paths first: no owned decode.
+        match kind {
+            Kind::Publish => return self.publish(&frame),
+            Kind::Settle => return self.settle(&frame),
+            Kind::Heartbeat => return Ok(()),
+            _ => {}
+        }
+        let msg = Wire::decode(&frame).map_err(|e| Stop::new(e.code(), &e, raw_kind, 0))?;
+        let ch = msg.channel();
+        match msg {
+            Wire::Close(_) => {
+                self.send(corr, &Wire::CloseOk);
+                self.closed.set(true);
+                return Err(Stop::Done);
+            }
+            Wire::CloseOk => return Err(Stop::Done),
+            Wire::ChannelOpen(ch) => return self.channel_open(corr, ch),
+            Wire::ChannelClose(c) => {
+                let known = self.st.borrow().channels.contains_key(&c.channel);
+                if known {
+                    self.close_channel(c.channel);
+                }
+                self.send(corr, &Wire::ChannelCloseOk(c.channel));
+                return Ok(());
+            }
+            Wire::ChannelCloseOk(ch) => {
+                let mut st = self.st.borrow_mut();
+                if st.channels.get(&ch).is_some_and(|c| c.closing) {
+                    st.channels.remove(&ch);
+                }
+                return Ok(());
+            }
+            Wire::Hello(_) => {
+                return Err(Stop::new(
+                    ErrorCode::CommandInvalid,
+                    "second Hello on an open connection",
+                    raw_kind,
+                    0,
+                ))
+            }
+            Wire::HelloOk(_)
+            | Wire::Blocked { .. }
+            | Wire::Unblocked
+            | Wire::ChannelOpenOk(_)
+            | Wire::ExchangeDeclareOk(_)
+            | Wire::ExchangeDeleteOk(_)
+            | Wire::ExchangeBindOk(_)
+            | Wire::ExchangeUnbindOk(_)
+            | Wire::QueueDeclareOk(_)
+            | Wire::QueuePurgeOk(_)
+            | Wire::QueueBindOk(_)
+            | Wire::QueueUnbindOk(_)
+            | Wire::QueueDeleteOk(_)
+            | Wire::QosOk(_)
+            | Wire::ConsumeOk(_)
+            | Wire::CancelOk(_)
+            | Wire::ServerCancel(_)
+            | Wire::Deliver(_)
+            | Wire::Return(_)
+            | Wire::GetOk(_)
+            | Wire::GetEmpty(_)
+            | Wire::RecoverOk(_)
+            | Wire::ConfirmSelectOk(_)
+            | Wire::Confirm(_)
+            | Wire::ChannelFlowOk(_) => {
+                return Err(Stop::new(
+                    ErrorCode::CommandInvalid,
+                    format_args!("{kind} is sent by the server, not the client"),
+                    raw_kind,
+                    ch,
+                ))
+            }
+            _ => {}
+        }
+        match self.channel_state(ch) {
+            ChanState::Open => {}
+            ChanState::Closing => return Ok(()), // discarded until ChannelCloseOk
+            ChanState::Missing => {
+                return Err(Stop::new(
+                    ErrorCode::ChannelError,
+                    format_args!("channel {ch} is not open (expected ChannelOpen before {kind})"),
+                    raw_kind,
+                    ch,
+                ))
+            }
+        }
+        let result = self.request(corr, msg).await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(r) => self.refuse(r, raw_kind, ch, corr),
+        }
+    }
+
+    /// Turns a refusal into a channel close (soft) or connection close
+    /// (hard).
+    fn refuse(&self, r: Refusal, kind: u16, ch: u16, corr: u64) -> Result<(), Stop> {
+        if r.code.is_connection_level() || ch == 0 {
+            return Err(Stop::Close {
+                refusal: r,
+                kind,
+                channel: ch,
+            });
+        }
+        debug!(channel = ch, code = r.code.as_u16(), text = %r.text, "closing channel");
+        self.close_channel(ch);
+        if let Some(c) = self.st.borrow_mut().channels.get_mut(&ch) {
+            c.closing = true;
+        }
+        self.send(
+            corr,
+            &Wire::ChannelClose(pm::ChannelClose {
+                channel: ch,
+                code: r.code.as_u16(),
+                text: r.text,
+                failed_kind: kind,
+            }),
+        );
+        Ok(())
+    }
+
+    fn channel_state(&self, ch: u16) -> ChanState {
+        match self.st.borrow().channels.get(&ch) {
+            None => ChanState::Missing,
+            Some(c) if c.closing => ChanState::Closing,
+            Some(_) => ChanState::Open,
+        }
+    }
+
+    fn handshake(self: &Rc<Self>, corr: u64, frame: &Frame) -> Result<(), Stop> {
+        let kind = Kind::Hello.as_u16();
+        let Ok(Wire::Hello(h)) = Wire::decode(frame) else {
+            return Err(Stop::new(
+                ErrorCode::InvalidBody,
+                "Hello body is not a valid Hello table",
+                kind,
+                0,
+            ));
+        };
+        if h.version != PROTOCOL_VERSION {
+            return Err(Stop::new(
+                ErrorCode::UnsupportedVersion,
+                format_args!(
+                    "protocol version {} not supported (server speaks {PROTOCOL_VERSION})",
+                    h.version
+                ),
+                kind,
+                0,
+            ));
+        }
+        if !h.mechanism.is_empty() && h.mechanism != "PLAIN" {
+            return Err(Stop::new(
+                ErrorCode::AccessRefused,
+                format_args!("unsupported authentication mechanism '{}'", h.mechanism),
+                kind,
+                0,
+            ));
+        }
+        let config = &self.shard.config;
+        let from_loopback = self.client_ip(&h).is_loopback();
+        let vhost = if h.vhost.is_empty() {
+            "/".to_owned()
+        } else {
+            h.vhost.clone()
+        };
+        if let Err(e) = auth::login(config, &h.username, &h.password, &vhost, from_loopback) {
+            let (code, text) = match e {
+                LoginError::BadCredentials | LoginError::LoopbackOnly => (
+                    ErrorCode::AccessRefused,
+                    "Login was refused using authentication mechanism PLAIN. For details see the broker logfile."
+                        .to_owned(),
+                ),
+                LoginError::NoVhost => (ErrorCode::NotAllowed, format!("vhost {vhost} not found")),
+                LoginError::VhostRefused => (
+                    ErrorCode::NotAllowed,
+                    format!("access to vhost '{vhost}' refused for user '{}'", h.username),
+                ),
+            };
+            info!(user = %h.username, vhost = %vhost, reason = ?e, "login refused");
+            return Err(Stop::new(code, text, kind, 0));
+        }
+        let server_hb = config.server.heartbeat;
+        let heartbeat = match (h.heartbeat, server_hb) {
+            (0, _) | (_, 0) => 0,
+            (c, s) => c.min(s),
+        };
+        let channel_max = match h.channel_max {
+            0 => config.limits.channel_max,
+            c => c.min(config.limits.channel_max),
+        };
+        {
+            let mut st = self.st.borrow_mut();
+            st.phase = Phase::Open;
+            st.user = h.username.clone();
+            st.vhost = vhost.clone();
+            st.heartbeat = heartbeat;
+            st.channel_max = channel_max;
+        }
+        self.shard.add_session(self.clone());
+        info!(user = %h.username, vhost = %vhost, heartbeat, "connection open");
+        let mut props = FieldTable::new();
+        props.insert("product", FieldValue::string("ringmq"));
+        props.insert("version", FieldValue::string(env!("CARGO_PKG_VERSION")));
+        self.send(
+            corr,
+            &Wire::HelloOk(pm::HelloOk {
+                version: PROTOCOL_VERSION,
+                server_properties: props,
+                heartbeat,
+                frame_max: config.limits.frame_max,
+                channel_max,
+                connection_id: self.id,
+            }),
+        );
+        Ok(())
+    }
+
+    /// The client's address: the socket peer, or the address a gateway on
+    /// loopback forwards.
+    fn client_ip(&self, h: &pm::Hello) -> IpAddr {
+        let ip = self.peer.ip();
+        if ip.is_loopback() {
+            if let Some(f) = &h.forwarded_for {
+                if let Ok(addr) = f.parse::<SocketAddr>() {
+                    return addr.ip();
+                }
+                if let Ok(addr) = f.parse::<IpAddr>() {
+                    return addr;
+                }
+            }
+        }
+        ip
+    }
+
+    fn channel_open(&self, corr: u64, ch: u16) -> Result<(), Stop> {
+        let kind = Kind::ChannelOpen.as_u16();
+        let mut st = self.st.borrow_mut();
+        if ch == 0 || ch > st.channel_max {
+            return Err(Stop::new(
+                ErrorCode::ChannelError,
+                format_args!("channel number {ch} out of range 1..={}", st.channel_max),
+                kind,
+                ch,
+            ));
+        }
+        if st.channels.contains_key(&ch) {
+            return Err(Stop::new(
+                ErrorCode::ChannelError,
+                format_args!("second ChannelOpen for channel {ch}"),
+                kind,
+                ch,
+            ));
+        }
+        st.channels.insert(
+            ch,
+            Channel {
+                next_tag: 1,
+                flow: true,
+                ..Channel::default()
+            },
+        );
+        drop(st);
+        self.send(corr, &Wire::ChannelOpenOk(ch));
+        Ok(())
+    }
+
+    // ----- publish ------------------------------------------------------
+
+    fn publish(self: &Rc<Self>, frame: &Frame) -> Result<(), Stop> {
+        let kind = Kind::Publish.as_u16();
+        let batch = view::<wire::PublishBatch>(Kind::Publish, &frame.body)
+            .map_err(|e| Stop::new(e.code(), &e, kind, 0))?;
+        let ch = batch.channel();
+        match self.channel_state(ch) {
+            ChanState::Open => {}
+            ChanState::Closing => return Ok(()),
+            ChanState::Missing => {
+                return Err(Stop::new(
+                    ErrorCode::ChannelError,
+                    format_args!("channel {ch} is not open (expected ChannelOpen before Publish)"),
+                    kind,
+                    ch,
+                ))
+            }
+        }
+        let Some(messages) = batch.messages() else {
+            return Ok(());
+        };
+        match self.publish_all(frame, ch, messages) {
+            Ok(()) => Ok(()),
+            Err(r) => self.refuse(r, kind, ch, 0),
+        }
+    }
+
+    fn publish_all(
+        self: &Rc<Self>,
+        frame: &Frame,
+        ch: u16,
+        messages: ringmq_protocol::flatbuffers::Vector<
+            '_,
+            ringmq_protocol::flatbuffers::ForwardsUOffset<wire::Publish<'_>>,
+        >,
+    ) -> Result<(), Refusal> {
+        let shard = &self.shard;
+        let max_size = shard.config.limits.max_message_size;
+        let meta = shard.meta.borrow();
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        let Some(vhost) = meta.vhost(&st.vhost) else {
+            return Err(Refusal::new(ErrorCode::NotAllowed, "vhost was deleted"));
+        };
+        let Some(channel) = st.channels.get_mut(&ch) else {
+            return Ok(());
+        };
+        let mut targets = Targets::default();
+        let mut cached: Option<(&str, &crate::exchange::Exchange)> = None;
+        let mut mark_dirty = false;
+        for p in messages.iter() {
+            if p.immediate() {
+                return Err(Refusal::new(ErrorCode::NotImplemented, "immediate=true"));
+            }
+            let body = body_slice(&frame.body, p.body());
+            if body.len() > max_size {
+                return Err(Refusal::new(
+                    ErrorCode::PreconditionFailed,
+                    format_args!(
+                        "message size {} is larger than configured max size {max_size}",
+                        body.len()
+                    ),
+                ));
+            }
+            let xname = p.exchange().unwrap_or("");
+            let x = match cached {
+                Some((n, x)) if n == xname => x,
+                _ => {
+                    let x = vhost
+                        .exchange(xname)
+                        .ok_or_else(|| Refusal::no_exchange(&vhost.name, xname))?;
+                    if x.def.internal {
+                        return Err(Refusal::new(
+                            ErrorCode::AccessRefused,
+                            format_args!(
+                                "cannot publish to internal exchange '{xname}' in vhost '{}'",
+                                vhost.name
+                            ),
+                        ));
+                    }
+                    cached = Some((xname, x));
+                    x
+                }
+            };
+            let props = match p.properties() {
+                None => None,
+                Some(view) => {
+                    let props = Properties::decode(Some(view))
+                        .map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
+                    if let Some(u) = &props.user_id {
+                        if *u != st.user {
+                            return Err(Refusal::new(
+                                ErrorCode::PreconditionFailed,
+                                format_args!(
+                                    "user_id property set to '{u}' but authenticated user was '{}'",
+                                    st.user
+                                ),
+                            ));
+                        }
+                    }
+                    Some(Arc::new(props))
+                }
+            };
+            let routing_key = p.routing_key().unwrap_or("");
+            let msg = Message {
+                exchange: Text::slice_of(&frame.body, xname),
+                routing_key: Text::slice_of(&frame.body, routing_key),
+                props,
+                body,
+                publisher: self.id,
+            };
+            if let Err(bad) = msg.expiration_ms() {
+                return Err(Refusal::new(
+                    ErrorCode::PreconditionFailed,
+                    format_args!("invalid expiration '{bad}': not a non-negative integer number of milliseconds"),
+                ));
+            }
+            targets.clear();
+            vhost.route(x, routing_key, msg.headers(), &mut targets);
+            let seq = channel.confirms.as_ref().map(Confirms::next_seq);
+            if targets.is_empty() {
+                if p.mandatory() {
+                    channel.returns.push(pm::Return {
+                        reply_code: ErrorCode::NoRoute.as_u16(),
+                        reply_text: "NO_ROUTE".to_owned(),
+                        exchange: xname.to_owned(),
+                        routing_key: routing_key.to_owned(),
+                        properties: msg.props.as_deref().cloned().unwrap_or_default(),
+                        body: msg.body.clone(),
+                    });
+                    mark_dirty = true;
+                }
+                if let Some(c) = &mut channel.confirms {
+                    c.register(0, false);
+                    mark_dirty = true;
+                }
+                continue;
+            }
+            let confirm = seq.map(|seq| ConfirmRef {
+                session: self.id,
+                channel: ch,
+                seq,
+            });
+            let persistent = msg.is_persistent();
+            let waiting = shard.enqueue_all(&targets, msg, confirm, |q| {
+                vhost.queue_by_id(q.id).is_some_and(|d| {
+                    d.args.overflow != Overflow::DropHead
+                        && (d.args.max_length.is_some() || d.args.max_length_bytes.is_some())
+                        || (d.durable && persistent && self.shard.persists())
+                })
+            });
+            if let Some(c) = &mut channel.confirms {
+                c.register(waiting, false);
+                mark_dirty = true;
+            }
+        }
+        if mark_dirty && !channel.dirty {
+            channel.dirty = true;
+            st.dirty_channels.push(ch);
+        }
+        Ok(())
+    }
+
+    // ----- settle -------------------------------------------------------
+
+    fn settle(&self, frame: &Frame) -> Result<(), Stop> {
+        let kind = Kind::Settle.as_u16();
+        let batch = view::<wire::SettleBatch>(Kind::Settle, &frame.body)
+            .map_err(|e| Stop::new(e.code(), &e, kind, 0))?;
+        let ch = batch.channel();
+        match self.channel_state(ch) {
+            ChanState::Open => {}
+            ChanState::Closing => return Ok(()),
+            ChanState::Missing => {
+                return Err(Stop::new(
+                    ErrorCode::ChannelError,
+                    format_args!("channel {ch} is not open (expected ChannelOpen before Settle)"),
+                    kind,
+                    ch,
+                ))
+            }
+        }
+        let Some(items) = batch.items() else {
+            return Ok(());
+        };
+        for item in items.iter() {
+            let op = pm::settle_op(item.op()).map_err(|e| Stop::new(e.code(), &e, kind, ch))?;
+            let how = match op {
+                pm::SettleOp::Ack => SettleHow::Ack,
+                _ if item.requeue() => SettleHow::Requeue,
+                _ => SettleHow::Discard,
+            };
+            let multiple = item.multiple() && op != pm::SettleOp::Reject;
+            if let Err(r) = self.settle_one(ch, item.delivery_tag(), multiple, how) {
+                return self.refuse(r, kind, ch, 0);
+            }
+        }
+        Ok(())
+    }
+
+    fn settle_one(&self, ch: u16, tag: u64, multiple: bool, how: SettleHow) -> Result<(), Refusal> {
+        let mut st = self.st.borrow_mut();
+        let Some(channel) = st.channels.get_mut(&ch) else {
+            return Ok(());
+        };
+        let unknown = || {
+            Refusal::new(
+                ErrorCode::PreconditionFailed,
+                format_args!("unknown delivery tag {tag}"),
+            )
+        };
+        let mut taken: Vec<Unacked> = Vec::new();
+        if multiple {
+            let upto = if tag == 0 { u64::MAX } else { tag };
+            if tag != 0 && channel.unacked.front().is_none_or(|u| u.tag > tag) {
+                return Err(unknown());
+            }
+            while channel.unacked.front().is_some_and(|u| u.tag <= upto) {
+                taken.extend(channel.unacked.pop_front());
+            }
+        } else {
+            let at = channel
+                .unacked
+                .binary_search_by_key(&tag, |u| u.tag)
+                .map_err(|_| unknown())?;
+            taken.extend(channel.unacked.remove(at));
+        }
+        let flow = channel.flow;
+        for u in taken {
+            let credit = if flow { u.credit } else { None };
+            if let (Some(c), false) = (u.credit, flow) {
+                channel.held_credit.push((u.queue, c, 1));
+            }
+            self.shard.post(
+                u.queue.shard,
+                ShardMsg::Settle {
+                    queue: u.queue.id,
+                    id: u.id,
+                    how,
+                    credit,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    // ----- other requests ------------------------------------------------
+
+    async fn request(self: &Rc<Self>, corr: u64, msg: Wire) -> Result<(), Refusal> {
+        let shard = self.shard.clone();
+        let vhost = self.vhost();
+        let max_name = shard.config.limits.max_name_len;
+        let check_name = |what: &str, name: &str| -> Result<(), Refusal> {
+            if name.len() > max_name {
+                return Err(Refusal::new(
+                    ErrorCode::SyntaxError,
+                    format_args!(
+                        "{what} name is {} bytes; the limit is {max_name}",
+                        name.len()
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        match msg {
+            Wire::ExchangeDeclare(d) => {
+                check_name("exchange", &d.exchange)?;
+                let kind = ExchangeKind::parse(&d.kind).unwrap_or(ExchangeKind::Direct);
+                let def = ExchangeDef {
+                    name: d.exchange,
+                    kind,
+                    durable: d.durable,
+                    auto_delete: d.auto_delete,
+                    internal: d.internal,
+                    arguments: d.arguments,
+                };
+                let req = CallReq::DeclareExchange {
+                    vhost,
+                    def,
+                    kind_name: d.kind,
+                    passive: d.passive,
+                };
+                ok(shard.call(0, req).await)?;
+                self.send(corr, &Wire::ExchangeDeclareOk(d.channel));
+            }
+            Wire::ExchangeDelete(d) => {
+                check_name("exchange", &d.exchange)?;
+                let req = CallReq::DeleteExchange {
+                    vhost,
+                    name: d.exchange,
+                    if_unused: d.if_unused,
+                };
+                ok(shard.call(0, req).await)?;
+                self.send(corr, &Wire::ExchangeDeleteOk(d.channel));
+            }
+            Wire::ExchangeBind(b) => {
+                self.bind(&vhost, &b, false, false).await?;
+                self.send(corr, &Wire::ExchangeBindOk(b.channel));
+            }
+            Wire::ExchangeUnbind(b) => {
+                self.bind(&vhost, &b, false, true).await?;
+                self.send(corr, &Wire::ExchangeUnbindOk(b.channel));
+            }
+            Wire::QueueBind(b) => {
+                self.bind(&vhost, &b, true, false).await?;
+                self.send(corr, &Wire::QueueBindOk(b.channel));
+            }
+            Wire::QueueUnbind(b) => {
+                self.bind(&vhost, &b, true, true).await?;
+                self.send(corr, &Wire::QueueUnbindOk(b.channel));
+            }
+            Wire::QueueDeclare(d) => {
+                check_name("queue", &d.queue)?;
+                let def = if d.passive {
+                    shard.meta.borrow().check_queue_declare(
+                        &vhost,
+                        &d.queue,
+                        true,
+                        d.durable,
+                        d.exclusive,
+                        d.auto_delete,
+                        &d.arguments,
+                        self.id,
+                    )?;
+                    let meta = shard.meta.borrow();
+                    meta.usable_queue(&vhost, &d.queue, self.id)?.clone()
+                } else {
+                    let req = CallReq::DeclareQueue {
+                        vhost: vhost.clone(),
+                        name: d.queue,
+                        durable: d.durable,
+                        exclusive: d.exclusive,
+                        auto_delete: d.auto_delete,
+                        arguments: d.arguments,
+                        session: self.id,
+                    };
+                    match shard.call(0, req).await {
+                        CallResp::Queue(def) => def,
+                        other => return Err(unexpected(other)),
+                    }
+                };
+                if def.exclusive_owner == Some(self.id) {
+                    let mut st = self.st.borrow_mut();
+                    if !st.exclusive.iter().any(|(_, id)| *id == def.id) {
+                        st.exclusive.push((vhost.clone(), def.id));
+                    }
+                }
+                let (messages, consumers) = match shard
+                    .call(def.shard, CallReq::Counts { queue: def.id })
+                    .await
+                {
+                    CallResp::Counts {
+                        messages,
+                        consumers,
+                    } => (messages, consumers),
+                    CallResp::Refused(_) => return Err(Refusal::no_queue(&vhost, &def.name)),
+                    other => return Err(unexpected(other)),
+                };
+                self.send(
+                    corr,
+                    &Wire::QueueDeclareOk(pm::QueueDeclareOk {
+                        channel: d.channel,
+                        queue: def.name,
+                        message_count: messages,
+                        consumer_count: consumers,
+                    }),
+                );
+            }
+            Wire::QueuePurge(d) => {
+                let q = shard
+                    .meta
+                    .borrow()
+                    .usable_queue(&vhost, &d.queue, self.id)?
+                    .qref();
+                let n = match shard.call(q.shard, CallReq::Purge { queue: q.id }).await {
+                    CallResp::Count(n) => n,
+                    other => return Err(unexpected(other)),
+                };
+                self.send(
+                    corr,
+                    &Wire::QueuePurgeOk(pm::MessageCount {
+                        channel: d.channel,
+                        message_count: n,
+                    }),
+                );
+            }
+            Wire::QueueDelete(d) => {
+                check_name("queue", &d.queue)?;
+                let req = CallReq::DeleteQueue {
+                    vhost,
+                    name: d.queue,
+                    if_unused: d.if_unused,
+                    if_empty: d.if_empty,
+                    session: self.id,
+                };
+                let n = match shard.call(0, req).await {
+                    CallResp::Count(n) => n,
+                    CallResp::Refused(r) => return Err(r),
+                    other => return Err(unexpected(other)),
+                };
+                self.send(
+                    corr,
+                    &Wire::QueueDeleteOk(pm::MessageCount {
+                        channel: d.channel,
+                        message_count: n,
+                    }),
+                );
+            }
+            Wire::Qos(q) => {
+                if q.prefetch_size != 0 {
+                    return Err(Refusal::new(
+                        ErrorCode::NotImplemented,
+                        format_args!("prefetch_size!=0 ({})", q.prefetch_size),
+                    ));
+                }
+                if let Some(c) = self.st.borrow_mut().channels.get_mut(&q.channel) {
+                    c.prefetch = q.prefetch_count;
+                    c.prefetch_global = q.global;
+                }
+                self.send(corr, &Wire::QosOk(q.channel));
+            }
+            Wire::Consume(c) => self.consume(corr, &vhost, c).await?,
+            Wire::Cancel(c) => {
+                let found = {
+                    let st = self.st.borrow();
+                    st.channels
+                        .get(&c.channel)
+                        .and_then(|chan| chan.consumers.get(c.consumer_tag.as_str()).copied())
+                        .and_then(|id| st.consumers.get(&id).map(|info| (id, info.queue)))
+                };
+                if let Some((id, queue)) = found {
+                    shard
+                        .call(
+                            queue.shard,
+                            CallReq::Cancel {
+                                queue: queue.id,
+                                consumer: id,
+                            },
+                        )
+                        .await;
+                    self.forget_consumer(id);
+                }
+                self.send(corr, &Wire::CancelOk(c));
+            }
+            Wire::Get(g) => {
+                let q = shard
+                    .meta
+                    .borrow()
+                    .usable_queue(&vhost, &g.queue, self.id)?
+                    .qref();
+                let req = CallReq::Get {
+                    queue: q.id,
+                    session: self.id,
+                    no_ack: g.no_ack,
+                };
+                match shard.call(q.shard, req).await {
+                    CallResp::Got(None) => self.send(corr, &Wire::GetEmpty(g.channel)),
+                    CallResp::Got(Some(m)) => {
+                        let tag = {
+                            let mut st = self.st.borrow_mut();
+                            match st.channels.get_mut(&g.channel) {
+                                Some(chan) => {
+                                    let tag = chan.next_tag;
+                                    chan.next_tag += 1;
+                                    if !g.no_ack {
+                                        chan.unacked.push_back(Unacked {
+                                            tag,
+                                            queue: q,
+                                            id: m.id,
+                                            credit: None,
+                                        });
+                                    }
+                                    Some(tag)
+                                }
+                                None => None,
+                            }
+                        };
+                        let Some(tag) = tag else {
+                            // Channel closed meanwhile: give the message back.
+                            if !g.no_ack {
+                                shard.post(
+                                    q.shard,
+                                    ShardMsg::Requeue {
+                                        queue: q.id,
+                                        ids: vec![m.id],
+                                    },
+                                );
+                            }
+                            return Ok(());
+                        };
+                        self.send(
+                            corr,
+                            &Wire::GetOk(pm::GetOk {
+                                channel: g.channel,
+                                delivery_tag: tag,
+                                redelivered: m.redelivered,
+                                exchange: m.msg.exchange.as_str().to_owned(),
+                                routing_key: m.msg.routing_key.as_str().to_owned(),
+                                message_count: m.remaining,
+                                properties: m.msg.props.as_deref().cloned().unwrap_or_default(),
+                                body: m.msg.body,
+                            }),
+                        );
+                    }
+                    CallResp::Refused(_) => return Err(Refusal::no_queue(&vhost, &g.queue)),
+                    other => return Err(unexpected(other)),
+                }
+            }
+            Wire::Recover(r) => {
+                if !r.requeue {
+                    return Err(Refusal::new(ErrorCode::NotImplemented, "requeue=false"));
+                }
+                self.requeue_unacked(r.channel);
+                self.send(corr, &Wire::RecoverOk(r.channel));
+            }
+            Wire::ConfirmSelect(ch) => {
+                if let Some(c) = self.st.borrow_mut().channels.get_mut(&ch) {
+                    c.confirms.get_or_insert_with(Confirms::new);
+                }
+                self.send(corr, &Wire::ConfirmSelectOk(ch));
+            }
+            Wire::TxSelect(_) | Wire::TxCommit(_) | Wire::TxRollback(_) => {
+                return Err(Refusal::new(
+                    ErrorCode::NotImplemented,
+                    "transactions are not supported by ringmq; use publisher confirms",
+                ));
+            }
+            Wire::ChannelFlow(f) => {
+                let released = {
+                    let mut st = self.st.borrow_mut();
+                    match st.channels.get_mut(&f.channel) {
+                        Some(c) => {
+                            c.flow = f.active;
+                            if f.active {
+                                std::mem::take(&mut c.held_credit)
+                            } else {
+                                Vec::new()
+                            }
+                        }
+                        None => Vec::new(),
+                    }
+                };
+                for (queue, consumer, credit) in released {
+                    shard.post(
+                        queue.shard,
+                        ShardMsg::Credit {
+                            queue: queue.id,
+                            consumer,
+                            credit,
+                        },
+                    );
+                }
+                self.send(corr, &Wire::ChannelFlowOk(f));
+            }
+            other => {
+                return Err(Refusal::new(
+                    ErrorCode::CommandInvalid,
+                    format_args!("{} not valid here", other.kind()),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    async fn bind(
+        &self,
+        vhost: &str,
+        b: &pm::Bind,
+        queue: bool,
+        unbind: bool,
+    ) -> Result<(), Refusal> {
+        let max = self.shard.config.limits.max_name_len;
+        for (what, n) in [
+            ("destination", &b.destination),
+            ("source", &b.source),
+            ("routing key", &b.routing_key),
+        ] {
+            if n.len() > max {
+                return Err(Refusal::new(
+                    ErrorCode::SyntaxError,
+                    format_args!("{what} is {} bytes; the limit is {max}", n.len()),
+                ));
+            }
+        }
+        let dest = if queue {
+            DestName::Queue(b.destination.clone())
+        } else {
+            DestName::Exchange(b.destination.clone())
+        };
+        let req = CallReq::Bind {
+            vhost: vhost.to_owned(),
+            source: b.source.clone(),
+            dest,
+            key: b.routing_key.clone(),
+            args: b.arguments.clone(),
+            unbind,
+            session: self.id,
+        };
+        ok(self.shard.call(0, req).await)
+    }
+
+    async fn consume(
+        self: &Rc<Self>,
+        corr: u64,
+        vhost: &str,
+        c: pm::Consume,
+    ) -> Result<(), Refusal> {
+        let shard = self.shard.clone();
+        let q = shard
+            .meta
+            .borrow()
+            .usable_queue(vhost, &c.queue, self.id)?
+            .qref();
+        let max = shard.config.limits.max_name_len;
+        if c.consumer_tag.len() > max {
+            return Err(Refusal::new(
+                ErrorCode::SyntaxError,
+                format_args!("consumer tag longer than {max} bytes"),
+            ));
+        }
+        let tag: Rc<str> = if c.consumer_tag.is_empty() {
+            let bytes: [u8; 16] = rand::random();
+            use base64::Engine as _;
+            format!(
+                "amq.ctag-{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+            )
+            .into()
+        } else {
+            c.consumer_tag.as_str().into()
+        };
+        let priority = match c.arguments.get("x-priority") {
+            None => 0,
+            Some(v) => v
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .ok_or_else(|| {
+                    Refusal::new(
+                        ErrorCode::PreconditionFailed,
+                        format_args!("invalid arg 'x-priority' for consumer: {}", v.describe()),
+                    )
+                })?,
+        };
+        let id = shard.new_consumer_id();
+        let prefetch = {
+            let mut st = self.st.borrow_mut();
+            let Some(chan) = st.channels.get_mut(&c.channel) else {
+                return Ok(());
+            };
+            if chan.consumers.contains_key(&tag) {
+                return Err(Refusal::new(
+                    ErrorCode::NotAllowed,
+                    format_args!("attempt to reuse consumer tag '{tag}'"),
+                ));
+            }
+            chan.consumers.insert(tag.clone(), id);
+            let prefetch = if c.no_ack {
+                0
+            } else {
+                u32::from(chan.prefetch)
+            };
+            st.consumers.insert(
+                id,
+                ConsumerInfo {
+                    tag: tag.clone(),
+                    queue: q,
+                    channel: c.channel,
+                    prefetch,
+                },
+            );
+            prefetch
+        };
+        let spec = ConsumerSpec {
+            id,
+            shard: shard.id,
+            session: self.id,
+            no_ack: c.no_ack,
+            exclusive: c.exclusive,
+            no_local: c.no_local,
+            priority,
+        };
+        match shard
+            .call(q.shard, CallReq::Consume { queue: q.id, spec })
+            .await
+        {
+            CallResp::Done => {}
+            CallResp::Refused(r) => {
+                self.forget_consumer(id);
+                return Err(if r.code == ErrorCode::NotFound {
+                    Refusal::no_queue(vhost, &c.queue)
+                } else {
+                    r
+                });
+            }
+            other => {
+                self.forget_consumer(id);
+                return Err(unexpected(other));
+            }
+        }
+        self.send(
+            corr,
+            &Wire::ConsumeOk(pm::ConsumerTag {
+                channel: c.channel,
+                consumer_tag: tag.to_string(),
+            }),
+        );
+        let credit = if prefetch > 0 {
+            prefetch
+        } else {
+            CREDIT_WINDOW
+        };
+        self.grant(c.channel, q, id, credit);
+        Ok(())
+    }
+
+    /// Gives a consumer credit, unless its channel's flow is off.
+    fn grant(&self, ch: u16, queue: QueueRef, consumer: ConsumerId, credit: u32) {
+        let mut st = self.st.borrow_mut();
+        if let Some(c) = st.channels.get_mut(&ch) {
+            if !c.flow {
+                c.held_credit.push((queue, consumer, credit));
+                return;
+            }
+        }
+        drop(st);
+        self.shard.post(
+            queue.shard,
+            ShardMsg::Credit {
+                queue: queue.id,
+                consumer,
+                credit,
+            },
+        );
+    }
+
+    fn forget_consumer(&self, id: ConsumerId) {
+        let mut st = self.st.borrow_mut();
+        if let Some(info) = st.consumers.remove(&id) {
+            if let Some(chan) = st.channels.get_mut(&info.channel) {
+                chan.consumers.remove(&info.tag);
+            }
+        }
+    }
+
+    fn requeue_unacked(&self, ch: u16) {
+        let unacked = match self.st.borrow_mut().channels.get_mut(&ch) {
+            Some(c) => std::mem::take(&mut c.unacked),
+            None => return,
+        };
+        let mut by_queue: FxHashMap<QueueRef, Vec<MsgId>> = FxHashMap::default();
+        for u in unacked {
+            by_queue.entry(u.queue).or_default().push(u.id);
+        }
+        for (q, ids) in by_queue {
+            self.shard
+                .post(q.shard, ShardMsg::Requeue { queue: q.id, ids });
+        }
+    }
+
+    /// Releases a channel's resources: consumers are cancelled at their
+    /// queues and unacked deliveries requeued (in that order, so they do not
+    /// go back to this channel).
+    fn close_channel(&self, ch: u16) {
+        let consumers: Vec<(ConsumerId, QueueRef)> = {
+            let st = self.st.borrow();
+            match st.channels.get(&ch) {
+                Some(c) => c
+                    .consumers
+                    .values()
+                    .filter_map(|id| st.consumers.get(id).map(|i| (*id, i.queue)))
+                    .collect(),
+                None => return,
+            }
+        };
+        for (id, q) in consumers {
+            self.shard.post(
+                q.shard,
+                ShardMsg::DropConsumer {
+                    queue: q.id,
+                    consumer: id,
+                },
+            );
+            self.forget_consumer(id);
+        }
+        self.requeue_unacked(ch);
+        let mut st = self.st.borrow_mut();
+        if let Some(c) = st.channels.get_mut(&ch) {
+            c.deliveries.clear();
+            c.returns.clear();
+            c.confirms = None;
+        }
+        st.channels.remove(&ch);
+    }
+
+    async fn teardown(self: &Rc<Self>) {
+        let channels: Vec<u16> = self.st.borrow().channels.keys().copied().collect();
+        for ch in channels {
+            self.close_channel(ch);
+        }
+        self.shard.remove_session(self.id);
+        let exclusive = std::mem::take(&mut self.st.borrow_mut().exclusive);
+        for (vhost, id) in exclusive {
+            self.shard.call(0, CallReq::DropQueue { vhost, id }).await;
+        }
+        debug!("connection closed");
+    }
+
+    // ----- called by the shard -----------------------------------------
+
+    /// A delivery arrived for one of this session's consumers. Returns
+    /// false when the consumer is gone (the caller requeues).
+    pub fn deliver(
+        &self,
+        consumer: ConsumerId,
+        queue: QueueRef,
+        id: MsgId,
+        redelivered: bool,
+        no_ack: bool,
+        msg: Message,
+    ) -> bool {
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        let Some(info) = st.consumers.get(&consumer) else {
+            return false;
+        };
+        let (ch, tag, prefetch) = (info.channel, info.tag.clone(), info.prefetch);
+        let Some(chan) = st.channels.get_mut(&ch) else {
+            return false;
+        };
+        if chan.closing {
+            return false;
+        }
+        let delivery_tag = chan.next_tag;
+        chan.next_tag += 1;
+        if !no_ack {
+            chan.unacked.push_back(Unacked {
+                tag: delivery_tag,
+                queue,
+                id,
+                credit: (prefetch > 0).then_some(consumer),
+            });
+        }
+        if prefetch == 0 {
+            *st.owed.entry((queue, consumer)).or_default() += 1;
+        }
+        chan.deliveries.push(PendingDelivery {
+            tag,
+            delivery_tag,
+            redelivered,
+            msg,
+        });
+        if !chan.dirty {
+            chan.dirty = true;
+            st.dirty_channels.push(ch);
+        }
+        true
+    }
+
+    /// A queue answered for a publish awaiting its confirm.
+    pub fn confirmed(&self, ch: u16, seq: u64, nack: bool) {
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        if let Some(chan) = st.channels.get_mut(&ch) {
+            if let Some(c) = &mut chan.confirms {
+                c.complete(seq, nack);
+                if !c.out.is_empty() && !chan.dirty {
+                    chan.dirty = true;
+                    st.dirty_channels.push(ch);
+                }
+            }
+        }
+    }
+
+    /// The queue cancelled a consumer (it was deleted).
+    pub fn server_cancel(&self, consumer: ConsumerId) {
+        let info = self
+            .st
+            .borrow()
+            .consumers
+            .get(&consumer)
+            .map(|i| (i.channel, i.tag.clone()));
+        let Some((ch, tag)) = info else { return };
+        self.forget_consumer(consumer);
+        self.send(
+            0,
+            &Wire::ServerCancel(pm::ConsumerTag {
+                channel: ch,
+                consumer_tag: tag.to_string(),
+            }),
+        );
+    }
+
+    /// Encodes pending returns, deliveries and confirms into the output
+    /// buffer, then wakes the writer.
+    pub fn flush(&self) {
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        if st.dirty_channels.is_empty() {
+            return;
+        }
+        let mut out = self.out.borrow_mut();
+        for ch in std::mem::take(&mut st.dirty_channels) {
+            let Some(chan) = st.channels.get_mut(&ch) else {
+                continue;
+            };
+            chan.dirty = false;
+            if !chan.returns.is_empty() {
+                let returns = std::mem::take(&mut chan.returns);
+                st.encoder.encode(
+                    &mut out,
+                    0,
+                    &Wire::Return(pm::ReturnBatch {
+                        channel: ch,
+                        returns,
+                    }),
+                );
+            }
+            if !chan.deliveries.is_empty() {
+                encode_deliveries(&mut st.encoder, &mut out, ch, &mut chan.deliveries);
+            }
+            if let Some(c) = &mut chan.confirms {
+                if !c.out.is_empty() {
+                    let items = std::mem::take(&mut c.out);
+                    st.encoder.encode(
+                        &mut out,
+                        0,
+                        &Wire::Confirm(pm::ConfirmBatch { channel: ch, items }),
+                    );
+                }
+            }
+        }
+        drop(out);
+        self.wake_writer.notify();
+    }
+}
+
+enum ChanState {
+    Open,
+    Closing,
+    Missing,
+}
+
+fn ok(resp: CallResp) -> Result<(), Refusal> {
+    match resp {
+        CallResp::Refused(r) => Err(r),
+        _ => Ok(()),
+    }
+}
+
+fn unexpected(resp: CallResp) -> Refusal {
+    match resp {
+        CallResp::Refused(r) => r,
+        other => {
+            warn!(?other, "unexpected answer from a shard");
+            Refusal::new(ErrorCode::InternalError, "unexpected answer from a shard")
+        }
+    }
+}
+
+/// A string already written into the builder.
+type StrOff = ringmq_protocol::flatbuffers::WIPOffset<&'static str>;
+
+/// Encodes deliveries as `DeliverBatch` frames of about `BATCH_BYTES`,
+/// reusing strings that repeat from one delivery to the next.
+fn encode_deliveries(
+    enc: &mut Encoder,
+    out: &mut BytesMut,
+    ch: u16,
+    pending: &mut Vec<PendingDelivery>,
+) {
+    let mut start = 0;
+    while start < pending.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < pending.len() && (end == start || bytes < BATCH_BYTES) {
+            bytes += pending[end].msg.body.len() + 64;
+            end += 1;
+        }
+        let fbb = enc.builder();
+        let mut items = Vec::with_capacity(end - start);
+        let mut last: Option<(&str, &str, &str, [StrOff; 3])> = None;
+        for d in &pending[start..end] {
+            let (tag, x, rk) = (&*d.tag, d.msg.exchange.as_str(), d.msg.routing_key.as_str());
+            let (t, e, r) = match last {
+                Some((lt, lx, lr, [t, e, r])) if lt == tag && lx == x && lr == rk => (t, e, r),
+                _ => {
+                    let t = fbb.create_string(tag);
+                    let e = fbb.create_string(x);
+                    let r = fbb.create_string(rk);
+                    last = Some((tag, x, rk, [t, e, r]));
+                    (t, e, r)
+                }
+            };
+            let properties = d.msg.props.as_ref().and_then(|p| p.encode(fbb));
+            let body = fbb.create_vector(&d.msg.body[..]);
+            items.push(wire::Delivery::create(
+                fbb,
+                &wire::DeliveryArgs {
+                    consumer_tag: Some(t),
+                    delivery_tag: d.delivery_tag,
+                    redelivered: d.redelivered,
+                    exchange: Some(e),
+                    routing_key: Some(r),
+                    properties,
+                    body: Some(body),
+                },
+            ));
+        }
+        let deliveries = fbb.create_vector(&items);
+        let root = wire::DeliverBatch::create(
+            fbb,
+            &wire::DeliverBatchArgs {
+                channel: ch,
+                deliveries: Some(deliveries),
+            },
+        );
+        fbb.finish_minimal(root);
+        enc.finish_frame(out, Kind::Deliver, 0);
+        start = end;
+    }
+    pending.clear();
+}

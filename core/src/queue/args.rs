@@ -1,0 +1,342 @@
+//! Queue arguments (`x-message-ttl`, `x-max-length`, …): parsing,
+//! validation and the equivalence check of a redeclare.
+
+use ringmq_protocol::{FieldTable, FieldValue};
+
+use crate::error::Refusal;
+
+/// What happens when a queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop (dead-letter) the oldest messages.
+    #[default]
+    DropHead,
+    /// Refuse new messages (nack them to confirming publishers).
+    RejectPublish,
+    /// Refuse new messages and dead-letter them.
+    RejectPublishDlx,
+}
+
+/// The arguments that change a queue's behaviour, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueArgs {
+    /// `x-message-ttl`, milliseconds.
+    pub message_ttl: Option<u64>,
+    /// `x-expires`: delete the queue after this long unused, milliseconds.
+    pub expires: Option<u64>,
+    /// `x-max-length`, messages.
+    pub max_length: Option<u64>,
+    /// `x-max-length-bytes`, body bytes.
+    pub max_length_bytes: Option<u64>,
+    /// `x-overflow`.
+    pub overflow: Overflow,
+    /// `x-dead-letter-exchange`.
+    pub dead_letter_exchange: Option<String>,
+    /// `x-dead-letter-routing-key`.
+    pub dead_letter_routing_key: Option<String>,
+    /// `x-max-priority`.
+    pub max_priority: Option<u8>,
+    /// `x-single-active-consumer`.
+    pub single_active_consumer: bool,
+}
+
+/// Arguments compared when a queue is redeclared (as RabbitMQ does).
+pub const EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+];
+
+/// The largest per-queue or per-message TTL accepted (as RabbitMQ: about
+/// 49 days, 2^32 - 1 ms).
+pub const MAX_TTL_MS: u64 = u32::MAX as u64;
+
+impl QueueArgs {
+    /// Parses and validates declare arguments.
+    ///
+    /// # Errors
+    /// 406 PRECONDITION_FAILED naming the bad argument.
+    pub fn parse(
+        args: &FieldTable,
+        queue: &str,
+        vhost: &str,
+        durable: bool,
+        exclusive: bool,
+    ) -> Result<QueueArgs, Refusal> {
+        let bad = |arg: &str, why: String| Refusal::invalid_arg(arg, "queue", queue, vhost, why);
+        let int = |arg: &str, min: i64, max: u64| -> Result<Option<u64>, Refusal> {
+            match args.get(arg) {
+                None => Ok(None),
+                Some(v) => match v.as_i64() {
+                    None => Err(bad(arg, format!("{{unacceptable_type,{}}}", type_name(v)))),
+                    Some(n) if n < min => Err(bad(
+                        arg,
+                        if n < 0 {
+                            format!("{{value_negative,{n}}}")
+                        } else {
+                            format!("{{value_zero,{n}}}")
+                        },
+                    )),
+                    Some(n) if n as u64 > max => {
+                        Err(bad(arg, format!("{{value_too_large,{n},{max}}}")))
+                    }
+                    Some(n) => Ok(Some(n as u64)),
+                },
+            }
+        };
+        let string = |arg: &str| -> Result<Option<String>, Refusal> {
+            match args.get(arg) {
+                None => Ok(None),
+                Some(v) => match v.as_str() {
+                    Some(s) => Ok(Some(s.to_owned())),
+                    None => Err(bad(arg, format!("{{unacceptable_type,{}}}", type_name(v)))),
+                },
+            }
+        };
+        let overflow = match string("x-overflow")?.as_deref() {
+            None | Some("drop-head") => Overflow::DropHead,
+            Some("reject-publish") => Overflow::RejectPublish,
+            Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+            Some(other) => {
+                return Err(bad(
+                    "x-overflow",
+                    format!("{{unacceptable_value,<<\"{other}\">>}}"),
+                ))
+            }
+        };
+        let dead_letter_exchange = string("x-dead-letter-exchange")?;
+        let dead_letter_routing_key = string("x-dead-letter-routing-key")?;
+        if dead_letter_routing_key.is_some() && dead_letter_exchange.is_none() {
+            return Err(bad(
+                "x-dead-letter-routing-key",
+                "Key x-dead-letter-routing-key should be specified with x-dead-letter-exchange"
+                    .to_owned(),
+            ));
+        }
+        let single_active_consumer = match args.get("x-single-active-consumer") {
+            None => false,
+            Some(v) => v.as_bool().ok_or_else(|| {
+                bad(
+                    "x-single-active-consumer",
+                    format!("{{unacceptable_type,{}}}", type_name(v)),
+                )
+            })?,
+        };
+        match string("x-queue-type")?.as_deref() {
+            None | Some("classic") => {}
+            Some("quorum") if durable && !exclusive => {}
+            Some("quorum") => {
+                return Err(bad(
+                    "x-queue-type",
+                    "quorum queues must be durable and not exclusive".to_owned(),
+                ))
+            }
+            Some(other) => {
+                return Err(bad(
+                    "x-queue-type",
+                    format!("queue type '{other}' is not supported by ringmq (classic, quorum)"),
+                ))
+            }
+        }
+        match string("x-queue-mode")?.as_deref() {
+            None | Some("default") | Some("lazy") => {}
+            Some(other) => {
+                return Err(bad(
+                    "x-queue-mode",
+                    format!("{{unacceptable_value,<<\"{other}\">>}}"),
+                ))
+            }
+        }
+        Ok(QueueArgs {
+            message_ttl: int("x-message-ttl", 0, MAX_TTL_MS)?,
+            expires: int("x-expires", 1, MAX_TTL_MS)?,
+            max_length: int("x-max-length", 0, u64::MAX)?,
+            max_length_bytes: int("x-max-length-bytes", 0, u64::MAX)?,
+            overflow,
+            dead_letter_exchange,
+            dead_letter_routing_key,
+            max_priority: int("x-max-priority", 0, 255)?.map(|p| p as u8),
+            single_active_consumer,
+        })
+    }
+}
+
+/// RabbitMQ's name for a value's type, used in error texts.
+pub fn type_name(v: &FieldValue) -> &'static str {
+    match v {
+        FieldValue::Void => "void",
+        FieldValue::Bool(_) => "bool",
+        FieldValue::I8(_) | FieldValue::U8(_) => "byte",
+        FieldValue::I16(_) | FieldValue::U16(_) => "short",
+        FieldValue::I32(_) | FieldValue::U32(_) => "signedint",
+        FieldValue::I64(_) | FieldValue::U64(_) => "long",
+        FieldValue::F32(_) => "float",
+        FieldValue::F64(_) => "double",
+        FieldValue::Decimal { .. } => "decimal",
+        FieldValue::LongStr(_) | FieldValue::ShortStr(_) => "longstr",
+        FieldValue::Bytes(_) => "binary",
+        FieldValue::Timestamp(_) => "timestamp",
+        FieldValue::Table(_) => "table",
+        FieldValue::Array(_) => "array",
+    }
+}
+
+fn type_class(v: &FieldValue) -> &'static str {
+    if v.as_i64().is_some() {
+        "int"
+    } else {
+        match v {
+            FieldValue::F32(_) | FieldValue::F64(_) => "float",
+            other => type_name(other),
+        }
+    }
+}
+
+/// Same type class and value (integers of any width compare equal).
+pub fn equivalent_value(a: &FieldValue, b: &FieldValue) -> bool {
+    if type_class(a) != type_class(b) {
+        return false;
+    }
+    match (a.as_i64(), b.as_i64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (a.as_str(), b.as_str()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+/// Describes an argument value the way RabbitMQ's inequivalence texts do.
+pub fn describe_arg(v: Option<&FieldValue>) -> String {
+    match v {
+        None => "none".to_owned(),
+        Some(v) => format!("the value '{}' of type '{}'", v.describe(), type_name(v)),
+    }
+}
+
+/// Checks that `requested` declare arguments match `current` on the keys
+/// RabbitMQ compares.
+///
+/// # Errors
+/// 406 naming the first differing argument.
+pub fn check_equivalent(
+    keys: &[&str],
+    requested: &FieldTable,
+    current: &FieldTable,
+    what: &str,
+    name: &str,
+    vhost: &str,
+) -> Result<(), Refusal> {
+    for key in keys {
+        let (r, c) = (requested.get(key), current.get(key));
+        let same = match (r, c) {
+            (None, None) => true,
+            (Some(r), Some(c)) => equivalent_value(r, c),
+            _ => false,
+        };
+        if !same {
+            return Err(Refusal::inequivalent(
+                key,
+                what,
+                name,
+                vhost,
+                &describe_arg(r),
+                &describe_arg(c),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(entries: &[(&str, FieldValue)]) -> FieldTable {
+        entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_valid_arguments() {
+        let a = QueueArgs::parse(
+            &args(&[
+                ("x-message-ttl", FieldValue::I32(100)),
+                ("x-max-length", FieldValue::I64(2)),
+                ("x-overflow", FieldValue::string("reject-publish")),
+                ("x-dead-letter-exchange", FieldValue::string("dlx")),
+                ("x-max-priority", FieldValue::U8(10)),
+            ]),
+            "q",
+            "/",
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!(a.message_ttl, Some(100));
+        assert_eq!(a.max_length, Some(2));
+        assert_eq!(a.overflow, Overflow::RejectPublish);
+        assert_eq!(a.dead_letter_exchange.as_deref(), Some("dlx"));
+        assert_eq!(a.max_priority, Some(10));
+    }
+
+    #[test]
+    fn refuses_invalid_arguments_naming_them() {
+        let cases = [
+            ("x-message-ttl", FieldValue::I32(-1), "value_negative"),
+            ("x-expires", FieldValue::I32(0), "value_zero"),
+            (
+                "x-message-ttl",
+                FieldValue::string("x"),
+                "unacceptable_type",
+            ),
+            (
+                "x-overflow",
+                FieldValue::string("nope"),
+                "unacceptable_value",
+            ),
+            ("x-max-priority", FieldValue::I32(300), "value_too_large"),
+            (
+                "x-queue-type",
+                FieldValue::string("stream"),
+                "not supported",
+            ),
+        ];
+        for (key, value, want) in cases {
+            let err = QueueArgs::parse(&args(&[(key, value)]), "q", "/", true, false).unwrap_err();
+            assert_eq!(err.code, ringmq_protocol::ErrorCode::PreconditionFailed);
+            assert!(
+                err.text.contains(key) && err.text.contains(want),
+                "{}",
+                err.text
+            );
+        }
+    }
+
+    #[test]
+    fn equivalence_ignores_int_width_but_not_presence() {
+        let a = args(&[("x-message-ttl", FieldValue::I32(100))]);
+        let b = args(&[("x-message-ttl", FieldValue::I64(100))]);
+        assert!(check_equivalent(EQUIVALENCE_ARGS, &a, &b, "queue", "q", "/").is_ok());
+        let err = check_equivalent(EQUIVALENCE_ARGS, &a, &FieldTable::new(), "queue", "q", "/")
+            .unwrap_err();
+        assert!(err
+            .text
+            .starts_with("PRECONDITION_FAILED - inequivalent arg 'x-message-ttl'"));
+        // Unknown arguments are not compared.
+        let c = args(&[("x-custom", FieldValue::I32(1))]);
+        assert!(
+            check_equivalent(EQUIVALENCE_ARGS, &c, &FieldTable::new(), "queue", "q", "/").is_ok()
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Metadata coordination (shard 0): validate a change against the local
+//! replica, apply it, replicate it to every other shard, and answer only
+//! when every shard has applied it. After a client gets `declare-ok` or
+//! `bind-ok`, a publish on any core sees the change.
+
+use std::rc::Rc;
+
+use base64::Engine as _;
+use ringmq_protocol::ErrorCode;
+
+use crate::error::Refusal;
+use crate::meta::{Declared, MetaOp, QueueDef};
+use crate::queue::args::QueueArgs;
+
+use super::mesh::{CallReq, CallResp};
+use super::{now_ms, placement, Shard};
+
+/// A server-chosen queue name, `amq.gen-` and 22 URL-safe characters.
+pub fn server_named_queue() -> String {
+    let bytes: [u8; 16] = rand::random();
+    format!(
+        "amq.gen-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+impl Shard {
+    /// Handles a metadata request (this shard is the coordinator).
+    pub(super) async fn coordinate(self: &Rc<Self>, req: CallReq) -> CallResp {
+        match self.coordinate_inner(req).await {
+            Ok(resp) => resp,
+            Err(refusal) => CallResp::Refused(refusal),
+        }
+    }
+
+    async fn coordinate_inner(self: &Rc<Self>, req: CallReq) -> Result<CallResp, Refusal> {
+        match req {
+            CallReq::DeclareExchange {
+                vhost,
+                def,
+                kind_name,
+                passive,
+            } => {
+                let declared = self
+                    .meta
+                    .borrow()
+                    .check_exchange_declare(&vhost, &def, &kind_name, passive)?;
+                if declared == Declared::Create {
+                    self.replicate(MetaOp::DeclareExchange { vhost, def }).await;
+                }
+                Ok(CallResp::Done)
+            }
+            CallReq::DeleteExchange {
+                vhost,
+                name,
+                if_unused,
+            } => {
+                if self
+                    .meta
+                    .borrow()
+                    .check_exchange_delete(&vhost, &name, if_unused)?
+                {
+                    self.replicate(MetaOp::DeleteExchange { vhost, name }).await;
+                }
+                Ok(CallResp::Done)
+            }
+            CallReq::DeclareQueue {
+                vhost,
+                name,
+                durable,
+                exclusive,
+                auto_delete,
+                arguments,
+                session,
+            } => {
+                let name = if name.is_empty() {
+                    server_named_queue()
+                } else {
+                    name
+                };
+                let existing = self
+                    .meta
+                    .borrow()
+                    .check_queue_declare(
+                        &vhost,
+                        &name,
+                        false,
+                        durable,
+                        exclusive,
+                        auto_delete,
+                        &arguments,
+                        session,
+                    )?
+                    .cloned();
+                if let Some(def) = existing {
+                    return Ok(CallResp::Queue(def));
+                }
+                let args = QueueArgs::parse(&arguments, &name, &vhost, durable, exclusive)?;
+                let def = QueueDef {
+                    id: self.new_queue_id(),
+                    shard: placement::owner(&vhost, &name, usize::from(self.count)),
+                    name,
+                    durable,
+                    auto_delete,
+                    exclusive_owner: exclusive.then_some(session),
+                    arguments,
+                    args,
+                };
+                self.replicate(MetaOp::DeclareQueue {
+                    vhost,
+                    def: def.clone(),
+                })
+                .await;
+                Ok(CallResp::Queue(def))
+            }
+            CallReq::DeleteQueue {
+                vhost,
+                name,
+                if_unused,
+                if_empty,
+                session,
+            } => {
+                let def = {
+                    let meta = self.meta.borrow();
+                    let Some(q) = meta.vhost(&vhost).and_then(|v| v.queue(&name)) else {
+                        // Deleting a missing queue succeeds, as in RabbitMQ.
+                        return Ok(CallResp::Count(0));
+                    };
+                    if !q.accessible_by(session) {
+                        return Err(Refusal::locked(&vhost, &name));
+                    }
+                    q.clone()
+                };
+                if if_unused || if_empty {
+                    let check = CallReq::CheckDelete {
+                        queue: def.id,
+                        if_unused,
+                        if_empty,
+                    };
+                    if let CallResp::Refused(r) = self.call(def.shard, check).await {
+                        return Err(r);
+                    }
+                }
+                let deleted = self
+                    .replicate(MetaOp::DeleteQueue { vhost, id: def.id })
+                    .await;
+                Ok(CallResp::Count(deleted.unwrap_or(0)))
+            }
+            CallReq::DropQueue { vhost, id } => {
+                let exists = self
+                    .meta
+                    .borrow()
+                    .vhost(&vhost)
+                    .is_some_and(|v| v.queue_by_id(id).is_some());
+                if exists {
+                    self.replicate(MetaOp::DeleteQueue { vhost, id }).await;
+                }
+                Ok(CallResp::Done)
+            }
+            CallReq::Bind {
+                vhost,
+                source,
+                dest,
+                key,
+                args,
+                unbind,
+                session,
+            } => {
+                self.meta
+                    .borrow()
+                    .check_bind(&vhost, &source, &dest, &args, session)?;
+                let op = if unbind {
+                    MetaOp::Unbind {
+                        vhost,
+                        source,
+                        dest,
+                        key,
+                        args,
+                    }
+                } else {
+                    MetaOp::Bind {
+                        vhost,
+                        source,
+                        dest,
+                        key,
+                        args,
+                    }
+                };
+                self.replicate(op).await;
+                Ok(CallResp::Done)
+            }
+            other => Err(Refusal::new(
+                ErrorCode::InternalError,
+                format_args!("request {other:?} sent to the coordinator"),
+            )),
+        }
+    }
+
+    /// Applies `op` here, then on every other shard; resolves when all have
+    /// applied it. Returns the message count the queue owner reported for a
+    /// queue deletion.
+    async fn replicate(self: &Rc<Self>, op: MetaOp) -> Option<u32> {
+        let mut deleted = self.apply_meta(&op, now_ms());
+        let mut waits = Vec::new();
+        for to in 0..self.count {
+            if to != self.id {
+                waits.push(self.start_call(to, CallReq::Apply(op.clone())));
+            }
+        }
+        for w in waits {
+            if let Some(CallResp::Applied { deleted: Some(n) }) = w.await {
+                deleted = Some(n);
+            }
+        }
+        deleted
+    }
+}

@@ -1,0 +1,301 @@
+//! What shards say to each other. Everything here is `Send` and owned; a
+//! batch (`Vec<ShardMsg>`) travels over the glommio channel mesh in one
+//! send. The same messages addressed to the local shard go through its own
+//! outbox, so local and remote work follow one ordered path and no handler
+//! ever re-enters another.
+
+use ringmq_protocol::FieldTable;
+
+use crate::error::Refusal;
+use crate::exchange::{ExchangeDef, QueueId, QueueRef};
+use crate::message::Message;
+use crate::meta::{DestName, MetaOp, QueueDef, SessionId};
+use crate::queue::{ConsumerId, ConsumerSpec, MsgId};
+
+/// Identifies a publish awaiting its confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfirmRef {
+    /// Publishing session.
+    pub session: SessionId,
+    /// Its channel.
+    pub channel: u16,
+    /// Publish sequence number.
+    pub seq: u64,
+}
+
+/// How a delivery is settled at its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleHow {
+    /// Positive ack.
+    Ack,
+    /// Back to the queue.
+    Requeue,
+    /// Dead-letter or drop.
+    Discard,
+}
+
+/// One message between shards.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// Put a routed message into a queue owned by the receiver.
+    Enqueue {
+        /// Target queue.
+        queue: QueueId,
+        /// The message.
+        msg: Message,
+        /// Reply with [`ShardMsg::Confirmed`] when this is set.
+        confirm: Option<ConfirmRef>,
+    },
+    /// The queue took (or refused) a message awaiting a confirm.
+    Confirmed {
+        /// Whose publish.
+        confirm: ConfirmRef,
+        /// Refused (reject-publish overflow, storage failure).
+        nack: bool,
+    },
+    /// A delivery for a consumer whose session lives on the receiver.
+    Deliver {
+        /// The consumer's session.
+        session: SessionId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// The queue it came from.
+        queue: QueueRef,
+        /// Its id in the queue.
+        id: MsgId,
+        /// Delivered before.
+        redelivered: bool,
+        /// Needs no ack (already settled at the queue).
+        no_ack: bool,
+        /// The message.
+        msg: Message,
+    },
+    /// Settle one delivery; optionally give its consumer one more credit.
+    Settle {
+        /// The queue.
+        queue: QueueId,
+        /// The message.
+        id: MsgId,
+        /// How.
+        how: SettleHow,
+        /// Consumer to credit (prefetch accounting).
+        credit: Option<ConsumerId>,
+    },
+    /// Requeue several deliveries at once (channel closed, recover).
+    Requeue {
+        /// The queue.
+        queue: QueueId,
+        /// The messages, any order.
+        ids: Vec<MsgId>,
+    },
+    /// More credit for a consumer.
+    Credit {
+        /// The queue.
+        queue: QueueId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// How many more deliveries it may take.
+        credit: u32,
+    },
+    /// Remove a consumer without a reply (channel or session gone).
+    DropConsumer {
+        /// The queue.
+        queue: QueueId,
+        /// The consumer.
+        consumer: ConsumerId,
+    },
+    /// The queue cancelled a consumer (queue deleted).
+    ServerCancel {
+        /// The consumer's session.
+        session: SessionId,
+        /// The consumer.
+        consumer: ConsumerId,
+    },
+    /// A request expecting a [`ShardMsg::Reply`].
+    Call {
+        /// Shard to reply to.
+        from: u16,
+        /// Caller's id for the reply.
+        call: u64,
+        /// The request.
+        req: CallReq,
+    },
+    /// The answer to a call.
+    Reply {
+        /// The caller's id.
+        call: u64,
+        /// The answer.
+        resp: CallResp,
+    },
+    /// Start shutting down: stop accepting, close sessions.
+    Shutdown,
+    /// A shard has closed all its sessions (sent to shard 0).
+    ShutdownDone,
+    /// Every shard is done: exit.
+    Exit,
+}
+
+/// Requests between shards.
+#[derive(Debug)]
+pub enum CallReq {
+    /// Apply a metadata change (coordinator → every shard).
+    Apply(MetaOp),
+    /// To the coordinator: declare an exchange.
+    DeclareExchange {
+        /// Virtual host.
+        vhost: String,
+        /// Definition.
+        def: ExchangeDef,
+        /// Type name as sent (for the error text).
+        kind_name: String,
+        /// Only check.
+        passive: bool,
+    },
+    /// To the coordinator: delete an exchange.
+    DeleteExchange {
+        /// Virtual host.
+        vhost: String,
+        /// Name.
+        name: String,
+        /// Refuse if it has bindings.
+        if_unused: bool,
+    },
+    /// To the coordinator: declare a queue.
+    DeclareQueue {
+        /// Virtual host.
+        vhost: String,
+        /// Name ("" for server-named).
+        name: String,
+        /// Survives restarts.
+        durable: bool,
+        /// Exclusive to `session`.
+        exclusive: bool,
+        /// Deleted with its last consumer.
+        auto_delete: bool,
+        /// Arguments.
+        arguments: FieldTable,
+        /// The declaring session.
+        session: SessionId,
+    },
+    /// To the coordinator: delete a queue by name (client request).
+    DeleteQueue {
+        /// Virtual host.
+        vhost: String,
+        /// Name.
+        name: String,
+        /// Refuse if it has consumers.
+        if_unused: bool,
+        /// Refuse if it has messages.
+        if_empty: bool,
+        /// The requesting session.
+        session: SessionId,
+    },
+    /// To the coordinator: delete a queue incarnation (exclusive owner
+    /// gone, auto-delete, x-expires).
+    DropQueue {
+        /// Virtual host.
+        vhost: String,
+        /// The queue.
+        id: QueueId,
+    },
+    /// To the coordinator: bind or unbind.
+    Bind {
+        /// Virtual host.
+        vhost: String,
+        /// Source exchange.
+        source: String,
+        /// Destination.
+        dest: DestName,
+        /// Key.
+        key: String,
+        /// Arguments.
+        args: FieldTable,
+        /// Unbind instead.
+        unbind: bool,
+        /// The requesting session.
+        session: SessionId,
+    },
+    /// To a queue's owner: counts (and mark the queue used).
+    Counts {
+        /// The queue.
+        queue: QueueId,
+    },
+    /// To a queue's owner: check delete conditions.
+    CheckDelete {
+        /// The queue.
+        queue: QueueId,
+        /// Refuse with consumers.
+        if_unused: bool,
+        /// Refuse with messages.
+        if_empty: bool,
+    },
+    /// To a queue's owner: add a consumer (with no credit yet).
+    Consume {
+        /// The queue.
+        queue: QueueId,
+        /// The consumer.
+        spec: ConsumerSpec,
+    },
+    /// To a queue's owner: remove a consumer.
+    Cancel {
+        /// The queue.
+        queue: QueueId,
+        /// The consumer.
+        consumer: ConsumerId,
+    },
+    /// To a queue's owner: take one message.
+    Get {
+        /// The queue.
+        queue: QueueId,
+        /// Requesting session.
+        session: SessionId,
+        /// Settle at once.
+        no_ack: bool,
+    },
+    /// To a queue's owner: drop ready messages.
+    Purge {
+        /// The queue.
+        queue: QueueId,
+    },
+}
+
+/// Answers to [`CallReq`].
+#[derive(Debug)]
+pub enum CallResp {
+    /// Done, nothing to report.
+    Done,
+    /// A metadata change was applied; the queue owner reports the messages
+    /// it dropped when deleting a queue.
+    Applied {
+        /// Messages deleted with a queue.
+        deleted: Option<u32>,
+    },
+    /// A queue exists (declare).
+    Queue(QueueDef),
+    /// Message and consumer counts.
+    Counts {
+        /// Ready messages.
+        messages: u32,
+        /// Consumers.
+        consumers: u32,
+    },
+    /// A message count (purge, delete).
+    Count(u32),
+    /// `basic.get` result.
+    Got(Option<GotMessage>),
+    /// Refused.
+    Refused(Refusal),
+}
+
+/// A message taken by `basic.get`.
+#[derive(Debug)]
+pub struct GotMessage {
+    /// Its id in the queue.
+    pub id: MsgId,
+    /// Delivered before.
+    pub redelivered: bool,
+    /// Messages left.
+    pub remaining: u32,
+    /// The message.
+    pub msg: Message,
+}

@@ -1,0 +1,1 @@
+//! Async client (to come).
