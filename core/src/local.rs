@@ -7,9 +7,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-/// A level-triggered wake-up: `notify` sets a flag and wakes every waiter;
-/// `wait` resolves once the flag is set and clears it. Several waiters may
-/// wait; each wake-up releases them all.
+/// A wake-up: `notify` sets a flag and releases every task waiting at that
+/// moment; a `wait` that starts while the flag is set resolves at once and
+/// clears it (so a notification is never lost between a check and a wait).
+/// Waiters must re-check their condition: a wait may end spuriously.
 #[derive(Default, Clone)]
 pub struct Notify {
     inner: Rc<NotifyInner>,
@@ -18,6 +19,7 @@ pub struct Notify {
 #[derive(Default)]
 struct NotifyInner {
     set: Cell<bool>,
+    epoch: Cell<u64>,
     wakers: RefCell<Vec<Waker>>,
 }
 
@@ -38,6 +40,7 @@ impl Notify {
     /// Sets the flag and wakes the waiters.
     pub fn notify(&self) {
         self.inner.set.set(true);
+        self.inner.epoch.set(self.inner.epoch.get() + 1);
         let wakers = std::mem::take(&mut *self.inner.wakers.borrow_mut());
         for w in wakers {
             w.wake();
@@ -46,26 +49,71 @@ impl Notify {
 
     /// Resolves when the flag is set (now or later), clearing it.
     pub fn wait(&self) -> NotifyWait<'_> {
-        NotifyWait { n: self }
+        NotifyWait {
+            n: self,
+            epoch: None,
+        }
     }
 }
 
 /// Future of [`Notify::wait`].
 pub struct NotifyWait<'a> {
     n: &'a Notify,
+    /// The epoch when this wait registered.
+    epoch: Option<u64>,
 }
 
 impl Future for NotifyWait<'_> {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.n.inner.set.replace(false) {
-            return Poll::Ready(());
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let now = self.n.inner.epoch.get();
+        match self.epoch {
+            Some(e) if e != now => return Poll::Ready(()),
+            Some(_) => {}
+            None => {
+                if self.n.inner.set.replace(false) {
+                    return Poll::Ready(());
+                }
+                self.epoch = Some(now);
+            }
         }
         let mut wakers = self.n.inner.wakers.borrow_mut();
         if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
             wakers.push(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+/// A flag that is set once and stays set; waiters resolve once it is.
+#[derive(Default, Clone, Debug)]
+pub struct Latch {
+    set: Rc<Cell<bool>>,
+    notify: Notify,
+}
+
+impl Latch {
+    /// A new, unset latch.
+    pub fn new() -> Latch {
+        Latch::default()
+    }
+
+    /// Sets the latch, releasing every waiter now and later.
+    pub fn set(&self) {
+        self.set.set(true);
+        self.notify.notify();
+    }
+
+    /// True once set.
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Resolves once the latch is set.
+    pub async fn wait(&self) {
+        while !self.set.get() {
+            self.notify.wait().await;
+        }
     }
 }
 
@@ -178,5 +226,38 @@ impl Drop for GatePass {
         if n == 0 {
             self.gate.idle.notify();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_releases_every_waiter_and_latch_stays_set() {
+        let ex = glommio::LocalExecutor::default();
+        ex.run(async {
+            let n = Notify::new();
+            let hits = Rc::new(Cell::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..3 {
+                let (n, hits) = (n.clone(), hits.clone());
+                tasks.push(glommio::spawn_local(async move {
+                    n.wait().await;
+                    hits.set(hits.get() + 1);
+                }));
+            }
+            glommio::yield_if_needed().await;
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            n.notify();
+            for t in tasks {
+                t.await;
+            }
+            assert_eq!(hits.get(), 3);
+            let l = Latch::new();
+            l.set();
+            l.wait().await;
+            l.wait().await;
+        });
     }
 }

@@ -267,7 +267,8 @@ impl Session {
             }
             me.closed.set(true);
             me.wake_writer.notify();
-            writer_task.await;
+            // A peer that stopped reading must not keep the session alive.
+            futures_lite::future::or(writer_task, glommio::timer::sleep(CLOSE_WAIT)).await;
             me.teardown().await;
         }
         .instrument(span)

@@ -73,25 +73,36 @@ impl Shard {
                 arguments,
                 session,
             } => {
-                let name = if name.is_empty() {
+                let server_named = name.is_empty();
+                let existing = if server_named {
+                    // A fresh name: nothing to compare with.
+                    if self.meta.borrow().vhost(&vhost).is_none() {
+                        return Err(Refusal::new(
+                            ErrorCode::NotAllowed,
+                            format_args!("vhost '{vhost}' not found"),
+                        ));
+                    }
+                    None
+                } else {
+                    self.meta
+                        .borrow()
+                        .check_queue_declare(
+                            &vhost,
+                            &name,
+                            false,
+                            durable,
+                            exclusive,
+                            auto_delete,
+                            &arguments,
+                            session,
+                        )?
+                        .cloned()
+                };
+                let name = if server_named {
                     server_named_queue()
                 } else {
                     name
                 };
-                let existing = self
-                    .meta
-                    .borrow()
-                    .check_queue_declare(
-                        &vhost,
-                        &name,
-                        false,
-                        durable,
-                        exclusive,
-                        auto_delete,
-                        &arguments,
-                        session,
-                    )?
-                    .cloned();
                 if let Some(def) = existing {
                     return Ok(CallResp::Queue(def));
                 }

@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 use self::mesh::{CallReq, CallResp, GotMessage, SettleHow, ShardMsg};
 use crate::config::Config;
 use crate::exchange::{QueueId, QueueRef, Targets};
-use crate::local::{slot, Gate, Notify, Reply, Slot};
+use crate::local::{slot, Gate, Latch, Notify, Reply, Slot};
 use crate::message::{DeathReason, Message};
 use crate::meta::{Meta, MetaOp, QueueDef, SessionId};
 use crate::net::session::Session;
@@ -75,11 +75,10 @@ pub struct Shard {
     /// Sessions live on this shard.
     pub gate: Gate,
     /// Set when the shard starts shutting down.
-    pub stopping: Notify,
-    stopped: Cell<bool>,
+    pub stopping: Latch,
     shutdown_done: Cell<u16>,
     /// Set when the shard must exit.
-    pub exit: Notify,
+    pub exit: Latch,
     senders: Option<Senders<Vec<ShardMsg>>>,
 }
 
@@ -117,10 +116,9 @@ impl Shard {
             scheduled: RefCell::default(),
             timer_wake: Notify::new(),
             gate: Gate::new(),
-            stopping: Notify::new(),
-            stopped: Cell::new(false),
+            stopping: Latch::new(),
             shutdown_done: Cell::new(0),
-            exit: Notify::new(),
+            exit: Latch::new(),
             senders,
         }
     }
@@ -146,7 +144,7 @@ impl Shard {
 
     /// True once shutdown began.
     pub fn is_stopping(&self) -> bool {
-        self.stopped.get()
+        self.stopping.is_set()
     }
 
     /// Registers a session.
@@ -362,7 +360,7 @@ impl Shard {
                     }
                 }
             }
-            ShardMsg::Exit => self.exit.notify(),
+            ShardMsg::Exit => self.exit.set(),
         }
     }
 
@@ -592,10 +590,10 @@ impl Shard {
 
     /// Stops accepting and closes sessions; reports to shard 0 when done.
     pub fn begin_shutdown(self: &Rc<Self>) {
-        if self.stopped.replace(true) {
+        if self.stopping.is_set() {
             return;
         }
-        self.stopping.notify();
+        self.stopping.set();
         let me = self.clone();
         glommio::spawn_local(async move {
             me.gate.closed().await;
