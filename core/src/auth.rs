@@ -65,15 +65,14 @@ pub enum LoginError {
     VhostRefused,
 }
 
-/// Checks a login against the configured users.
+/// Checks a user's credentials (and the loopback restriction).
 ///
 /// # Errors
 /// Why it was refused.
-pub fn login(
+pub fn authenticate(
     config: &Config,
     user: &str,
     password: &str,
-    vhost: &str,
     from_loopback: bool,
 ) -> Result<(), LoginError> {
     let u = config
@@ -87,13 +86,41 @@ pub fn login(
     if !from_loopback && config.loopback_users.iter().any(|l| l == user) {
         return Err(LoginError::LoopbackOnly);
     }
+    Ok(())
+}
+
+/// Checks that an authenticated user may open `vhost`.
+///
+/// # Errors
+/// Unknown vhost or no access.
+pub fn open_vhost(config: &Config, user: &str, vhost: &str) -> Result<(), LoginError> {
     if !config.vhosts.iter().any(|v| v == vhost) {
         return Err(LoginError::NoVhost);
     }
-    if !u.vhosts.iter().any(|v| v == vhost) {
+    let allowed = config
+        .users
+        .iter()
+        .find(|u| u.name == user)
+        .is_some_and(|u| u.vhosts.iter().any(|v| v == vhost));
+    if !allowed {
         return Err(LoginError::VhostRefused);
     }
     Ok(())
+}
+
+/// Checks a login against the configured users: credentials, then vhost.
+///
+/// # Errors
+/// Why it was refused.
+pub fn login(
+    config: &Config,
+    user: &str,
+    password: &str,
+    vhost: &str,
+    from_loopback: bool,
+) -> Result<(), LoginError> {
+    authenticate(config, user, password, from_loopback)?;
+    open_vhost(config, user, vhost)
 }
 
 #[cfg(test)]

@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
 use tracing::{error, info};
 
@@ -219,7 +218,7 @@ async fn run_shard(
         glommio::spawn_local(shard.clone().run_outbox(to)).detach();
     }
     glommio::spawn_local(shard.clone().run_timers()).detach();
-    let listener = match TcpListener::bind(addr) {
+    let listener = match net::listener::bind_reuse(addr) {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id} cannot listen on {addr}: {e}")));

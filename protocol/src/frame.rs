@@ -69,6 +69,10 @@ kinds! {
     CloseOk = 0x8002,
     /// Empty body; either direction, at least once per heartbeat interval.
     Heartbeat = 0x0003,
+    /// `Open`: open the virtual host after a Hello without one.
+    Open = 0x0004,
+    /// Empty body.
+    OpenOk = 0x8004,
     /// `Blocked`: publishing is paused.
     Blocked = 0x4001,
     /// Empty body: publishing may resume.

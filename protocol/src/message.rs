@@ -433,6 +433,8 @@ pub enum Message {
     Close(Close),
     CloseOk,
     Heartbeat,
+    Open { vhost: String },
+    OpenOk,
     Blocked { reason: String },
     Unblocked,
     ChannelOpen(u16),
@@ -531,6 +533,8 @@ impl Message {
             M::Close(_) => Kind::Close,
             M::CloseOk => Kind::CloseOk,
             M::Heartbeat => Kind::Heartbeat,
+            M::Open { .. } => Kind::Open,
+            M::OpenOk => Kind::OpenOk,
             M::Blocked { .. } => Kind::Blocked,
             M::Unblocked => Kind::Unblocked,
             M::ChannelOpen(_) => Kind::ChannelOpen,
@@ -590,6 +594,8 @@ impl Message {
             | M::HelloOk(_)
             | M::CloseOk
             | M::Heartbeat
+            | M::Open { .. }
+            | M::OpenOk
             | M::Blocked { .. }
             | M::Unblocked => 0,
             M::Close(c) => c.channel,
@@ -690,6 +696,10 @@ impl Message {
             }
             Kind::CloseOk => M::CloseOk,
             Kind::Heartbeat => M::Heartbeat,
+            Kind::Open => M::Open {
+                vhost: string(v!(Open).vhost()),
+            },
+            Kind::OpenOk => M::OpenOk,
             Kind::Blocked => M::Blocked {
                 reason: string(v!(Blocked).reason()),
             },
@@ -1047,7 +1057,7 @@ impl Encoder {
             }
         };
         match msg {
-            M::CloseOk | M::Heartbeat | M::Unblocked => {
+            M::CloseOk | M::Heartbeat | M::Unblocked | M::OpenOk => {
                 put_frame(out, kind, corr_id, &[]);
                 return;
             }
@@ -1101,6 +1111,11 @@ impl Encoder {
                         channel: c.channel,
                     },
                 );
+                fbb.finish_minimal(root);
+            }
+            M::Open { vhost } => {
+                let vhost = Some(fbb.create_string(vhost));
+                let root = wire::Open::create(fbb, &wire::OpenArgs { vhost });
                 fbb.finish_minimal(root);
             }
             M::Blocked { reason } => {

@@ -1,5 +1,6 @@
 //! Accepts connections on one shard's `SO_REUSEPORT` listener.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use glommio::net::TcpListener;
@@ -7,6 +8,27 @@ use tracing::{info, warn};
 
 use crate::net::session::Session;
 use crate::shard::Shard;
+
+/// Binds a listener with `SO_REUSEPORT` (one per shard on the same port)
+/// and `SO_REUSEADDR` (so a restarted process can bind while connections of
+/// the previous one linger in TIME_WAIT; glommio's own `bind` omits it).
+///
+/// # Errors
+/// The address cannot be bound.
+#[allow(unsafe_code)]
+pub fn bind_reuse(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let domain = socket2::Domain::for_address(addr);
+    let sk = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sk.set_reuse_address(true)?;
+    sk.set_reuse_port(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(1024)?;
+    let fd = sk.into_raw_fd();
+    // SAFETY: `fd` is a listening TCP socket we just created and own;
+    // ownership moves into the glommio listener, which closes it on drop.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+}
 
 /// Accepts until the shard starts shutting down.
 pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {

@@ -177,6 +177,8 @@ struct Channel {
 
 enum Phase {
     Handshake,
+    /// Authenticated; waiting for `Open` to name the vhost.
+    AwaitingOpen,
     Open,
     /// We sent `Close`; waiting for `CloseOk`.
     Closing,
@@ -301,7 +303,7 @@ impl Session {
                 Some(Ok(0)) => return Stop::Done,
                 Some(Ok(n)) => n,
                 Some(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    let handshake = matches!(self.st.borrow().phase, Phase::Handshake);
+                    let handshake = !matches!(self.st.borrow().phase, Phase::Open);
                     return if handshake {
                         Stop::new(ErrorCode::HandshakeRequired, "handshake timed out", 0, 0)
                     } else {
@@ -325,12 +327,12 @@ impl Session {
                     Ok(None) => break,
                     Err(e) => return Stop::new(e.code(), e, 0, 0),
                 };
-                let was_handshake = matches!(self.st.borrow().phase, Phase::Handshake);
+                let was_open = matches!(self.st.borrow().phase, Phase::Open);
                 if let Err(stop) = self.handle_frame(frame).await {
                     self.flush();
                     return stop;
                 }
-                if was_handshake && matches!(self.st.borrow().phase, Phase::Open) {
+                if !was_open && matches!(self.st.borrow().phase, Phase::Open) {
                     let hb = self.st.borrow().heartbeat;
                     let timeout = (hb > 0).then(|| Duration::from_secs(u64::from(hb) * 2));
                     let _ = reader.set_timeout(timeout);
@@ -458,6 +460,9 @@ impl Session {
             }
             return self.handshake(corr, &frame);
         }
+        if matches!(self.st.borrow().phase, Phase::AwaitingOpen) {
+            return self.open_vhost(corr, &frame, kind);
+        }
         // Hot paths first: no owned decode.
         match kind {
             Kind::Publish => return self.publish(&frame),
@@ -469,6 +474,9 @@ impl Session {
         let ch = msg.channel();
         match msg {
             Wire::Close(_) => {
+                // As RabbitMQ: unacked deliveries are requeued and exclusive
+                // queues deleted before the CloseOk.
+                self.release().await;
                 self.send(corr, &Wire::CloseOk);
                 self.closed.set(true);
                 return Err(Stop::Done);
@@ -563,9 +571,14 @@ impl Session {
         }
         debug!(channel = ch, code = r.code.as_u16(), text = %r.text, "closing channel");
         self.close_channel(ch);
-        if let Some(c) = self.st.borrow_mut().channels.get_mut(&ch) {
-            c.closing = true;
-        }
+        // Keep the number taken, discarding its frames, until ChannelCloseOk.
+        self.st.borrow_mut().channels.insert(
+            ch,
+            Channel {
+                closing: true,
+                ..Channel::default()
+            },
+        );
         self.send(
             corr,
             &Wire::ChannelClose(pm::ChannelClose {
@@ -617,27 +630,18 @@ impl Session {
         }
         let config = &self.shard.config;
         let from_loopback = self.client_ip(&h).is_loopback();
-        let vhost = if h.vhost.is_empty() {
-            "/".to_owned()
+        let deferred = h.vhost.is_empty();
+        let checked = if deferred {
+            auth::authenticate(config, &h.username, &h.password, from_loopback)
         } else {
-            h.vhost.clone()
+            auth::login(config, &h.username, &h.password, &h.vhost, from_loopback)
         };
-        if let Err(e) = auth::login(config, &h.username, &h.password, &vhost, from_loopback) {
-            let (code, text) = match e {
-                LoginError::BadCredentials | LoginError::LoopbackOnly => (
-                    ErrorCode::AccessRefused,
-                    "Login was refused using authentication mechanism PLAIN. For details see the broker logfile."
-                        .to_owned(),
-                ),
-                LoginError::NoVhost => (ErrorCode::NotAllowed, format!("vhost {vhost} not found")),
-                LoginError::VhostRefused => (
-                    ErrorCode::NotAllowed,
-                    format!("access to vhost '{vhost}' refused for user '{}'", h.username),
-                ),
-            };
-            info!(user = %h.username, vhost = %vhost, reason = ?e, "login refused");
+        if let Err(e) = checked {
+            info!(user = %h.username, vhost = %h.vhost, reason = ?e, "login refused");
+            let (code, text) = login_refusal(e, &h.username, &h.vhost);
             return Err(Stop::new(code, text, kind, 0));
         }
+        let vhost = h.vhost.clone();
         let server_hb = config.server.heartbeat;
         let heartbeat = match (h.heartbeat, server_hb) {
             (0, _) | (_, 0) => 0,
@@ -649,14 +653,20 @@ impl Session {
         };
         {
             let mut st = self.st.borrow_mut();
-            st.phase = Phase::Open;
+            st.phase = if deferred {
+                Phase::AwaitingOpen
+            } else {
+                Phase::Open
+            };
             st.user = h.username.clone();
             st.vhost = vhost.clone();
             st.heartbeat = heartbeat;
             st.channel_max = channel_max;
         }
-        self.shard.add_session(self.clone());
-        info!(user = %h.username, vhost = %vhost, heartbeat, "connection open");
+        if !deferred {
+            self.shard.add_session(self.clone());
+            info!(user = %h.username, vhost = %vhost, heartbeat, "connection open");
+        }
         let mut props = FieldTable::new();
         props.insert("product", FieldValue::string("ringmq"));
         props.insert("version", FieldValue::string(env!("CARGO_PKG_VERSION")));
@@ -671,6 +681,45 @@ impl Session {
                 connection_id: self.id,
             }),
         );
+        Ok(())
+    }
+
+    /// Handles the frame after a Hello without a vhost: only `Open` (or a
+    /// close) is valid.
+    fn open_vhost(self: &Rc<Self>, corr: u64, frame: &Frame, kind: Kind) -> Result<(), Stop> {
+        let raw = kind.as_u16();
+        let vhost = match Wire::decode(frame) {
+            Ok(Wire::Open { vhost }) => vhost,
+            Ok(Wire::Close(_)) => {
+                self.send(corr, &Wire::CloseOk);
+                self.closed.set(true);
+                return Err(Stop::Done);
+            }
+            Ok(Wire::Heartbeat) => return Ok(()),
+            Ok(_) => {
+                return Err(Stop::new(
+                    ErrorCode::CommandInvalid,
+                    format_args!("expected Open after a Hello without a vhost, got {kind}"),
+                    raw,
+                    0,
+                ))
+            }
+            Err(e) => return Err(Stop::new(e.code(), &e, raw, 0)),
+        };
+        let user = self.st.borrow().user.clone();
+        if let Err(e) = auth::open_vhost(&self.shard.config, &user, &vhost) {
+            info!(user = %user, vhost = %vhost, reason = ?e, "vhost refused");
+            let (code, text) = login_refusal(e, &user, &vhost);
+            return Err(Stop::new(code, text, raw, 0));
+        }
+        {
+            let mut st = self.st.borrow_mut();
+            st.phase = Phase::Open;
+            st.vhost = vhost.clone();
+        }
+        self.shard.add_session(self.clone());
+        info!(user = %user, vhost = %vhost, "connection open");
+        self.send(corr, &Wire::OpenOk);
         Ok(())
     }
 
@@ -938,7 +987,13 @@ impl Session {
         let mut taken: Vec<Unacked> = Vec::new();
         if multiple {
             let upto = if tag == 0 { u64::MAX } else { tag };
-            if tag != 0 && channel.unacked.front().is_none_or(|u| u.tag > tag) {
+            // As RabbitMQ: the tag itself must be outstanding (0: all).
+            if tag != 0
+                && channel
+                    .unacked
+                    .binary_search_by_key(&tag, |u| u.tag)
+                    .is_err()
+            {
                 return Err(unknown());
             }
             while channel.unacked.front().is_some_and(|u| u.tag <= upto) {
@@ -1519,16 +1574,22 @@ impl Session {
     }
 
     async fn teardown(self: &Rc<Self>) {
+        self.release().await;
+        self.shard.remove_session(self.id);
+        debug!("connection closed");
+    }
+
+    /// Closes every channel and deletes the connection's exclusive queues
+    /// (idempotent).
+    async fn release(self: &Rc<Self>) {
         let channels: Vec<u16> = self.st.borrow().channels.keys().copied().collect();
         for ch in channels {
             self.close_channel(ch);
         }
-        self.shard.remove_session(self.id);
         let exclusive = std::mem::take(&mut self.st.borrow_mut().exclusive);
         for (vhost, id) in exclusive {
             self.shard.call(0, CallReq::DropQueue { vhost, id }).await;
         }
-        debug!("connection closed");
     }
 
     // ----- called by the shard -----------------------------------------
@@ -1657,6 +1718,21 @@ impl Session {
         }
         drop(out);
         self.wake_writer.notify();
+    }
+}
+
+/// The code and text for a refused login, as RabbitMQ words them.
+fn login_refusal(e: LoginError, user: &str, vhost: &str) -> (ErrorCode, String) {
+    match e {
+        LoginError::BadCredentials | LoginError::LoopbackOnly => (
+            ErrorCode::AccessRefused,
+            "Login was refused using authentication mechanism PLAIN. For details see the broker logfile.".to_owned(),
+        ),
+        LoginError::NoVhost => (ErrorCode::NotAllowed, format!("vhost {vhost} not found")),
+        LoginError::VhostRefused => (
+            ErrorCode::NotAllowed,
+            format!("access to vhost '{vhost}' refused for user '{user}'"),
+        ),
     }
 }
 

@@ -18,6 +18,8 @@ pub mod ringmq {
     pub use self::hello_generated::*;
     mod hello_ok_generated;
     pub use self::hello_ok_generated::*;
+    mod open_generated;
+    pub use self::open_generated::*;
     mod close_generated;
     pub use self::close_generated::*;
     mod blocked_generated;

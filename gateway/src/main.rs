@@ -1,0 +1,62 @@
+//! `ringmq-gateway`: the AMQP 0-9-1 gateway binary.
+
+use clap::Parser;
+use ringmq_gateway::{Gateway, GatewayConfig};
+use tracing::info;
+
+/// AMQP 0-9-1 gateway for the ringmq broker.
+#[derive(Parser, Debug)]
+#[command(name = "ringmq-gateway", version, about)]
+struct Cli {
+    /// AMQP listen address.
+    #[arg(long, env = "RINGMQ_GATEWAY_LISTEN", default_value = "127.0.0.1:5672")]
+    listen: std::net::SocketAddr,
+    /// The broker's native protocol address.
+    #[arg(long, env = "RINGMQ_BROKER", default_value = "127.0.0.1:5680")]
+    broker: std::net::SocketAddr,
+    /// Executors, 0 for one per core.
+    #[arg(long, env = "RINGMQ_GATEWAY_CORES", default_value_t = 0)]
+    cores: usize,
+    /// Heartbeat proposed to clients, seconds (0 disables).
+    #[arg(long, default_value_t = 60)]
+    heartbeat: u16,
+    /// frame_max proposed to clients, bytes.
+    #[arg(long, default_value_t = 131_072)]
+    frame_max: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RINGMQ_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if cli.frame_max < 4096 {
+        anyhow::bail!("--frame-max must be at least 4096");
+    }
+    let config = GatewayConfig {
+        listen: cli.listen,
+        broker: cli.broker,
+        cores: cli.cores,
+        heartbeat: cli.heartbeat,
+        frame_max: cli.frame_max,
+        ..GatewayConfig::default()
+    };
+    let gateway = Gateway::start(config)?;
+    let stopper = gateway.stopper();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            info!(signal = sig, "signal received");
+            stopper.stop();
+        }
+    });
+    gateway.wait();
+    info!("ringmq-gateway stopped");
+    Ok(())
+}
