@@ -18,6 +18,8 @@ fn main() {
         .unwrap_or(5_000_000);
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
+    let data = std::env::temp_dir().join(format!("ringmq-throughput-{}", std::process::id()));
+    config.storage.data_dir = data.clone();
     let broker = Broker::start(config).unwrap();
     let addr = broker.local_addr();
     let mut c = Connection::connect(addr, &ConnectOptions::default()).unwrap();
@@ -63,4 +65,5 @@ fn main() {
     );
     publisher.join().unwrap();
     broker.stop();
+    let _ = std::fs::remove_dir_all(data);
 }

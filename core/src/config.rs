@@ -58,12 +58,52 @@ pub struct LimitsConfig {
     pub handshake_timeout_ms: u64,
 }
 
-/// `[storage]`: where data lives.
+/// `[storage]`: where data lives and how it is made durable.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Data directory (segment logs and metadata).
     pub data_dir: PathBuf,
+    /// Start a new segment once the active one reaches this size, bytes.
+    pub segment_bytes: u64,
+    /// When an appended record counts as durable.
+    pub sync: SyncPolicy,
+    /// With `sync = "interval"`: the longest wait before a batch is synced,
+    /// milliseconds.
+    pub sync_interval_ms: u64,
+    /// Bytes of persistent message bodies a shard keeps in memory; beyond
+    /// it, new persistent messages stay only in the log and are read back
+    /// when they are about to be delivered.
+    pub memory_budget_bytes: u64,
+    /// Compact the oldest segment when its live bytes fall below this
+    /// fraction of its size (its live records are copied forward).
+    pub compact_below: f64,
+    /// A corrupt record in the middle of a segment: "refuse" to start, or
+    /// "skip" it (logging loudly).
+    pub on_corruption: OnCorruption,
+}
+
+/// When appended records count as durable.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncPolicy {
+    /// Every group-commit batch is synced before its confirms go out.
+    #[default]
+    Batch,
+    /// Batches wait up to `sync_interval_ms` to gather more records before
+    /// one sync; confirms still follow the sync.
+    Interval,
+}
+
+/// What recovery does with a corrupt record in the middle of a segment.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnCorruption {
+    /// Refuse to start, naming the segment and offset.
+    #[default]
+    Refuse,
+    /// Skip to the next valid record, logging at error level.
+    Skip,
 }
 
 /// `[[users]]`: one user.
@@ -129,6 +169,12 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./data"),
+            segment_bytes: 64 * 1024 * 1024,
+            sync: SyncPolicy::Batch,
+            sync_interval_ms: 2,
+            memory_budget_bytes: 512 * 1024 * 1024,
+            compact_below: 0.5,
+            on_corruption: OnCorruption::Refuse,
         }
     }
 }
@@ -185,6 +231,15 @@ impl Config {
         }
         if self.limits.max_message_size == 0 || self.limits.max_message_size > 512 * 1024 * 1024 {
             return bad("limits.max_message_size", "must be 1..=536870912");
+        }
+        if self.storage.segment_bytes < 1024 * 1024 {
+            return bad("storage.segment_bytes", "must be at least 1 MiB");
+        }
+        if !(0.0..=1.0).contains(&self.storage.compact_below) {
+            return bad("storage.compact_below", "must be between 0 and 1");
+        }
+        if self.storage.sync_interval_ms > 10_000 {
+            return bad("storage.sync_interval_ms", "at most 10000");
         }
         if self.server.cores > 256 {
             return bad("server.cores", "at most 256 shards");

@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod exchange;
 pub mod local;
+pub mod log;
 pub mod message;
 pub mod meta;
 pub mod net;
@@ -65,6 +66,17 @@ pub enum StartError {
     /// The executors could not start.
     #[error("cannot start shard executors: {0}")]
     Executors(String),
+    /// The data directory cannot be used.
+    #[error("data directory {dir}: {reason}")]
+    DataDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Stored data could not be recovered.
+    #[error(transparent)]
+    Storage(#[from] log::LogError),
 }
 
 /// Asks a running broker to shut down; `Send`, so a signal thread can hold
@@ -108,6 +120,12 @@ impl Broker {
         drop(probe);
 
         let shards = config.shard_count();
+        let data_dir = config.storage.data_dir.clone();
+        check_layout(&data_dir, shards)?;
+        let meta_ops = Arc::new(log::meta_store::load_and_compact(
+            &data_dir.join("meta"),
+            &config.vhosts,
+        )?);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let placement = if config.server.pin_cores && shards <= cores {
             PoolPlacement::MaxSpread(shards, None)
@@ -121,12 +139,17 @@ impl Broker {
         let config = Arc::new(config);
         let handles = LocalExecutorPoolBuilder::new(placement)
             .name("ringmq-shard")
+            // `on_all_shards` clones this closure on this thread, once per
+            // shard, before any shard runs it: each shard gets its own
+            // `MeshBuilder`. Never clone the builder on the shard threads:
+            // it holds an `Rc` (glommio 0.9), and concurrent clones corrupt
+            // its count (a use-after-free that ASan shows in `join`).
             .on_all_shards(move || {
                 let config = config.clone();
-                let mesh = mesh.clone();
                 let stop_rx = stop_rx.clone();
                 let ready_tx = ready_tx.clone();
-                async move { run_shard(config, mesh, addr, stop_rx, ready_tx).await }
+                let meta_ops = meta_ops.clone();
+                async move { run_shard(config, mesh, addr, stop_rx, ready_tx, meta_ops).await }
             })
             .map_err(|e| StartError::Executors(e.to_string()))?;
         let stopper = Stopper(Arc::new(Mutex::new(Some(stop_tx))));
@@ -183,12 +206,49 @@ impl Broker {
     }
 }
 
+/// Checks (or records) how many shards wrote the data directory: queues
+/// and their logs belong to shards, so the count cannot change under data.
+fn check_layout(dir: &std::path::Path, shards: usize) -> Result<(), StartError> {
+    let bad = |reason: String| StartError::DataDir {
+        dir: dir.to_owned(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+    let path = dir.join("layout.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| bad(format!("layout.json: {e}")))?;
+            let stored = v
+                .get("shards")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0) as usize;
+            if stored != shards {
+                return Err(bad(format!(
+                    "was written by {stored} shards; start with --cores {stored} (queues live on their shard)"
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = serde_json::json!({ "version": 1, "shards": shards }).to_string();
+            let tmp = dir.join("layout.json.tmp");
+            std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_all()))
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|e| bad(e.to_string()))
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
 async fn run_shard(
     config: Arc<Config>,
     mesh: MeshBuilder<Vec<ShardMsg>, glommio::channels::channel_mesh::Full>,
     addr: SocketAddr,
     stop_rx: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
     ready: mpsc::Sender<Result<(), String>>,
+    meta_ops: Arc<Vec<meta::MetaOp>>,
 ) {
     let count = mesh.nr_peers() as u16;
     let (senders, mut receivers) = match mesh.join().await {
@@ -205,6 +265,36 @@ async fn run_shard(
         Rc::new((*config).clone()),
         Some(senders),
     ));
+    // Durable metadata first (creates the queues this shard owns), then
+    // this shard's log, whose messages go into those queues.
+    let now = shard::now_ms();
+    for op in meta_ops.iter() {
+        shard.apply_meta(op, now);
+    }
+    let storage = &config.storage;
+    let log_dir = storage.data_dir.join(format!("shard-{id}"));
+    match log::Log::open(id, &log_dir, storage).await {
+        Ok((log, recovered)) => {
+            shard.restore(&log, recovered);
+            shard.set_log(log.clone());
+            let s = shard.clone();
+            glommio::spawn_local(log.run(move |r| s.on_commit(r))).detach();
+            glommio::spawn_local(shard.clone().reclaim_segments()).detach();
+        }
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: {e}")));
+            return;
+        }
+    }
+    if id == 0 {
+        match log::meta_store::MetaStore::open(&storage.data_dir.join("meta")).await {
+            Ok(store) => shard.set_meta_store(store),
+            Err(e) => {
+                let _ = ready.send(Err(e.to_string()));
+                return;
+            }
+        }
+    }
     for (peer, rx) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -21,7 +21,7 @@ use crate::queue::args::{check_equivalent, QueueArgs, EQUIVALENCE_ARGS};
 pub type SessionId = u64;
 
 /// A queue's definition, replicated to every shard.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueueDef {
     /// This incarnation's id.
     pub id: QueueId,
@@ -57,7 +57,7 @@ impl QueueDef {
 }
 
 /// A binding destination by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DestName {
     /// A queue.
     Queue(String),
@@ -66,7 +66,7 @@ pub enum DestName {
 }
 
 /// One change to the metadata.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum MetaOp {
     /// Create an exchange (no-op if it exists).
     DeclareExchange {
@@ -560,7 +560,7 @@ impl Meta {
                 if name.is_empty() {
                     "operation not permitted on the default exchange".to_owned()
                 } else {
-                    format!("deletion of system exchange '{name}' in vhost '{vhost}' refused")
+                    format!("deletion of system exchange '{name}' in vhost '{vhost}' not allowed")
                 },
             ));
         }
@@ -595,6 +595,11 @@ impl Meta {
         session: SessionId,
     ) -> Result<Option<&QueueDef>, Refusal> {
         let v = self.vh(vhost)?;
+        // As RabbitMQ: every named non-passive declare is checked, even of
+        // an existing (e.g. server-named) queue.
+        if !passive && is_reserved(name) {
+            return Err(Refusal::reserved("queue", name));
+        }
         let existing = v.queues.get(name);
         if let Some(q) = existing {
             if !q.accessible_by(session) {
@@ -643,9 +648,6 @@ impl Meta {
                 Ok(Some(q))
             }
             None => {
-                if is_reserved(name) {
-                    return Err(Refusal::reserved("queue", name));
-                }
                 QueueArgs::parse(arguments, name, vhost, durable, exclusive)?;
                 Ok(None)
             }

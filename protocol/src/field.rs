@@ -8,6 +8,7 @@ use crate::wire;
 
 /// One typed value of a field table.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum FieldValue {
     /// AMQP `V`.
     Void,
@@ -114,6 +115,7 @@ impl FieldValue {
 
 /// An ordered list of named values (an AMQP field table).
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FieldTable(pub Vec<(String, FieldValue)>);
 
 impl FieldTable {

@@ -99,6 +99,35 @@ impl Properties {
         ))
     }
 
+    /// The properties as a standalone FlatBuffers `Properties` table (empty
+    /// when none is set), for storage.
+    pub fn to_flatbuffer(&self) -> Vec<u8> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let mut fbb = FlatBufferBuilder::with_capacity(256);
+        match self.encode(&mut fbb) {
+            Some(root) => {
+                fbb.finish_minimal(root);
+                fbb.finished_data().to_vec()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Reads properties written by [`Properties::to_flatbuffer`], verifying
+    /// the buffer.
+    ///
+    /// # Errors
+    /// A buffer that is not a valid `Properties` table.
+    pub fn from_flatbuffer(buf: &[u8]) -> Result<Properties, DecodeError> {
+        if buf.is_empty() {
+            return Ok(Properties::default());
+        }
+        let view = crate::message::view::<wire::Properties>(crate::frame::Kind::Publish, buf)?;
+        Properties::decode(Some(view))
+    }
+
     /// Reads a verified properties view.
     ///
     /// # Errors

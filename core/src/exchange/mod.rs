@@ -22,7 +22,9 @@ use self::headers::HeadersPattern;
 use self::topic::TopicMatcher;
 
 /// Identity of one queue incarnation (a redeclared queue gets a new id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct QueueId(pub u64);
 
 impl std::fmt::Display for QueueId {
@@ -50,7 +52,7 @@ pub enum Dest {
 }
 
 /// The exchange types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExchangeKind {
     /// Exact routing-key match.
     Direct,
@@ -93,7 +95,7 @@ enum Index {
 }
 
 /// The declared properties of an exchange.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExchangeDef {
     /// Name.
     pub name: String,

@@ -355,10 +355,19 @@ impl Session {
                 Ok(0) | Err(_) => return,
                 Ok(n) => decoder.extend(&buf[..n]),
             }
-            while let Ok(Some(f)) = decoder.next_frame() {
-                if f.header.kind == Kind::CloseOk.as_u16() || f.header.kind == Kind::Close.as_u16()
-                {
-                    return;
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some(f)) => {
+                        if f.header.kind == Kind::CloseOk.as_u16()
+                            || f.header.kind == Kind::Close.as_u16()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    // The rest of a stream that lost its framing: no CloseOk
+                    // can be found in it, so stop waiting.
+                    Err(_) => return,
                 }
             }
         }
@@ -1656,6 +1665,16 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// A storage alarm: tell the client publishing is blocked.
+    pub fn blocked(&self, reason: &str) {
+        self.send(
+            0,
+            &Wire::Blocked {
+                reason: reason.to_owned(),
+            },
+        );
     }
 
     /// The queue cancelled a consumer (it was deleted).

@@ -6,7 +6,7 @@ use ringmq_protocol::{FieldTable, FieldValue};
 use crate::error::Refusal;
 
 /// What happens when a queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Overflow {
     /// Drop (dead-letter) the oldest messages.
     #[default]
@@ -18,7 +18,7 @@ pub enum Overflow {
 }
 
 /// The arguments that change a queue's behaviour, validated.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct QueueArgs {
     /// `x-message-ttl`, milliseconds.
     pub message_ttl: Option<u64>,
@@ -214,11 +214,17 @@ pub fn equivalent_value(a: &FieldValue, b: &FieldValue) -> bool {
     }
 }
 
-/// Describes an argument value the way RabbitMQ's inequivalence texts do.
-pub fn describe_arg(v: Option<&FieldValue>) -> String {
-    match v {
-        None => "none".to_owned(),
-        Some(v) => format!("the value '{}' of type '{}'", v.describe(), type_name(v)),
+/// Describes the requested and current values of an argument the way
+/// RabbitMQ's inequivalence texts do: `'200'` when both are set, otherwise
+/// `none` for the missing one and `the value '100' of type 'signedint'`
+/// for the other.
+pub fn describe_arg(requested: Option<&FieldValue>, current: Option<&FieldValue>) -> [String; 2] {
+    match (requested, current) {
+        (Some(r), Some(c)) => [format!("'{}'", r.describe()), format!("'{}'", c.describe())],
+        _ => [requested, current].map(|v| match v {
+            None => "none".to_owned(),
+            Some(v) => format!("the value '{}' of type '{}'", v.describe(), type_name(v)),
+        }),
     }
 }
 
@@ -243,13 +249,9 @@ pub fn check_equivalent(
             _ => false,
         };
         if !same {
+            let [received, have] = describe_arg(r, c);
             return Err(Refusal::inequivalent(
-                key,
-                what,
-                name,
-                vhost,
-                &describe_arg(r),
-                &describe_arg(c),
+                key, what, name, vhost, &received, &have,
             ));
         }
     }
@@ -330,9 +332,18 @@ mod tests {
         assert!(check_equivalent(EQUIVALENCE_ARGS, &a, &b, "queue", "q", "/").is_ok());
         let err = check_equivalent(EQUIVALENCE_ARGS, &a, &FieldTable::new(), "queue", "q", "/")
             .unwrap_err();
-        assert!(err
-            .text
-            .starts_with("PRECONDITION_FAILED - inequivalent arg 'x-message-ttl'"));
+        assert_eq!(
+            err.text,
+            "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': \
+             received the value '100' of type 'signedint' but current is none"
+        );
+        let c = args(&[("x-message-ttl", FieldValue::I32(200))]);
+        let err = check_equivalent(EQUIVALENCE_ARGS, &c, &a, "queue", "q", "/").unwrap_err();
+        assert!(
+            err.text.ends_with("received '200' but current is '100'"),
+            "{}",
+            err.text
+        );
         // Unknown arguments are not compared.
         let c = args(&[("x-custom", FieldValue::I32(1))]);
         assert!(

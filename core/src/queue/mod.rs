@@ -23,11 +23,16 @@ use ringmq_protocol::ErrorCode;
 use self::args::Overflow;
 use crate::error::Refusal;
 use crate::exchange::QueueId;
+use crate::log::LogLoc;
 use crate::message::{DeathReason, Message};
 use crate::meta::{QueueDef, SessionId};
 
 /// Position of a message in its queue, increasing with publish order.
 pub type MsgId = u64;
+
+/// Persisted messages of a queue in one segment: id, record location,
+/// delivered before.
+pub type Persisted = Vec<(MsgId, LogLoc, bool)>;
 
 /// Server-wide id of a consumer.
 pub type ConsumerId = u64;
@@ -43,6 +48,13 @@ pub struct QueuedMsg {
     pub redelivered: bool,
     /// When it expires, ms on the shard clock.
     pub expires_at: Option<u64>,
+    /// Its enqueue record, for a persistent message in a durable queue.
+    pub loc: Option<LogLoc>,
+    /// The body is in memory (a persisted message past the memory budget
+    /// keeps only `loc` until it is paged in).
+    pub resident: bool,
+    /// Body length, also while the body is paged out.
+    pub size: u32,
 }
 
 /// Who a consumer is and how it consumes.
@@ -58,7 +70,8 @@ pub struct ConsumerSpec {
     pub no_ack: bool,
     /// The only consumer of the queue.
     pub exclusive: bool,
-    /// Don't deliver messages published by its own session.
+    /// `no_local` as asked; ignored, as RabbitMQ does (it does not
+    /// implement it: a consumer gets its own connection's messages too).
     pub no_local: bool,
     /// `x-priority`: higher goes first while it has credit.
     pub priority: i32,
@@ -94,6 +107,17 @@ pub trait Sink {
     fn dead_letter(&mut self, queue: &QueueDef, msg: Message, reason: DeathReason);
     /// `qm` left the queue for good.
     fn settled(&mut self, queue: QueueId, qm: &QueuedMsg);
+    /// Make `qm` durable if it must be (persistent message, durable
+    /// queue): log it and set `qm.loc`, possibly dropping its body from
+    /// memory. False when it cannot be made durable (the publish is then
+    /// refused).
+    fn persist(&mut self, _queue: &QueueDef, _qm: &mut QueuedMsg) -> bool {
+        true
+    }
+    /// A persisted message was delivered to a consumer that will ack it.
+    fn delivered(&mut self, _queue: QueueId, _qm: &QueuedMsg) {}
+    /// The head message is not in memory: read it back, then dispatch.
+    fn page_in(&mut self, _queue: QueueId) {}
 }
 
 /// What became of a publish.
@@ -183,7 +207,7 @@ impl Queue {
 
     fn push_ready(&mut self, qm: QueuedMsg) {
         let level = self.level(&qm.msg);
-        self.ready_bytes += qm.msg.body_len() as u64;
+        self.ready_bytes += u64::from(qm.size);
         self.ready_count += 1;
         let dq = &mut self.ready[level];
         if dq.back().is_none_or(|b| b.id < qm.id) {
@@ -197,7 +221,7 @@ impl Queue {
     fn pop_ready(&mut self) -> Option<QueuedMsg> {
         let qm = self.ready.iter_mut().rev().find_map(VecDeque::pop_front)?;
         self.ready_count -= 1;
-        self.ready_bytes -= qm.msg.body_len() as u64;
+        self.ready_bytes -= u64::from(qm.size);
         Some(qm)
     }
 
@@ -241,12 +265,18 @@ impl Queue {
                 Overflow::DropHead => {}
             }
         }
-        let qm = QueuedMsg {
+        let mut qm = QueuedMsg {
             id: self.next_id,
             msg,
             redelivered: false,
             expires_at: ttl.map(|t| now.saturating_add(t)),
+            loc: None,
+            resident: true,
+            size: bytes as u32,
         };
+        if !sink.persist(&self.def, &mut qm) {
+            return Accepted::Rejected;
+        }
         self.next_id += 1;
         self.push_ready(qm);
         // Drop from the head until within limits (a single message larger
@@ -277,18 +307,15 @@ impl Queue {
     /// Picks the consumer for the next delivery: highest priority with
     /// credit, round-robin among equals; with single-active-consumer only
     /// the first consumer.
-    fn pick(&mut self, publisher: SessionId) -> Option<usize> {
+    fn pick(&mut self) -> Option<usize> {
         let n = self.consumers.len();
         if n == 0 {
             return None;
         }
         if self.def.args.single_active_consumer {
-            let c = &self.consumers[0];
-            return (c.credit > 0 && !(c.spec.no_local && c.spec.session == publisher))
-                .then_some(0);
+            return (self.consumers[0].credit > 0).then_some(0);
         }
-        let eligible =
-            |c: &Consumer| c.credit > 0 && !(c.spec.no_local && c.spec.session == publisher);
+        let eligible = |c: &Consumer| c.credit > 0;
         let best = self
             .consumers
             .iter()
@@ -322,8 +349,7 @@ impl Queue {
                 }
                 continue;
             }
-            let publisher = head.msg.publisher;
-            let Some(i) = self.pick(publisher) else {
+            let Some(i) = self.pick() else {
                 return;
             };
             let Some(qm) = self.pop_ready() else { return };
@@ -333,6 +359,7 @@ impl Queue {
             if consumer.spec.no_ack {
                 sink.settled(self.def.id, &qm);
             } else {
+                sink.delivered(self.def.id, &qm);
                 let owner = Owner::Consumer(consumer.spec.id);
                 self.unacked.insert(qm.id, Unacked { qm, owner });
             }
@@ -416,6 +443,7 @@ impl Queue {
         if no_ack {
             sink.settled(self.def.id, &qm);
         } else {
+            sink.delivered(self.def.id, &qm);
             self.unacked.insert(
                 qm.id,
                 Unacked {
@@ -540,6 +568,87 @@ impl Queue {
                 .args
                 .expires
                 .is_some_and(|e| now >= self.last_used.saturating_add(e))
+    }
+
+    /// True when the next message `get` would take is in memory (or there
+    /// is none).
+    pub fn head_resident(&self) -> bool {
+        self.peek_ready().is_none_or(|m| m.resident)
+    }
+
+    /// Up to `n` messages near the head that are not in memory, in
+    /// delivery order, with their log locations.
+    pub fn paged_head(&self, n: usize) -> Vec<(MsgId, LogLoc)> {
+        let mut out = Vec::new();
+        for level in self.ready.iter().rev() {
+            for m in level {
+                if out.len() >= n {
+                    return out;
+                }
+                if let (false, Some(loc)) = (m.resident, m.loc) {
+                    out.push((m.id, loc));
+                }
+            }
+        }
+        out
+    }
+
+    /// Puts a paged-in message's body back. Returns false if the message
+    /// is no longer ready (or was in memory already).
+    pub fn fill(&mut self, id: MsgId, body: bytes::Bytes) -> bool {
+        for level in &mut self.ready {
+            let at = level.partition_point(|m| m.id < id);
+            if let Some(m) = level.get_mut(at).filter(|m| m.id == id && !m.resident) {
+                m.msg.body = body;
+                m.resident = true;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Restores messages recovered from the log (in id order).
+    pub fn restore(&mut self, msgs: impl IntoIterator<Item = QueuedMsg>) {
+        for qm in msgs {
+            self.next_id = self.next_id.max(qm.id + 1);
+            self.push_ready(qm);
+        }
+    }
+
+    /// Persisted messages (ready or unacked) whose record is in segment
+    /// `seq`: id, location, and whether it was delivered.
+    pub fn persisted_in(&self, seq: u32) -> Persisted {
+        let ready = self.ready.iter().flatten().map(|m| (m, m.redelivered));
+        let unacked = self.unacked.values().map(|u| (&u.qm, true));
+        ready
+            .chain(unacked)
+            .filter_map(|(m, delivered)| {
+                m.loc.filter(|l| l.seq == seq).map(|l| (m.id, l, delivered))
+            })
+            .collect()
+    }
+
+    /// Moves a persisted message's record (compaction). False if the
+    /// message is gone or its record moved already.
+    pub fn relocate(&mut self, id: MsgId, from: LogLoc, to: LogLoc) -> bool {
+        if let Some(u) = self.unacked.get_mut(&id) {
+            if u.qm.loc == Some(from) {
+                u.qm.loc = Some(to);
+                return true;
+            }
+            return false;
+        }
+        for level in &mut self.ready {
+            let at = level.partition_point(|m| m.id < id);
+            if let Some(m) = level
+                .get_mut(at)
+                .filter(|m| m.id == id && m.loc == Some(from))
+            {
+                m.loc = Some(to);
+                return true;
+            }
+        }
+        false
     }
 
     /// The unacked deliveries held by `owner`.

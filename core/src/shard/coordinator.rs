@@ -46,7 +46,8 @@ impl Shard {
                     .borrow()
                     .check_exchange_declare(&vhost, &def, &kind_name, passive)?;
                 if declared == Declared::Create {
-                    self.replicate(MetaOp::DeclareExchange { vhost, def }).await;
+                    self.replicate(MetaOp::DeclareExchange { vhost, def })
+                        .await?;
                 }
                 Ok(CallResp::Done)
             }
@@ -60,7 +61,8 @@ impl Shard {
                     .borrow()
                     .check_exchange_delete(&vhost, &name, if_unused)?
                 {
-                    self.replicate(MetaOp::DeleteExchange { vhost, name }).await;
+                    self.replicate(MetaOp::DeleteExchange { vhost, name })
+                        .await?;
                 }
                 Ok(CallResp::Done)
             }
@@ -121,7 +123,7 @@ impl Shard {
                     vhost,
                     def: def.clone(),
                 })
-                .await;
+                .await?;
                 Ok(CallResp::Queue(def))
             }
             CallReq::DeleteQueue {
@@ -154,7 +156,7 @@ impl Shard {
                 }
                 let deleted = self
                     .replicate(MetaOp::DeleteQueue { vhost, id: def.id })
-                    .await;
+                    .await?;
                 Ok(CallResp::Count(deleted.unwrap_or(0)))
             }
             CallReq::DropQueue { vhost, id } => {
@@ -164,7 +166,7 @@ impl Shard {
                     .vhost(&vhost)
                     .is_some_and(|v| v.queue_by_id(id).is_some());
                 if exists {
-                    self.replicate(MetaOp::DeleteQueue { vhost, id }).await;
+                    self.replicate(MetaOp::DeleteQueue { vhost, id }).await?;
                 }
                 Ok(CallResp::Done)
             }
@@ -197,7 +199,7 @@ impl Shard {
                         args,
                     }
                 };
-                self.replicate(op).await;
+                self.replicate(op).await?;
                 Ok(CallResp::Done)
             }
             other => Err(Refusal::new(
@@ -210,7 +212,20 @@ impl Shard {
     /// Applies `op` here, then on every other shard; resolves when all have
     /// applied it. Returns the message count the queue owner reported for a
     /// queue deletion.
-    async fn replicate(self: &Rc<Self>, op: MetaOp) -> Option<u32> {
+    async fn replicate(self: &Rc<Self>, op: MetaOp) -> Result<Option<u32>, Refusal> {
+        let durable = crate::log::meta_store::is_durable(&self.meta.borrow(), &op);
+        if durable {
+            let store = self.meta_store.borrow().clone();
+            if let Some(store) = store {
+                if let Err(e) = store.append(&op).await {
+                    tracing::error!(error = %e, "metadata store failed");
+                    return Err(Refusal::new(
+                        ErrorCode::InternalError,
+                        format_args!("cannot store metadata: {e}"),
+                    ));
+                }
+            }
+        }
         let mut deleted = self.apply_meta(&op, now_ms());
         let mut waits = Vec::new();
         for to in 0..self.count {
@@ -223,6 +238,6 @@ impl Shard {
                 deleted = Some(n);
             }
         }
-        deleted
+        Ok(deleted)
     }
 }

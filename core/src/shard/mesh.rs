@@ -133,6 +133,11 @@ pub enum ShardMsg {
     ShutdownDone,
     /// Every shard is done: exit.
     Exit,
+    /// A shard's storage failed: block publishers, everywhere.
+    Alarm {
+        /// What happened.
+        reason: String,
+    },
 }
 
 /// Requests between shards.

@@ -20,12 +20,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::channel_mesh::Senders;
 use rustc_hash::FxHashMap;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
-use self::mesh::{CallReq, CallResp, GotMessage, SettleHow, ShardMsg};
+use self::mesh::{CallReq, CallResp, ConfirmRef, GotMessage, SettleHow, ShardMsg};
 use crate::config::Config;
 use crate::exchange::{QueueId, QueueRef, Targets};
 use crate::local::{slot, Gate, Latch, Notify, Reply, Slot};
+use crate::log::meta_store::MetaStore;
+use crate::log::record::Record;
+use crate::log::{Log, LogError, LogLoc, Pos};
 use crate::message::{DeathReason, Message};
 use crate::meta::{Meta, MetaOp, QueueDef, SessionId};
 use crate::net::session::Session;
@@ -80,6 +83,19 @@ pub struct Shard {
     /// Set when the shard must exit.
     pub exit: Latch,
     senders: Option<Senders<Vec<ShardMsg>>>,
+    /// This shard's segment log (None: nothing is persisted).
+    log: RefCell<Option<Rc<Log>>>,
+    /// The metadata store (coordinator only).
+    pub(crate) meta_store: RefCell<Option<Rc<MetaStore>>>,
+    /// Confirms waiting for the log to commit up to their record.
+    durable_waiters: RefCell<std::collections::VecDeque<(Pos, ConfirmRef)>>,
+    /// Bytes of persistent bodies in memory (against the memory budget).
+    resident: Cell<u64>,
+    /// Queues with a page-in task running, and queues that want one.
+    paging: RefCell<rustc_hash::FxHashSet<QueueId>>,
+    want_page_in: RefCell<Vec<QueueId>>,
+    /// A storage alarm is raised (a log failed): publishers are told.
+    pub alarm: RefCell<Option<String>>,
 }
 
 impl Shard {
@@ -120,6 +136,13 @@ impl Shard {
             shutdown_done: Cell::new(0),
             exit: Latch::new(),
             senders,
+            log: RefCell::new(None),
+            meta_store: RefCell::new(None),
+            durable_waiters: RefCell::default(),
+            resident: Cell::new(0),
+            paging: RefCell::default(),
+            want_page_in: RefCell::default(),
+            alarm: RefCell::new(None),
         }
     }
 
@@ -253,6 +276,7 @@ impl Shard {
         for m in batch {
             self.handle(from, m);
         }
+        self.start_page_ins();
         self.flush_dirty();
     }
 
@@ -264,13 +288,28 @@ impl Shard {
                 msg,
                 confirm,
             } => {
-                let accepted = self.with_queue(queue, now, |q, sink| q.publish(msg, now, sink));
+                let done = self.with_queue(queue, now, |q, sink| {
+                    (q.publish(msg, now, sink), sink.last_loc)
+                });
                 if let Some(c) = confirm {
-                    let nack = accepted == Some(Accepted::Rejected);
-                    self.post(
-                        Shard::shard_of(c.session),
-                        ShardMsg::Confirmed { confirm: c, nack },
-                    );
+                    let to = Shard::shard_of(c.session);
+                    match done {
+                        Some((Accepted::Yes, Some(loc))) => self.confirm_when_durable(loc, c),
+                        Some((Accepted::Rejected, _)) => self.post(
+                            to,
+                            ShardMsg::Confirmed {
+                                confirm: c,
+                                nack: true,
+                            },
+                        ),
+                        _ => self.post(
+                            to,
+                            ShardMsg::Confirmed {
+                                confirm: c,
+                                nack: false,
+                            },
+                        ),
+                    }
                 }
             }
             ShardMsg::Confirmed { confirm, nack } => {
@@ -361,6 +400,18 @@ impl Shard {
                 }
             }
             ShardMsg::Exit => self.exit.set(),
+            ShardMsg::Alarm { reason } => {
+                if self.alarm.borrow().is_none() {
+                    error!(reason = %reason, "storage alarm: publishers are blocked");
+                    *self.alarm.borrow_mut() = Some(reason.clone());
+                    let sessions: Vec<Rc<Session>> =
+                        self.sessions.borrow().values().cloned().collect();
+                    for s in sessions {
+                        s.blocked(&reason);
+                        self.mark_dirty(&s);
+                    }
+                }
+            }
         }
     }
 
@@ -374,13 +425,13 @@ impl Shard {
         let mut queues = self.queues.borrow_mut();
         let q = queues.get_mut(&id)?;
         let vhost = q.vhost.clone();
-        let mut sink = ShardSink {
-            shard: self,
-            vhost: &vhost,
-        };
+        let mut sink = ShardSink::new(self, &vhost);
         let r = f(q, &mut sink);
         let deadline = q.next_deadline();
         drop(queues);
+        if sink.page_in {
+            self.want_page_in.borrow_mut().push(id);
+        }
         if let Some(t) = deadline {
             self.schedule(id, t.max(now));
         }
@@ -469,18 +520,23 @@ impl Shard {
                 queue,
                 session,
                 no_ack,
-            } => self
-                .with_queue(queue, now, |q, sink| {
-                    CallResp::Got(q.get(session, no_ack, now, sink).map(|(qm, remaining)| {
-                        GotMessage {
-                            id: qm.id,
-                            redelivered: qm.redelivered,
-                            remaining: remaining as u32,
-                            msg: qm.msg,
-                        }
-                    }))
-                })
-                .unwrap_or_else(gone),
+            } => {
+                let resident = self.queues.borrow().get(&queue).map(Queue::head_resident);
+                if resident == Some(false) {
+                    // The head message is only in the log: read it first.
+                    let me = self.clone();
+                    glommio::spawn_local(async move {
+                        me.page_in(queue).await;
+                        let now = now_ms();
+                        let resp = me.get(queue, session, no_ack, now);
+                        me.reply(from, call, resp);
+                        me.flush_dirty();
+                    })
+                    .detach();
+                    return;
+                }
+                self.get(queue, session, no_ack, now)
+            }
             CallReq::Purge { queue } => self
                 .with_queue(queue, now, |q, sink| CallResp::Count(q.purge(sink) as u32))
                 .unwrap_or(CallResp::Count(0)),
@@ -497,19 +553,42 @@ impl Shard {
         self.reply(from, call, resp);
     }
 
+    fn get(&self, queue: QueueId, session: SessionId, no_ack: bool, now: u64) -> CallResp {
+        self.with_queue(queue, now, |q, sink| {
+            CallResp::Got(
+                q.get(session, no_ack, now, sink)
+                    .map(|(qm, remaining)| GotMessage {
+                        id: qm.id,
+                        redelivered: qm.redelivered,
+                        remaining: remaining as u32,
+                        msg: qm.msg,
+                    }),
+            )
+        })
+        .unwrap_or_else(|| {
+            CallResp::Refused(crate::error::Refusal::new(
+                ringmq_protocol::ErrorCode::NotFound,
+                "queue was deleted",
+            ))
+        })
+    }
+
     /// Applies a metadata op to this shard's replica, creating or deleting
     /// the queue state it owns. Returns the messages deleted with a queue.
-    fn apply_meta(&self, op: &MetaOp, now: u64) -> Option<u32> {
+    pub(crate) fn apply_meta(&self, op: &MetaOp, now: u64) -> Option<u32> {
         let mut deleted = None;
         if let MetaOp::DeleteQueue { id, .. } = op {
             let removed = self.queues.borrow_mut().remove(id);
             if let Some(mut q) = removed {
                 let vhost = q.vhost.clone();
-                let mut sink = ShardSink {
-                    shard: self,
-                    vhost: &vhost,
-                };
+                let mut sink = ShardSink::new(self, &vhost);
+                sink.bulk_delete = true;
                 let (n, consumers) = q.delete(&mut sink);
+                if let Some(log) = self.log() {
+                    if let Err(e) = log.append(&Record::QueueDeleted { queue: id.0 }) {
+                        warn!(error = %e, "cannot record a queue deletion");
+                    }
+                }
                 for c in consumers {
                     self.post(
                         c.shard,
@@ -581,6 +660,10 @@ impl Shard {
                     });
                     if expired == Some(true) {
                         self.drop_queue_later(id);
+                        // Its deadline stays in the past until the
+                        // coordinator deletes it: do not look again (this
+                        // loop would spin and starve the shard).
+                        self.scheduled.borrow_mut().remove(&id);
                     }
                     self.flush_dirty();
                 }
@@ -597,6 +680,10 @@ impl Shard {
         let me = self.clone();
         glommio::spawn_local(async move {
             me.gate.closed().await;
+            // Last durable point: everything appended is on disk.
+            if let Some(log) = me.log() {
+                log.sync_all().await;
+            }
             me.post(0, ShardMsg::ShutdownDone);
         })
         .detach();
@@ -612,7 +699,296 @@ impl Shard {
     /// True when persistent messages on durable queues go to a log (the
     /// durability seam: until the segment log exists, nothing is logged).
     pub fn persists(&self) -> bool {
-        false
+        self.log.borrow().is_some()
+    }
+
+    /// The shard's log, if it persists.
+    pub fn log(&self) -> Option<Rc<Log>> {
+        self.log.borrow().clone()
+    }
+
+    /// Installs the log (at start, after recovery).
+    pub fn set_log(&self, log: Rc<Log>) {
+        *self.log.borrow_mut() = Some(log);
+    }
+
+    /// Installs the metadata store (coordinator, at start).
+    pub fn set_meta_store(&self, store: Rc<MetaStore>) {
+        *self.meta_store.borrow_mut() = Some(store);
+    }
+
+    /// Puts recovered messages into the queues this shard owns; records
+    /// of queues that no longer exist are marked deleted.
+    pub fn restore(&self, log: &Rc<Log>, recovered: crate::log::recovery::Recovered) {
+        let mut resident = 0u64;
+        let mut restored = 0usize;
+        for (qid, msgs) in recovered.queues {
+            let mut queues = self.queues.borrow_mut();
+            let Some(q) = queues.get_mut(&QueueId(qid)) else {
+                for m in msgs.values() {
+                    log.release(m.loc);
+                }
+                if let Err(e) = log.append(&Record::QueueDeleted { queue: qid }) {
+                    warn!(error = %e, "cannot record a vanished queue");
+                }
+                continue;
+            };
+            restored += msgs.len();
+            let entries: Vec<QueuedMsg> = msgs
+                .into_iter()
+                .map(|(id, m)| {
+                    let props = match ringmq_protocol::Properties::from_flatbuffer(&m.props) {
+                        Ok(p) if !p.is_empty() => Some(std::sync::Arc::new(p)),
+                        Ok(_) => None,
+                        Err(e) => {
+                            warn!(queue = qid, msg = id, error = %e, "recovered properties do not decode; dropped");
+                            None
+                        }
+                    };
+                    if m.body.is_some() {
+                        resident += u64::from(m.size);
+                    }
+                    QueuedMsg {
+                        id,
+                        msg: Message {
+                            exchange: m.exchange.as_str().into(),
+                            routing_key: m.routing_key.as_str().into(),
+                            props,
+                            body: m.body.clone().unwrap_or_default(),
+                            publisher: 0,
+                        },
+                        redelivered: m.redelivered,
+                        expires_at: (m.expires_at > 0).then_some(m.expires_at),
+                        loc: Some(m.loc),
+                        resident: m.body.is_some(),
+                        size: m.size,
+                    }
+                })
+                .collect();
+            q.restore(entries);
+        }
+        self.resident.set(resident);
+        if restored > 0 {
+            tracing::info!(
+                shard = self.id,
+                messages = restored,
+                "queues restored from the log"
+            );
+        }
+    }
+
+    /// Sends the confirm for a record once the log has committed it.
+    fn confirm_when_durable(&self, loc: LogLoc, c: ConfirmRef) {
+        let end = (loc.seq, loc.offset + u64::from(loc.len));
+        let committed = self.log().map(|l| l.committed());
+        if committed.is_some_and(|p| p >= end) {
+            self.post(
+                Shard::shard_of(c.session),
+                ShardMsg::Confirmed {
+                    confirm: c,
+                    nack: false,
+                },
+            );
+        } else {
+            self.durable_waiters.borrow_mut().push_back((end, c));
+        }
+    }
+
+    /// The log committed up to `pos` (or failed): send the confirms.
+    pub fn on_commit(self: &Rc<Self>, result: Result<Pos, LogError>) {
+        match result {
+            Ok(pos) => {
+                let mut waiters = self.durable_waiters.borrow_mut();
+                while waiters.front().is_some_and(|(end, _)| *end <= pos) {
+                    if let Some((_, c)) = waiters.pop_front() {
+                        self.post(
+                            Shard::shard_of(c.session),
+                            ShardMsg::Confirmed {
+                                confirm: c,
+                                nack: false,
+                            },
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                let waiting = std::mem::take(&mut *self.durable_waiters.borrow_mut());
+                for (_, c) in waiting {
+                    self.post(
+                        Shard::shard_of(c.session),
+                        ShardMsg::Confirmed {
+                            confirm: c,
+                            nack: true,
+                        },
+                    );
+                }
+                let reason = format!("disk failure on shard {}: {e}", self.id);
+                for to in 0..self.count {
+                    self.post(
+                        to,
+                        ShardMsg::Alarm {
+                            reason: reason.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Deletes the oldest segment once every message in it is settled, and
+    /// compacts it (copying its live records forward) once it is mostly
+    /// dead, so an old unacked message cannot pin gigabytes.
+    pub async fn reclaim_segments(self: Rc<Self>) {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            if self.is_stopping() {
+                return;
+            }
+            let Some(log) = self.log() else { return };
+            while let Some((seq, empty)) = log.reclaimable() {
+                if !empty {
+                    self.compact(&log, seq).await;
+                    if log.reclaimable() != Some((seq, true)) {
+                        break;
+                    }
+                }
+                // Settle records in this segment must not vanish before the
+                // records that make them unnecessary are durable.
+                if let Err(e) = log.delete_segment(seq).await {
+                    warn!(error = %e, seq, "cannot delete a segment");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Copies the live records of segment `seq` into the active segment.
+    async fn compact(self: &Rc<Self>, log: &Rc<Log>, seq: u32) {
+        let live: Vec<(QueueId, crate::queue::Persisted)> = self
+            .queues
+            .borrow()
+            .iter()
+            .map(|(id, q)| (*id, q.persisted_in(seq)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        let mut moved = 0u64;
+        for (qid, msgs) in live {
+            for (msg_id, from, delivered) in msgs {
+                let bytes = match log.read(from).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        warn!(error = %e, "compaction read failed");
+                        return;
+                    }
+                };
+                let Ok((rec, _)) = Record::decode(&bytes) else {
+                    warn!(seq, "compaction: record does not decode");
+                    return;
+                };
+                // The message may have been settled while we read.
+                let still = self.queues.borrow().get(&qid).is_some_and(|q| {
+                    q.persisted_in(seq)
+                        .iter()
+                        .any(|(id, l, _)| *id == msg_id && *l == from)
+                });
+                if !still {
+                    continue;
+                }
+                let Ok(to) = log.append(&rec) else { return };
+                if delivered {
+                    let _ = log.append(&Record::Delivered {
+                        queue: qid.0,
+                        id: msg_id,
+                    });
+                }
+                let relocated = self
+                    .queues
+                    .borrow_mut()
+                    .get_mut(&qid)
+                    .is_some_and(|q| q.relocate(msg_id, from, to));
+                if relocated {
+                    log.release(from);
+                    moved += 1;
+                } else {
+                    // Settled meanwhile: the copy is dead too.
+                    let _ = log.append(&Record::Settle {
+                        queue: qid.0,
+                        id: msg_id,
+                    });
+                    log.release(to);
+                }
+            }
+        }
+        // The copies must be durable before the old segment goes.
+        log.sync_all().await;
+        tracing::info!(shard = self.id, seq, moved, "segment compacted");
+    }
+
+    /// Starts page-in tasks for queues whose head is not in memory.
+    fn start_page_ins(self: &Rc<Self>) {
+        let wanted = std::mem::take(&mut *self.want_page_in.borrow_mut());
+        for id in wanted {
+            if self.paging.borrow_mut().insert(id) {
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    me.page_in(id).await;
+                    me.paging.borrow_mut().remove(&id);
+                })
+                .detach();
+            }
+        }
+    }
+
+    /// Reads back the bodies of the next non-resident messages of a queue,
+    /// then dispatches.
+    pub(crate) async fn page_in(self: &Rc<Self>, id: QueueId) {
+        const BATCH: usize = 256;
+        let Some(log) = self.log() else { return };
+        loop {
+            let wanted = match self.queues.borrow().get(&id) {
+                Some(q) => q.paged_head(BATCH),
+                None => return,
+            };
+            if wanted.is_empty() {
+                break;
+            }
+            for (msg_id, loc) in wanted {
+                let bytes = match log.read(loc).await {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        error!(queue = %id, error = %e, "page-in failed");
+                        return;
+                    }
+                };
+                let body = match Record::decode(&bytes) {
+                    Ok((Record::Enqueue { body, .. }, _)) => bytes.slice_ref(body),
+                    _ => {
+                        error!(queue = %id, msg = msg_id, "paged-out record does not decode");
+                        continue;
+                    }
+                };
+                let len = body.len() as u64;
+                let filled = self
+                    .queues
+                    .borrow_mut()
+                    .get_mut(&id)
+                    .is_some_and(|q| q.fill(msg_id, body));
+                if filled {
+                    self.resident.set(self.resident.get() + len);
+                }
+            }
+            let now = now_ms();
+            self.with_queue(id, now, |q, sink| q.dispatch(now, sink));
+            self.flush_dirty();
+            let head_ok = self
+                .queues
+                .borrow()
+                .get(&id)
+                .is_none_or(|q| q.head_resident());
+            if head_ok {
+                break;
+            }
+        }
     }
 
     /// Number of queues this shard owns.
@@ -665,6 +1041,25 @@ impl Shard {
 struct ShardSink<'a> {
     shard: &'a Shard,
     vhost: &'a str,
+    /// The record of the last message persisted (for its confirm).
+    last_loc: Option<LogLoc>,
+    /// A queue's head needs paging in.
+    page_in: bool,
+    /// Deleting a whole queue: one QueueDeleted record instead of a
+    /// settle per message.
+    bulk_delete: bool,
+}
+
+impl<'a> ShardSink<'a> {
+    fn new(shard: &'a Shard, vhost: &'a str) -> ShardSink<'a> {
+        ShardSink {
+            shard,
+            vhost,
+            last_loc: None,
+            page_in: false,
+            bulk_delete: false,
+        }
+    }
 }
 
 impl Sink for ShardSink<'_> {
@@ -728,8 +1123,85 @@ impl Sink for ShardSink<'_> {
         }
     }
 
-    fn settled(&mut self, _queue: QueueId, _qm: &QueuedMsg) {
-        // Durability seam: the segment log records settlements here.
+    fn settled(&mut self, queue: QueueId, qm: &QueuedMsg) {
+        let Some(loc) = qm.loc else { return };
+        if qm.resident {
+            self.shard
+                .resident
+                .set(self.shard.resident.get().saturating_sub(u64::from(qm.size)));
+        }
+        let Some(log) = self.shard.log() else { return };
+        if !self.bulk_delete {
+            if let Err(e) = log.append(&Record::Settle {
+                queue: queue.0,
+                id: qm.id,
+            }) {
+                debug!(error = %e, "settlement not recorded");
+            }
+        }
+        log.release(loc);
+    }
+
+    fn persist(&mut self, queue: &QueueDef, qm: &mut QueuedMsg) -> bool {
+        self.last_loc = None;
+        if !(queue.durable && qm.msg.is_persistent()) {
+            return true;
+        }
+        let Some(log) = self.shard.log() else {
+            return true;
+        };
+        let props = qm
+            .msg
+            .props
+            .as_ref()
+            .map(|p| p.to_flatbuffer())
+            .unwrap_or_default();
+        let rec = Record::Enqueue {
+            queue: queue.id.0,
+            id: qm.id,
+            expires_at: qm.expires_at.unwrap_or(0),
+            exchange: qm.msg.exchange.as_str(),
+            routing_key: qm.msg.routing_key.as_str(),
+            props: &props,
+            body: &qm.msg.body,
+        };
+        match log.append(&rec) {
+            Ok(loc) => {
+                qm.loc = Some(loc);
+                self.last_loc = Some(loc);
+                let budget = self.shard.config.storage.memory_budget_bytes;
+                let size = u64::from(qm.size);
+                if self.shard.resident.get() + size > budget {
+                    qm.msg.body = bytes::Bytes::new();
+                    qm.resident = false;
+                } else {
+                    self.shard.resident.set(self.shard.resident.get() + size);
+                    // Keep only the message's own bytes, not the frame it came in.
+                    qm.msg.detach();
+                }
+                true
+            }
+            Err(e) => {
+                debug!(error = %e, "persistent message refused");
+                false
+            }
+        }
+    }
+
+    fn delivered(&mut self, queue: QueueId, qm: &QueuedMsg) {
+        if qm.loc.is_none() {
+            return;
+        }
+        if let Some(log) = self.shard.log() {
+            let _ = log.append(&Record::Delivered {
+                queue: queue.0,
+                id: qm.id,
+            });
+        }
+    }
+
+    fn page_in(&mut self, _queue: QueueId) {
+        self.page_in = true;
     }
 }
 

@@ -1,0 +1,306 @@
+//! Durable metadata (exchanges, queues, bindings), separate from the
+//! message segments: `meta/snapshot.json` plus `meta/ops.log`.
+//!
+//! At start the snapshot is loaded and the op log replayed (stopping at a
+//! torn tail), then a fresh snapshot is written to a temporary file, synced,
+//! and renamed over the old one (atomic), and the op log starts empty.
+//! While running, the coordinator appends each durable change to the op log
+//! with group commit and answers the client only once it is synced.
+//!
+//! Op log records: `[len u32][crc32c u32][JSON of one MetaOp]`, little
+//! endian, `len` counting the JSON bytes.
+
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::BufferedFile;
+use tracing::{info, warn};
+
+use super::LogError;
+use crate::exchange::Dest;
+use crate::local::Notify;
+use crate::meta::{DestName, Meta, MetaOp, PREDECLARED};
+
+const SNAPSHOT: &str = "snapshot.json";
+const OPS: &str = "ops.log";
+
+fn err(e: impl std::fmt::Display) -> LogError {
+    LogError::Io {
+        shard: 0,
+        seq: 0,
+        cause: format!("metadata store: {e}"),
+    }
+}
+
+/// True when `op` changes durable state and must be stored (evaluated
+/// before it is applied).
+pub fn is_durable(meta: &Meta, op: &MetaOp) -> bool {
+    match op {
+        MetaOp::DeclareExchange { def, .. } => def.durable,
+        MetaOp::DeleteExchange { vhost, name } => meta
+            .vhost(vhost)
+            .and_then(|v| v.exchange(name))
+            .is_some_and(|x| x.def.durable),
+        MetaOp::DeclareQueue { def, .. } => def.durable && def.exclusive_owner.is_none(),
+        MetaOp::DeleteQueue { vhost, id } => meta
+            .vhost(vhost)
+            .and_then(|v| v.queue_by_id(*id))
+            .is_some_and(|q| q.durable && q.exclusive_owner.is_none()),
+        MetaOp::Bind {
+            vhost,
+            source,
+            dest,
+            ..
+        }
+        | MetaOp::Unbind {
+            vhost,
+            source,
+            dest,
+            ..
+        } => {
+            let Some(v) = meta.vhost(vhost) else {
+                return false;
+            };
+            let source_durable = v.exchange(source).is_some_and(|x| x.def.durable);
+            let dest_durable = match dest {
+                DestName::Queue(q) => v
+                    .queue(q)
+                    .is_some_and(|q| q.durable && q.exclusive_owner.is_none()),
+                DestName::Exchange(x) => v.exchange(x).is_some_and(|x| x.def.durable),
+            };
+            source_durable && dest_durable
+        }
+    }
+}
+
+/// The ops that rebuild the durable part of `meta`.
+pub fn durable_state(meta: &Meta) -> Vec<MetaOp> {
+    let mut ops = Vec::new();
+    for v in meta.vhosts() {
+        let vhost = || v.name.clone();
+        for x in v.exchanges() {
+            let predeclared = PREDECLARED.iter().any(|(n, _)| *n == x.def.name);
+            if x.def.durable && !predeclared {
+                ops.push(MetaOp::DeclareExchange {
+                    vhost: vhost(),
+                    def: x.def.clone(),
+                });
+            }
+        }
+        for q in v.queues() {
+            if q.durable && q.exclusive_owner.is_none() {
+                ops.push(MetaOp::DeclareQueue {
+                    vhost: vhost(),
+                    def: q.clone(),
+                });
+            }
+        }
+        for x in v.exchanges() {
+            if !x.def.durable {
+                continue;
+            }
+            for (dest, key, args) in x.bindings() {
+                let dest = match dest {
+                    Dest::Queue(r) => match v.queue_by_id(r.id) {
+                        Some(q) if q.durable && q.exclusive_owner.is_none() => {
+                            DestName::Queue(q.name.clone())
+                        }
+                        _ => continue,
+                    },
+                    Dest::Exchange(name) => match v.exchange(name) {
+                        Some(d) if d.def.durable => DestName::Exchange(name.clone()),
+                        _ => continue,
+                    },
+                };
+                ops.push(MetaOp::Bind {
+                    vhost: vhost(),
+                    source: x.def.name.clone(),
+                    dest,
+                    key: key.to_owned(),
+                    args: args.clone(),
+                });
+            }
+        }
+    }
+    ops
+}
+
+fn read_ops_log(path: &Path) -> Result<Vec<MetaOp>, LogError> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(err(e)),
+    };
+    let mut ops = Vec::new();
+    let mut at = 0;
+    while at + 8 <= data.len() {
+        let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        let crc = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
+        if len == 0
+            || at + 8 + len > data.len()
+            || crc32c::crc32c(&data[at + 8..at + 8 + len]) != crc
+        {
+            warn!(
+                at,
+                bytes_cut = data.len() - at,
+                "metadata op log: torn tail ignored"
+            );
+            break;
+        }
+        let op: MetaOp = serde_json::from_slice(&data[at + 8..at + 8 + len]).map_err(err)?;
+        ops.push(op);
+        at += 8 + len;
+    }
+    Ok(ops)
+}
+
+fn encode_op(op: &MetaOp) -> Result<Vec<u8>, LogError> {
+    let json = serde_json::to_vec(op).map_err(err)?;
+    let mut rec = Vec::with_capacity(json.len() + 8);
+    rec.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    rec.extend_from_slice(&crc32c::crc32c(&json).to_le_bytes());
+    rec.extend_from_slice(&json);
+    Ok(rec)
+}
+
+/// Loads the stored metadata, compacts it into a new snapshot (atomic
+/// rename) and returns the ops that rebuild it. Blocking: call before the
+/// shards start.
+///
+/// # Errors
+/// I/O errors, or a snapshot that does not parse.
+pub fn load_and_compact(dir: &Path, vhosts: &[String]) -> Result<Vec<MetaOp>, LogError> {
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let snap_path = dir.join(SNAPSHOT);
+    let mut ops: Vec<MetaOp> = match std::fs::read(&snap_path) {
+        Ok(data) => serde_json::from_slice(&data)
+            .map_err(|e| err(format!("{} is unreadable: {e}", snap_path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(err(e)),
+    };
+    let logged = read_ops_log(&dir.join(OPS))?;
+    let n_logged = logged.len();
+    ops.extend(logged);
+    let mut meta = Meta::new(vhosts.iter().map(String::as_str));
+    for op in &ops {
+        meta.apply(op);
+    }
+    let state = durable_state(&meta);
+    let tmp = dir.join("snapshot.json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(&serde_json::to_vec_pretty(&state).map_err(err)?)
+            .map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
+    std::fs::rename(&tmp, &snap_path).map_err(err)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
+    let ops_file = std::fs::File::create(dir.join(OPS)).map_err(err)?;
+    ops_file.sync_all().map_err(err)?;
+    if !state.is_empty() || n_logged > 0 {
+        info!(ops = state.len(), replayed = n_logged, "metadata loaded");
+    }
+    Ok(state)
+}
+
+/// The op log, appended by the coordinator with group commit.
+pub struct MetaStore {
+    file: BufferedFile,
+    end: Cell<u64>,
+    pending: RefCell<Vec<u8>>,
+    /// Records handed in / made durable, as counters.
+    submitted: Cell<u64>,
+    done: Cell<u64>,
+    writing: Cell<bool>,
+    synced: Notify,
+    poisoned: RefCell<Option<String>>,
+    path: PathBuf,
+}
+
+impl MetaStore {
+    /// Opens the (empty, freshly compacted) op log for appending.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn open(dir: &Path) -> Result<Rc<MetaStore>, LogError> {
+        let path = dir.join(OPS);
+        let file: BufferedFile = glommio::io::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .buffered_open(&path)
+            .await
+            .map_err(err)?;
+        let end = file.file_size().await.map_err(err)?;
+        Ok(Rc::new(MetaStore {
+            file,
+            end: Cell::new(end),
+            pending: RefCell::new(Vec::new()),
+            submitted: Cell::new(0),
+            done: Cell::new(0),
+            writing: Cell::new(false),
+            synced: Notify::new(),
+            poisoned: RefCell::new(None),
+            path,
+        }))
+    }
+
+    /// Appends `op` and returns once it is synced (group commit: ops
+    /// appended while a sync runs share the next one).
+    ///
+    /// # Errors
+    /// I/O errors (the store is then poisoned).
+    pub async fn append(&self, op: &MetaOp) -> Result<(), LogError> {
+        if let Some(p) = self.poisoned.borrow().clone() {
+            return Err(err(p));
+        }
+        let rec = encode_op(op)?;
+        self.pending.borrow_mut().extend_from_slice(&rec);
+        let ticket = self.submitted.get() + 1;
+        self.submitted.set(ticket);
+        if self.writing.replace(true) {
+            while self.done.get() < ticket {
+                if let Some(p) = self.poisoned.borrow().clone() {
+                    return Err(err(p));
+                }
+                self.synced.wait().await;
+            }
+            return Ok(());
+        }
+        let result = self.write_all_pending().await;
+        self.writing.set(false);
+        self.synced.notify();
+        result
+    }
+
+    async fn write_all_pending(&self) -> Result<(), LogError> {
+        loop {
+            let batch = std::mem::take(&mut *self.pending.borrow_mut());
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let upto = self.submitted.get();
+            let len = batch.len() as u64;
+            let pos = self.end.get();
+            let res = async {
+                let n = self.file.write_at(batch, pos).await.map_err(err)?;
+                if (n as u64) < len {
+                    return Err(err(format!("short write to {}", self.path.display())));
+                }
+                self.file.fdatasync().await.map_err(err)
+            }
+            .await;
+            if let Err(e) = res {
+                *self.poisoned.borrow_mut() = Some(e.to_string());
+                return Err(e);
+            }
+            self.end.set(pos + len);
+            self.done.set(upto);
+            self.synced.notify();
+        }
+    }
+}

@@ -1,0 +1,589 @@
+//! A shard's durable log: append-only segment files written through
+//! io_uring with O_DIRECT (glommio DMA files), with group commit.
+//!
+//! Records (see [`record`]) are appended to an in-memory batch by the shard
+//! synchronously; the commit task writes the batch and issues one
+//! `fdatasync` for all of it, then reports the durable position so the
+//! shard can send the confirms waiting on it. A record never spans two
+//! segments; a new segment starts at every broker start and whenever the
+//! active one reaches `segment_bytes`.
+//!
+//! # Invariants
+//! - `committed <= appended`; only records below `committed` are confirmed
+//!   to publishers.
+//! - Only the oldest segment is ever deleted (or compacted), so a settle
+//!   record never outlives the enqueue record it settles.
+//! - After a failed write or sync the log is poisoned: every later append
+//!   fails, and nothing more is confirmed.
+
+pub mod meta_store;
+pub mod record;
+pub mod recovery;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use glommio::io::DmaFile;
+use tracing::{error, info, warn};
+
+use self::record::Record;
+use crate::config::{StorageConfig, SyncPolicy};
+use crate::local::Notify;
+
+/// Where a record lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LogLoc {
+    /// Segment sequence number.
+    pub seq: u32,
+    /// Byte offset in the segment.
+    pub offset: u64,
+    /// Record length.
+    pub len: u32,
+}
+
+/// A position in the log: (segment, offset), ordered.
+pub type Pos = (u32, u64);
+
+/// Errors of the log.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// An earlier write or sync failed; the log accepts nothing more.
+    #[error("log of shard {shard} is poisoned by an earlier failure: {cause}")]
+    Poisoned {
+        /// The shard.
+        shard: u16,
+        /// What failed.
+        cause: String,
+    },
+    /// I/O on a segment.
+    #[error("i/o on segment {seq} of shard {shard}: {cause}")]
+    Io {
+        /// The shard.
+        shard: u16,
+        /// The segment.
+        seq: u32,
+        /// The error text.
+        cause: String,
+    },
+    /// A record in the middle of a segment is corrupt.
+    #[error("segment {seq} of shard {shard} has a corrupt record at byte {at} followed by valid records")]
+    Corrupt {
+        /// The shard.
+        shard: u16,
+        /// The segment.
+        seq: u32,
+        /// Byte offset of the bad record.
+        at: u64,
+    },
+    /// The data directory was written with another shard count.
+    #[error("{0}")]
+    Layout(String),
+}
+
+struct Segment {
+    path: PathBuf,
+    /// Read (and, for the active one, write) handle.
+    file: Option<Rc<DmaFile>>,
+    /// Bytes of records in the segment.
+    size: u64,
+    /// Enqueue records not yet settled.
+    live: u64,
+    /// Their bytes.
+    live_bytes: u64,
+}
+
+/// The active segment's writer state.
+struct Active {
+    seq: u32,
+    file: Rc<DmaFile>,
+    /// Bytes of records written to the file.
+    end: u64,
+    /// The bytes of the last, partly filled block (rewritten with the next
+    /// write: O_DIRECT writes whole blocks).
+    tail: Vec<u8>,
+}
+
+/// A shard's log.
+pub struct Log {
+    shard: u16,
+    dir: PathBuf,
+    cfg: StorageConfig,
+    segments: RefCell<BTreeMap<u32, Segment>>,
+    /// Where the next record goes.
+    next: Cell<Pos>,
+    /// Records appended, not yet handed to the writer, by segment.
+    pending: RefCell<Vec<(u32, Vec<u8>)>>,
+    committed: Cell<Pos>,
+    poisoned: RefCell<Option<String>>,
+    wake: Notify,
+    /// Set after each commit.
+    pub committed_notify: Notify,
+    active: RefCell<Option<Active>>,
+}
+
+fn segment_name(seq: u32) -> String {
+    format!("{seq:010}.seg")
+}
+
+fn io_err(shard: u16, seq: u32, e: impl std::fmt::Display) -> LogError {
+    LogError::Io {
+        shard,
+        seq,
+        cause: e.to_string(),
+    }
+}
+
+impl Log {
+    /// Opens the log of `shard` under `dir` (created if needed), recovering
+    /// what earlier runs wrote, and starts a new active segment.
+    ///
+    /// # Errors
+    /// I/O errors, or a corrupt record in the middle of a segment (unless
+    /// configured to skip it).
+    pub async fn open(
+        shard: u16,
+        dir: &Path,
+        cfg: &StorageConfig,
+    ) -> Result<(Rc<Log>, recovery::Recovered), LogError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(shard, 0, e))?;
+        let mut seqs: Vec<u32> = std::fs::read_dir(dir)
+            .map_err(|e| io_err(shard, 0, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".seg")?.parse::<u32>().ok()
+            })
+            .collect();
+        seqs.sort_unstable();
+        let started = std::time::Instant::now();
+        let mut rec = recovery::Recovered::default();
+        let mut segments = BTreeMap::new();
+        for &seq in &seqs {
+            let path = dir.join(segment_name(seq));
+            let file = DmaFile::open(&path)
+                .await
+                .map_err(|e| io_err(shard, seq, e))?;
+            let size = recovery::scan_segment(shard, seq, &path, &file, cfg, &mut rec).await?;
+            segments.insert(
+                seq,
+                Segment {
+                    path,
+                    file: Some(Rc::new(file)),
+                    size,
+                    live: 0,
+                    live_bytes: 0,
+                },
+            );
+        }
+        for msgs in rec.queues.values() {
+            for m in msgs.values() {
+                if let Some(s) = segments.get_mut(&m.loc.seq) {
+                    s.live += 1;
+                    s.live_bytes += u64::from(m.loc.len);
+                }
+            }
+        }
+        if !seqs.is_empty() {
+            info!(
+                shard,
+                segments = seqs.len(),
+                records = rec.records,
+                bytes = rec.bytes,
+                messages = rec.message_count(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "log recovered"
+            );
+        }
+        let seq = seqs.last().map_or(1, |s| s + 1);
+        let log = Rc::new(Log {
+            shard,
+            dir: dir.to_owned(),
+            cfg: cfg.clone(),
+            segments: RefCell::new(segments),
+            next: Cell::new((seq, 0)),
+            pending: RefCell::new(Vec::new()),
+            committed: Cell::new((seq, 0)),
+            poisoned: RefCell::new(None),
+            wake: Notify::new(),
+            committed_notify: Notify::new(),
+            active: RefCell::new(None),
+        });
+        log.create_segment(seq).await?;
+        Ok((log, rec))
+    }
+
+    async fn create_segment(&self, seq: u32) -> Result<(), LogError> {
+        let path = self.dir.join(segment_name(seq));
+        let file = Rc::new(
+            glommio::io::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .dma_open(&path)
+                .await
+                .map_err(|e| io_err(self.shard, seq, e))?,
+        );
+        // Make the new file's directory entry durable.
+        let dir = glommio::io::Directory::open(&self.dir)
+            .await
+            .map_err(|e| io_err(self.shard, seq, e))?;
+        dir.sync().await.map_err(|e| io_err(self.shard, seq, e))?;
+        let _ = dir.close().await;
+        self.segments
+            .borrow_mut()
+            .entry(seq)
+            .or_insert_with(|| Segment {
+                path,
+                file: None,
+                size: 0,
+                live: 0,
+                live_bytes: 0,
+            })
+            .file = Some(file.clone());
+        *self.active.borrow_mut() = Some(Active {
+            seq,
+            file,
+            end: 0,
+            tail: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// The shard this log belongs to.
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+
+    /// The error that poisoned the log, if any.
+    pub fn poisoned(&self) -> Option<String> {
+        self.poisoned.borrow().clone()
+    }
+
+    /// Appends a record to the current batch; it becomes durable at the
+    /// next commit.
+    ///
+    /// # Errors
+    /// [`LogError::Poisoned`].
+    pub fn append(&self, rec: &Record<'_>) -> Result<LogLoc, LogError> {
+        if let Some(cause) = self.poisoned.borrow().clone() {
+            return Err(LogError::Poisoned {
+                shard: self.shard,
+                cause,
+            });
+        }
+        let len = rec.encoded_len() as u64;
+        let (mut seq, mut offset) = self.next.get();
+        if offset > 0 && offset + len > self.cfg.segment_bytes {
+            seq += 1;
+            offset = 0;
+        }
+        let mut pending = self.pending.borrow_mut();
+        match pending.last_mut() {
+            Some((s, buf)) if *s == seq => rec.encode(buf),
+            _ => {
+                let mut buf = Vec::with_capacity(64 * 1024);
+                rec.encode(&mut buf);
+                pending.push((seq, buf));
+            }
+        }
+        self.next.set((seq, offset + len));
+        if let Record::Enqueue { .. } = rec {
+            // The segment file may not exist yet (the commit task creates
+            // it); its entry does, so the counts are right from the start.
+            let mut segs = self.segments.borrow_mut();
+            let s = segs.entry(seq).or_insert_with(|| Segment {
+                path: self.dir.join(segment_name(seq)),
+                file: None,
+                size: 0,
+                live: 0,
+                live_bytes: 0,
+            });
+            s.live += 1;
+            s.live_bytes += len;
+        }
+        drop(pending);
+        self.wake.notify();
+        Ok(LogLoc {
+            seq,
+            offset,
+            len: len as u32,
+        })
+    }
+
+    /// The position up to which records are durable.
+    pub fn committed(&self) -> Pos {
+        self.committed.get()
+    }
+
+    /// The position the next record will take.
+    pub fn appended(&self) -> Pos {
+        self.next.get()
+    }
+
+    /// A message left its queue: its segment has one live record less.
+    pub fn release(&self, loc: LogLoc) {
+        if let Some(s) = self.segments.borrow_mut().get_mut(&loc.seq) {
+            s.live = s.live.saturating_sub(1);
+            s.live_bytes = s.live_bytes.saturating_sub(u64::from(loc.len));
+        }
+    }
+
+    /// Runs the group-commit loop: writes each batch, syncs once, reports
+    /// the durable position through `on_commit`.
+    pub async fn run(self: Rc<Self>, on_commit: impl Fn(Result<Pos, LogError>)) {
+        loop {
+            self.wake.wait().await;
+            if let SyncPolicy::Interval = self.cfg.sync {
+                glommio::timer::sleep(Duration::from_millis(self.cfg.sync_interval_ms)).await;
+            }
+            loop {
+                let batch = std::mem::take(&mut *self.pending.borrow_mut());
+                if batch.is_empty() {
+                    break;
+                }
+                let target = self.next.get();
+                match self.commit(batch).await {
+                    Ok(()) => {
+                        self.committed.set(target);
+                        on_commit(Ok(target));
+                    }
+                    Err(e) => {
+                        error!(shard = self.shard, error = %e, "log write failed; log poisoned, persistent publishes will be nacked");
+                        *self.poisoned.borrow_mut() = Some(e.to_string());
+                        on_commit(Err(e));
+                        return;
+                    }
+                }
+                self.committed_notify.notify();
+            }
+        }
+    }
+
+    async fn commit(&self, batch: Vec<(u32, Vec<u8>)>) -> Result<(), LogError> {
+        if fault::write_fails(self.shard) {
+            return Err(io_err(
+                self.shard,
+                self.next.get().0,
+                "injected write failure (fault injection)",
+            ));
+        }
+        for (seq, bytes) in batch {
+            let active_seq = self.active.borrow().as_ref().map(|a| a.seq);
+            if active_seq != Some(seq) {
+                // Seal the full segment: its data is already synced below.
+                let sealed = self.active.borrow_mut().take();
+                if let Some(a) = sealed {
+                    a.file
+                        .fdatasync()
+                        .await
+                        .map_err(|e| io_err(self.shard, a.seq, e))?;
+                    info!(
+                        shard = self.shard,
+                        seq = a.seq,
+                        bytes = a.end,
+                        "segment sealed"
+                    );
+                }
+                self.create_segment(seq).await?;
+            }
+            self.write_active(&bytes).await?;
+        }
+        let file = self
+            .active
+            .borrow()
+            .as_ref()
+            .map(|a| (a.seq, a.file.clone()));
+        if let Some((seq, file)) = file {
+            file.fdatasync()
+                .await
+                .map_err(|e| io_err(self.shard, seq, e))?;
+        }
+        Ok(())
+    }
+
+    async fn write_active(&self, bytes: &[u8]) -> Result<(), LogError> {
+        let (seq, file, start, mut data) = {
+            let active = self.active.borrow();
+            let Some(a) = active.as_ref() else {
+                return Err(io_err(self.shard, 0, "no active segment"));
+            };
+            let start = a.file.align_down(a.end);
+            let mut data = Vec::with_capacity(a.tail.len() + bytes.len());
+            data.extend_from_slice(&a.tail);
+            data.extend_from_slice(bytes);
+            (a.seq, a.file.clone(), start, data)
+        };
+        const CHUNK: usize = 1024 * 1024;
+        let align = file.alignment() as usize;
+        let mut pos = start;
+        for chunk in data.chunks(CHUNK) {
+            let size = chunk.len().div_ceil(align) * align;
+            let mut buf = file.alloc_dma_buffer(size);
+            let dst = buf.as_bytes_mut();
+            dst[..chunk.len()].copy_from_slice(chunk);
+            dst[chunk.len()..].fill(0);
+            let written = file
+                .write_at(buf, pos)
+                .await
+                .map_err(|e| io_err(self.shard, seq, e))?;
+            if written < chunk.len() {
+                return Err(io_err(
+                    self.shard,
+                    seq,
+                    format!("short write: {written} of {}", chunk.len()),
+                ));
+            }
+            pos += size as u64;
+        }
+        let total = data.len();
+        let keep_from = total / align * align;
+        let mut active = self.active.borrow_mut();
+        if let Some(a) = active.as_mut() {
+            a.end += bytes.len() as u64;
+            a.tail = data.split_off(keep_from);
+        }
+        if let Some(s) = self.segments.borrow_mut().get_mut(&seq) {
+            s.size += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads a record back (page-in). Waits until it is committed.
+    ///
+    /// # Errors
+    /// I/O errors, a missing segment, a record that no longer decodes.
+    pub async fn read(&self, loc: LogLoc) -> Result<Bytes, LogError> {
+        while self.committed.get() < (loc.seq, loc.offset + u64::from(loc.len)) {
+            if self.poisoned.borrow().is_some() {
+                return Err(LogError::Poisoned {
+                    shard: self.shard,
+                    cause: "record was never committed".into(),
+                });
+            }
+            self.committed_notify.wait().await;
+        }
+        let file = self
+            .segments
+            .borrow()
+            .get(&loc.seq)
+            .and_then(|s| s.file.clone())
+            .ok_or_else(|| io_err(self.shard, loc.seq, "segment is gone"))?;
+        let rr = file
+            .read_at(loc.offset, loc.len as usize)
+            .await
+            .map_err(|e| io_err(self.shard, loc.seq, e))?;
+        if rr.len() < loc.len as usize {
+            return Err(io_err(self.shard, loc.seq, "short read"));
+        }
+        Ok(Bytes::copy_from_slice(&rr[..loc.len as usize]))
+    }
+
+    /// The oldest sealed segment, if it can be reclaimed: `Some(true)` when
+    /// it holds no live record (delete it), `Some(false)` when it is mostly
+    /// dead (compact it).
+    pub fn reclaimable(&self) -> Option<(u32, bool)> {
+        let active = self.active.borrow().as_ref().map(|a| a.seq)?;
+        let segs = self.segments.borrow();
+        let (&seq, s) = segs.iter().next()?;
+        if seq >= active {
+            return None;
+        }
+        if s.live == 0 {
+            return Some((seq, true));
+        }
+        let dead = s.size.saturating_sub(s.live_bytes);
+        (s.size > 0
+            && (s.live_bytes as f64) < (s.size as f64) * self.cfg.compact_below
+            && dead >= self.cfg.segment_bytes / 4)
+            .then_some((seq, false))
+    }
+
+    /// Deletes a segment with no live records.
+    ///
+    /// # Errors
+    /// I/O errors removing the file.
+    pub async fn delete_segment(&self, seq: u32) -> Result<(), LogError> {
+        let seg = self.segments.borrow_mut().remove(&seq);
+        if let Some(seg) = seg {
+            if let Some(f) = seg.file {
+                if let Ok(f) = Rc::try_unwrap(f) {
+                    let _ = f.close().await;
+                }
+            }
+            std::fs::remove_file(&seg.path).map_err(|e| io_err(self.shard, seq, e))?;
+            info!(
+                shard = self.shard,
+                seq, "segment deleted: every message in it was settled"
+            );
+        }
+        Ok(())
+    }
+
+    /// Live bytes and total bytes of a segment (for tests and metrics).
+    pub fn segment_usage(&self, seq: u32) -> Option<(u64, u64)> {
+        self.segments
+            .borrow()
+            .get(&seq)
+            .map(|s| (s.live_bytes, s.size))
+    }
+
+    /// Sequence numbers of the segments on disk.
+    pub fn segment_seqs(&self) -> Vec<u32> {
+        self.segments.borrow().keys().copied().collect()
+    }
+
+    /// Waits until everything appended so far is committed (shutdown).
+    pub async fn sync_all(&self) {
+        let target = self.next.get();
+        while self.committed.get() < target && self.poisoned.borrow().is_none() {
+            self.committed_notify.wait().await;
+        }
+        let _ = warn_if_poisoned(self);
+    }
+}
+
+/// Fault injection for tests: make a shard's next log writes fail, as a
+/// failing disk would. Also settable for the binary with the environment
+/// variable `RINGMQ_FAULT_LOG_SHARD=<shard>` (read at start).
+pub mod fault {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Shard whose writes fail, plus one; 0 = none.
+    static FAILING: AtomicU32 = AtomicU32::new(0);
+
+    /// Makes every later commit of `shard`'s log fail.
+    pub fn fail_writes(shard: u16) {
+        FAILING.store(u32::from(shard) + 1, Ordering::SeqCst);
+    }
+
+    /// Stops injecting failures.
+    pub fn clear() {
+        FAILING.store(0, Ordering::SeqCst);
+    }
+
+    /// Reads `RINGMQ_FAULT_LOG_SHARD`.
+    pub fn from_env() {
+        if let Some(shard) = std::env::var("RINGMQ_FAULT_LOG_SHARD")
+            .ok()
+            .and_then(|v| v.parse::<u16>().ok())
+        {
+            fail_writes(shard);
+        }
+    }
+
+    pub(super) fn write_fails(shard: u16) -> bool {
+        FAILING.load(Ordering::Relaxed) == u32::from(shard) + 1
+    }
+}
+
+fn warn_if_poisoned(log: &Log) -> Option<()> {
+    let p = log.poisoned.borrow().clone()?;
+    warn!(shard = log.shard, cause = %p, "log poisoned at shutdown");
+    Some(())
+}
