@@ -110,14 +110,8 @@ impl Broker {
     pub fn start(config: Config) -> Result<Broker, StartError> {
         config.validate()?;
         let want = config.server.listen;
-        // glommio listeners use SO_REUSEPORT; probe without it so a port
-        // already in use is an error instead of a silent second broker.
-        let probe = std::net::TcpListener::bind(want)
+        let addr = net::listener::probe(want)
             .map_err(|source| StartError::Listen { addr: want, source })?;
-        let addr = probe
-            .local_addr()
-            .map_err(|source| StartError::Listen { addr: want, source })?;
-        drop(probe);
 
         let shards = config.shard_count();
         let data_dir = config.storage.data_dir.clone();

@@ -111,12 +111,8 @@ impl Gateway {
     /// A listen address in use, executor failures.
     pub fn start(config: GatewayConfig) -> Result<Gateway, StartError> {
         let want = config.listen;
-        let probe = std::net::TcpListener::bind(want)
+        let addr = ringmq_core::net::listener::probe(want)
             .map_err(|source| StartError::Listen { addr: want, source })?;
-        let addr = probe
-            .local_addr()
-            .map_err(|source| StartError::Listen { addr: want, source })?;
-        drop(probe);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let n = if config.cores == 0 {
             cores

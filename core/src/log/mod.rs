@@ -126,6 +126,22 @@ pub struct Log {
     active: RefCell<Option<Active>>,
 }
 
+/// glommio decides per device and thread whether reads may use the
+/// iopoll ring by reading the first block of the first O_DIRECT file
+/// opened; on an empty file that read "succeeds" and later reads fail with
+/// EOPNOTSUPP on devices without iopoll. Opening a file that has a real
+/// block first makes the probe tell the truth.
+async fn probe_device(shard: u16, dir: &Path) -> Result<(), LogError> {
+    let path = dir.join(".probe");
+    std::fs::write(&path, vec![0u8; 4096]).map_err(|e| io_err(shard, 0, e))?;
+    let file = DmaFile::open(&path)
+        .await
+        .map_err(|e| io_err(shard, 0, e))?;
+    let _ = file.close().await;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
 fn segment_name(seq: u32) -> String {
     format!("{seq:010}.seg")
 }
@@ -151,6 +167,7 @@ impl Log {
         cfg: &StorageConfig,
     ) -> Result<(Rc<Log>, recovery::Recovered), LogError> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(shard, 0, e))?;
+        probe_device(shard, dir).await?;
         let mut seqs: Vec<u32> = std::fs::read_dir(dir)
             .map_err(|e| io_err(shard, 0, e))?
             .filter_map(|e| e.ok())

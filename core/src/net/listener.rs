@@ -9,6 +9,38 @@ use tracing::{info, warn};
 use crate::net::session::Session;
 use crate::shard::Shard;
 
+/// Checks that nothing listens on `addr` and resolves port 0 to a free
+/// port. The shards' listeners use `SO_REUSEPORT`, which would let a second
+/// broker bind the same port silently; a connect attempt finds a live one.
+///
+/// # Errors
+/// `AddrInUse` when something accepts connections there; bind errors.
+pub fn probe(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        let target = if addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        if std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(200))
+            .is_ok()
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("something already accepts connections on {addr}"),
+            ));
+        }
+        return Ok(addr);
+    }
+    let domain = socket2::Domain::for_address(addr);
+    let sk = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sk.set_reuse_address(true)?;
+    sk.bind(&addr.into())?;
+    sk.local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("bound address is not an IP address"))
+}
+
 /// Binds a listener with `SO_REUSEPORT` (one per shard on the same port)
 /// and `SO_REUSEADDR` (so a restarted process can bind while connections of
 /// the previous one linger in TIME_WAIT; glommio's own `bind` omits it).

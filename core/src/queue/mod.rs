@@ -349,6 +349,10 @@ impl Queue {
                 }
                 continue;
             }
+            if !head.resident {
+                sink.page_in(self.def.id);
+                return;
+            }
             let Some(i) = self.pick() else {
                 return;
             };
@@ -568,6 +572,25 @@ impl Queue {
                 .args
                 .expires
                 .is_some_and(|e| now >= self.last_used.saturating_add(e))
+    }
+
+    /// Removes a message that could not be made durable (its publisher was
+    /// nacked), wherever it is, without settling it through the sink.
+    pub fn discard(&mut self, id: MsgId) -> bool {
+        if self.unacked.remove(&id).is_some() {
+            return true;
+        }
+        for level in &mut self.ready {
+            let at = level.partition_point(|m| m.id < id);
+            if level.get(at).is_some_and(|m| m.id == id) {
+                if let Some(qm) = level.remove(at) {
+                    self.ready_count -= 1;
+                    self.ready_bytes -= u64::from(qm.size);
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// True when the next message `get` would take is in memory (or there

@@ -88,7 +88,7 @@ pub struct Shard {
     /// The metadata store (coordinator only).
     pub(crate) meta_store: RefCell<Option<Rc<MetaStore>>>,
     /// Confirms waiting for the log to commit up to their record.
-    durable_waiters: RefCell<std::collections::VecDeque<(Pos, ConfirmRef)>>,
+    durable_waiters: RefCell<std::collections::VecDeque<(Pos, ConfirmRef, QueueId, u64)>>,
     /// Bytes of persistent bodies in memory (against the memory budget).
     resident: Cell<u64>,
     /// Queues with a page-in task running, and queues that want one.
@@ -294,7 +294,9 @@ impl Shard {
                 if let Some(c) = confirm {
                     let to = Shard::shard_of(c.session);
                     match done {
-                        Some((Accepted::Yes, Some(loc))) => self.confirm_when_durable(loc, c),
+                        Some((Accepted::Yes, Some((loc, id)))) => {
+                            self.confirm_when_durable(loc, c, queue, id)
+                        }
                         Some((Accepted::Rejected, _)) => self.post(
                             to,
                             ShardMsg::Confirmed {
@@ -778,7 +780,7 @@ impl Shard {
     }
 
     /// Sends the confirm for a record once the log has committed it.
-    fn confirm_when_durable(&self, loc: LogLoc, c: ConfirmRef) {
+    fn confirm_when_durable(&self, loc: LogLoc, c: ConfirmRef, queue: QueueId, id: u64) {
         let end = (loc.seq, loc.offset + u64::from(loc.len));
         let committed = self.log().map(|l| l.committed());
         if committed.is_some_and(|p| p >= end) {
@@ -790,7 +792,9 @@ impl Shard {
                 },
             );
         } else {
-            self.durable_waiters.borrow_mut().push_back((end, c));
+            self.durable_waiters
+                .borrow_mut()
+                .push_back((end, c, queue, id));
         }
     }
 
@@ -799,8 +803,8 @@ impl Shard {
         match result {
             Ok(pos) => {
                 let mut waiters = self.durable_waiters.borrow_mut();
-                while waiters.front().is_some_and(|(end, _)| *end <= pos) {
-                    if let Some((_, c)) = waiters.pop_front() {
+                while waiters.front().is_some_and(|(end, ..)| *end <= pos) {
+                    if let Some((_, c, ..)) = waiters.pop_front() {
                         self.post(
                             Shard::shard_of(c.session),
                             ShardMsg::Confirmed {
@@ -813,7 +817,12 @@ impl Shard {
             }
             Err(e) => {
                 let waiting = std::mem::take(&mut *self.durable_waiters.borrow_mut());
-                for (_, c) in waiting {
+                for (_, c, queue, id) in waiting {
+                    // Not durable: the publisher is told, and the message
+                    // leaves the queue so a republish does not duplicate it.
+                    if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
+                        q.discard(id);
+                    }
                     self.post(
                         Shard::shard_of(c.session),
                         ShardMsg::Confirmed {
@@ -1041,8 +1050,8 @@ impl Shard {
 struct ShardSink<'a> {
     shard: &'a Shard,
     vhost: &'a str,
-    /// The record of the last message persisted (for its confirm).
-    last_loc: Option<LogLoc>,
+    /// The record and id of the last message persisted (for its confirm).
+    last_loc: Option<(LogLoc, u64)>,
     /// A queue's head needs paging in.
     page_in: bool,
     /// Deleting a whole queue: one QueueDeleted record instead of a
@@ -1168,7 +1177,7 @@ impl Sink for ShardSink<'_> {
         match log.append(&rec) {
             Ok(loc) => {
                 qm.loc = Some(loc);
-                self.last_loc = Some(loc);
+                self.last_loc = Some((loc, qm.id));
                 let budget = self.shard.config.storage.memory_budget_bytes;
                 let size = u64::from(qm.size);
                 if self.shard.resident.get() + size > budget {
