@@ -59,11 +59,33 @@ fn main() {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds();
     println!(
-        "received {got}/{count} in {secs:.2}s: {:.0} msg/s",
-        got as f64 / secs
+        "received {got}/{count} in {secs:.2}s: {:.0} msg/s; process CPU (broker + both clients) {:.2} us/msg",
+        got as f64 / secs,
+        cpu * 1e6 / got.max(1) as f64
     );
     publisher.join().unwrap();
     broker.stop();
     let _ = std::fs::remove_dir_all(data);
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
 }

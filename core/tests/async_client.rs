@@ -1,5 +1,7 @@
 //! The async client on a glommio executor: publish, consume, confirms.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -4,6 +4,8 @@
 //! order, once; that durably settled messages are gone; and that messages
 //! delivered before the crash come back flagged redelivered.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -44,8 +46,10 @@ impl Broker {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("broker binary starts");
+        // Ready when a handshake completes (a killed predecessor's listener
+        // may linger for a moment and accept, then reset).
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
+        while Connection::connect(addr, &ConnectOptions::default()).is_err() {
             assert!(Instant::now() < deadline, "broker did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -4,6 +4,8 @@
 //!
 //! Fault injection is process-wide, so this file holds a single test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use bytes::Bytes;

@@ -2,6 +2,8 @@
 //! bodies past the budget live only in the log and are read back for
 //! delivery, before and after a restart.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The segment log on its own: torn and corrupt tails, and random
 //! append/settle/reopen sequences checked against an in-memory model.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;

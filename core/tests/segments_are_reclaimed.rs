@@ -2,6 +2,8 @@
 //! and a mostly-dead oldest segment held by one unacked message is
 //! compacted so it cannot pin the disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! The tutorial's simple queue: declare, publish to the default exchange,
 //! consume with auto-ack; on queues owned by either shard.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -858,6 +858,24 @@ impl Message {
             Kind::Publish => {
                 let d = v!(PublishBatch);
                 let mut messages = Vec::new();
+                if let Some(dense) = d.dense() {
+                    if d.messages().is_some_and(|m| !m.is_empty()) {
+                        return Err(both_forms("PublishBatch"));
+                    }
+                    let properties = Properties::decode(dense.properties())?;
+                    let (exchange, routing_key) =
+                        (string(dense.exchange()), string(dense.routing_key()));
+                    for body in dense_bodies("DensePublish", dense.sizes(), dense.bodies())? {
+                        messages.push(Publish {
+                            exchange: exchange.clone(),
+                            routing_key: routing_key.clone(),
+                            mandatory: dense.mandatory(),
+                            immediate: false,
+                            properties: properties.clone(),
+                            body: frame.body.slice_ref(body),
+                        });
+                    }
+                }
                 for p in d.messages().iter().flatten() {
                     messages.push(Publish {
                         exchange: string(p.exchange()),
@@ -876,6 +894,28 @@ impl Message {
             Kind::Deliver => {
                 let d = v!(DeliverBatch);
                 let mut deliveries = Vec::new();
+                if d.dense().is_some_and(|r| !r.is_empty())
+                    && d.deliveries().is_some_and(|r| !r.is_empty())
+                {
+                    return Err(both_forms("DeliverBatch"));
+                }
+                for run in d.dense().iter().flatten() {
+                    let properties = Properties::decode(run.properties())?;
+                    let redelivered = run.redelivered();
+                    for (i, body) in
+                        dense_bodies("DenseDelivery", run.sizes(), run.bodies())?.enumerate()
+                    {
+                        deliveries.push(Delivery {
+                            consumer_tag: string(run.consumer_tag()),
+                            delivery_tag: run.first_tag() + i as u64,
+                            redelivered: redelivered.is_some_and(|r| i < r.len() && r.get(i)),
+                            exchange: string(run.exchange()),
+                            routing_key: string(run.routing_key()),
+                            properties: properties.clone(),
+                            body: frame.body.slice_ref(body),
+                        });
+                    }
+                }
                 for p in d.deliveries().iter().flatten() {
                     deliveries.push(Delivery {
                         consumer_tag: string(p.consumer_tag()),
@@ -1317,16 +1357,21 @@ impl Encoder {
                 fbb.finish_minimal(root);
             }
             M::Publish(batch) => {
-                let mut items = Vec::with_capacity(batch.messages.len());
-                for m in &batch.messages {
-                    items.push(encode_publish(fbb, m));
-                }
-                let messages = Some(fbb.create_vector(&items));
+                let (messages, dense) = if is_dense(&batch.messages) {
+                    (None, Some(encode_dense_publish(fbb, &batch.messages)))
+                } else {
+                    let mut items = Vec::with_capacity(batch.messages.len());
+                    for m in &batch.messages {
+                        items.push(encode_publish(fbb, m));
+                    }
+                    (Some(fbb.create_vector(&items)), None)
+                };
                 let root = wire::PublishBatch::create(
                     fbb,
                     &wire::PublishBatchArgs {
                         channel: batch.channel,
                         messages,
+                        dense,
                     },
                 );
                 fbb.finish_minimal(root);
@@ -1358,6 +1403,7 @@ impl Encoder {
                     &wire::DeliverBatchArgs {
                         channel: batch.channel,
                         deliveries,
+                        dense: None,
                     },
                 );
                 fbb.finish_minimal(root);
@@ -1476,6 +1522,88 @@ impl Encoder {
         }
         self.finish_frame(out, kind, corr_id);
     }
+}
+
+fn both_forms(kind: &'static str) -> DecodeError {
+    DecodeError::InvalidField {
+        kind,
+        field: "dense",
+        reason: "set together with the per-message vector",
+    }
+}
+
+/// The bodies of a dense batch: `sizes` split `bodies`, checked to add up
+/// exactly before anything is returned.
+///
+/// # Errors
+/// Sizes that do not add up to the bodies' length.
+pub fn dense_bodies<'a>(
+    kind: &'static str,
+    sizes: Option<flatbuffers::Vector<'a, u32>>,
+    bodies: Option<flatbuffers::Vector<'a, u8>>,
+) -> Result<impl Iterator<Item = &'a [u8]> + 'a, DecodeError> {
+    let bytes: &'a [u8] = bodies.map(|b| b.bytes()).unwrap_or(&[]);
+    let total: u64 = sizes.iter().flatten().map(u64::from).sum();
+    if total != bytes.len() as u64 {
+        return Err(DecodeError::InvalidField {
+            kind,
+            field: "sizes",
+            reason: "do not add up to the length of `bodies`",
+        });
+    }
+    let mut at = 0usize;
+    Ok(sizes.into_iter().flatten().map(move |n| {
+        let body = &bytes[at..at + n as usize];
+        at += n as usize;
+        body
+    }))
+}
+
+/// True when a batch can use the dense form: two or more messages sharing
+/// exchange, routing key, flags and properties.
+pub fn is_dense(messages: &[Publish]) -> bool {
+    let Some(first) = messages.first() else {
+        return false;
+    };
+    messages.len() >= 2
+        && !first.immediate
+        && messages[1..].iter().all(|m| {
+            m.exchange == first.exchange
+                && m.routing_key == first.routing_key
+                && m.mandatory == first.mandatory
+                && !m.immediate
+                && m.properties == first.properties
+        })
+}
+
+/// Writes the dense form of a batch for which [`is_dense`] holds.
+pub fn encode_dense_publish<'b>(
+    fbb: &mut FlatBufferBuilder<'b>,
+    messages: &[Publish],
+) -> flatbuffers::WIPOffset<wire::DensePublish<'b>> {
+    let first = &messages[0];
+    let exchange = Some(fbb.create_string(&first.exchange));
+    let routing_key = Some(fbb.create_string(&first.routing_key));
+    let properties = first.properties.encode(fbb);
+    let sizes: Vec<u32> = messages.iter().map(|m| m.body.len() as u32).collect();
+    let sizes = Some(fbb.create_vector(&sizes));
+    let total: usize = messages.iter().map(|m| m.body.len()).sum();
+    let mut joined = Vec::with_capacity(total);
+    for m in messages {
+        joined.extend_from_slice(&m.body);
+    }
+    let bodies = Some(fbb.create_vector(&joined));
+    wire::DensePublish::create(
+        fbb,
+        &wire::DensePublishArgs {
+            exchange,
+            routing_key,
+            mandatory: first.mandatory,
+            properties,
+            sizes,
+            bodies,
+        },
+    )
 }
 
 /// Writes one publish table (used by batch encoders).

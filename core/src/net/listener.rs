@@ -22,9 +22,22 @@ pub fn probe(addr: SocketAddr) -> std::io::Result<SocketAddr> {
         } else {
             addr
         };
-        if std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(200))
-            .is_ok()
-        {
+        // A listener of a process that was just killed can live on for a
+        // moment (io_uring tears down asynchronously) and still complete
+        // handshakes; a live broker keeps answering. A connection to a free
+        // port can also connect to itself (TCP simultaneous open).
+        let mut answered = 0;
+        for _ in 0..10 {
+            match std::net::TcpStream::connect_timeout(
+                &target,
+                std::time::Duration::from_millis(200),
+            ) {
+                Ok(s) if s.local_addr().ok() != s.peer_addr().ok() => answered += 1,
+                _ => return Ok(addr),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if answered > 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
                 format!("something already accepts connections on {addr}"),

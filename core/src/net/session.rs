@@ -800,10 +800,17 @@ impl Session {
                 ))
             }
         }
-        let Some(messages) = batch.messages() else {
-            return Ok(());
+        let result = match (batch.dense(), batch.messages()) {
+            (Some(dense), None) => self.publish_dense(frame, ch, dense),
+            (Some(_), Some(m)) if !m.is_empty() => Err(Refusal::new(
+                ErrorCode::SyntaxError,
+                "PublishBatch has both `messages` and `dense`",
+            )),
+            (Some(dense), Some(_)) => self.publish_dense(frame, ch, dense),
+            (None, Some(messages)) => self.publish_all(frame, ch, messages),
+            (None, None) => Ok(()),
         };
-        match self.publish_all(frame, ch, messages) {
+        match result {
             Ok(()) => Ok(()),
             Err(r) => self.refuse(r, kind, ch, 0),
         }
@@ -819,130 +826,105 @@ impl Session {
         >,
     ) -> Result<(), Refusal> {
         let shard = &self.shard;
-        let max_size = shard.config.limits.max_message_size;
         let meta = shard.meta.borrow();
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
         let Some(vhost) = meta.vhost(&st.vhost) else {
             return Err(Refusal::new(ErrorCode::NotAllowed, "vhost was deleted"));
         };
+        let user = st.user.as_str();
         let Some(channel) = st.channels.get_mut(&ch) else {
             return Ok(());
         };
+        let mut out = Routed::new(self, vhost, channel, ch);
         let mut targets = Targets::default();
         let mut cached: Option<(&str, &crate::exchange::Exchange)> = None;
-        let mut mark_dirty = false;
-        for p in messages.iter() {
-            if p.immediate() {
-                return Err(Refusal::new(ErrorCode::NotImplemented, "immediate=true"));
-            }
-            let body = body_slice(&frame.body, p.body());
-            if body.len() > max_size {
-                return Err(Refusal::new(
-                    ErrorCode::PreconditionFailed,
-                    format_args!(
-                        "message size {} is larger than configured max size {max_size}",
-                        body.len()
-                    ),
-                ));
-            }
-            let xname = p.exchange().unwrap_or("");
-            let x = match cached {
-                Some((n, x)) if n == xname => x,
-                _ => {
-                    let x = vhost
-                        .exchange(xname)
-                        .ok_or_else(|| Refusal::no_exchange(&vhost.name, xname))?;
-                    if x.def.internal {
-                        return Err(Refusal::new(
-                            ErrorCode::AccessRefused,
-                            format_args!(
-                                "cannot publish to internal exchange '{xname}' in vhost '{}'",
-                                vhost.name
-                            ),
-                        ));
+        let result = (|| {
+            for p in messages.iter() {
+                if p.immediate() {
+                    return Err(Refusal::new(ErrorCode::NotImplemented, "immediate=true"));
+                }
+                let body = body_slice(&frame.body, p.body());
+                check_size(body.len(), shard.config.limits.max_message_size)?;
+                let xname = p.exchange().unwrap_or("");
+                let x = match cached {
+                    Some((n, x)) if n == xname => x,
+                    _ => {
+                        let x = publish_target(vhost, xname)?;
+                        cached = Some((xname, x));
+                        x
                     }
-                    cached = Some((xname, x));
-                    x
-                }
-            };
-            let props = match p.properties() {
-                None => None,
-                Some(view) => {
-                    let props = Properties::decode(Some(view))
-                        .map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
-                    if let Some(u) = &props.user_id {
-                        if *u != st.user {
-                            return Err(Refusal::new(
-                                ErrorCode::PreconditionFailed,
-                                format_args!(
-                                    "user_id property set to '{u}' but authenticated user was '{}'",
-                                    st.user
-                                ),
-                            ));
-                        }
-                    }
-                    Some(Arc::new(props))
-                }
-            };
-            let routing_key = p.routing_key().unwrap_or("");
-            let msg = Message {
-                exchange: Text::slice_of(&frame.body, xname),
-                routing_key: Text::slice_of(&frame.body, routing_key),
-                props,
-                body,
-                publisher: self.id,
-            };
-            if let Err(bad) = msg.expiration_ms() {
-                return Err(Refusal::new(
-                    ErrorCode::PreconditionFailed,
-                    format_args!("invalid expiration '{bad}': not a non-negative integer number of milliseconds"),
-                ));
+                };
+                let props = checked_props(p.properties(), user)?;
+                let routing_key = p.routing_key().unwrap_or("");
+                let msg = Message {
+                    exchange: Text::slice_of(&frame.body, xname),
+                    routing_key: Text::slice_of(&frame.body, routing_key),
+                    props,
+                    body,
+                    publisher: self.id,
+                };
+                check_expiration(&msg)?;
+                targets.clear();
+                vhost.route(x, routing_key, msg.headers(), &mut targets);
+                out.accept(msg, &targets, p.mandatory());
             }
-            targets.clear();
-            vhost.route(x, routing_key, msg.headers(), &mut targets);
-            let seq = channel.confirms.as_ref().map(Confirms::next_seq);
-            if targets.is_empty() {
-                if p.mandatory() {
-                    channel.returns.push(pm::Return {
-                        reply_code: ErrorCode::NoRoute.as_u16(),
-                        reply_text: "NO_ROUTE".to_owned(),
-                        exchange: xname.to_owned(),
-                        routing_key: routing_key.to_owned(),
-                        properties: msg.props.as_deref().cloned().unwrap_or_default(),
-                        body: msg.body.clone(),
-                    });
-                    mark_dirty = true;
-                }
-                if let Some(c) = &mut channel.confirms {
-                    c.register(0, false);
-                    mark_dirty = true;
-                }
-                continue;
+            Ok(())
+        })();
+        out.finish(&mut st.dirty_channels);
+        result
+    }
+
+    /// The dense form: one exchange, routing key and set of properties for
+    /// the whole batch, so the message is routed once.
+    fn publish_dense(
+        self: &Rc<Self>,
+        frame: &Frame,
+        ch: u16,
+        dense: wire::DensePublish<'_>,
+    ) -> Result<(), Refusal> {
+        let shard = &self.shard;
+        let bodies =
+            ringmq_protocol::message::dense_bodies("DensePublish", dense.sizes(), dense.bodies())
+                .map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
+        let meta = shard.meta.borrow();
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        let Some(vhost) = meta.vhost(&st.vhost) else {
+            return Err(Refusal::new(ErrorCode::NotAllowed, "vhost was deleted"));
+        };
+        let user = st.user.as_str();
+        let Some(channel) = st.channels.get_mut(&ch) else {
+            return Ok(());
+        };
+        let xname = dense.exchange().unwrap_or("");
+        let x = publish_target(vhost, xname)?;
+        let props = checked_props(dense.properties(), user)?;
+        let routing_key = dense.routing_key().unwrap_or("");
+        let template = Message {
+            exchange: Text::slice_of(&frame.body, xname),
+            routing_key: Text::slice_of(&frame.body, routing_key),
+            props,
+            body: bytes::Bytes::new(),
+            publisher: self.id,
+        };
+        check_expiration(&template)?;
+        let mut targets = Targets::default();
+        vhost.route(x, routing_key, template.headers(), &mut targets);
+        let max = shard.config.limits.max_message_size;
+        let mut out = Routed::new(self, vhost, channel, ch);
+        let mut result = Ok(());
+        for body in bodies {
+            if let Err(e) = check_size(body.len(), max) {
+                result = Err(e);
+                break;
             }
-            let confirm = seq.map(|seq| ConfirmRef {
-                session: self.id,
-                channel: ch,
-                seq,
-            });
-            let persistent = msg.is_persistent();
-            let waiting = shard.enqueue_all(&targets, msg, confirm, |q| {
-                vhost.queue_by_id(q.id).is_some_and(|d| {
-                    d.args.overflow != Overflow::DropHead
-                        && (d.args.max_length.is_some() || d.args.max_length_bytes.is_some())
-                        || (d.durable && persistent && self.shard.persists())
-                })
-            });
-            if let Some(c) = &mut channel.confirms {
-                c.register(waiting, false);
-                mark_dirty = true;
-            }
+            let mut msg = template.clone();
+            msg.body = frame.body.slice_ref(body);
+            out.accept(msg, &targets, dense.mandatory());
         }
-        if mark_dirty && !channel.dirty {
-            channel.dirty = true;
-            st.dirty_channels.push(ch);
-        }
-        Ok(())
+        out.finish(&mut st.dirty_channels);
+        result
     }
 
     // ----- settle -------------------------------------------------------
@@ -1755,6 +1737,143 @@ fn login_refusal(e: LoginError, user: &str, vhost: &str) -> (ErrorCode, String) 
     }
 }
 
+/// Where routed publishes go: queues, returns, confirms of one channel.
+struct Routed<'a> {
+    session: &'a Rc<Session>,
+    vhost: &'a crate::meta::Vhost,
+    channel: &'a mut Channel,
+    ch: u16,
+    dirty: bool,
+}
+
+impl<'a> Routed<'a> {
+    fn new(
+        session: &'a Rc<Session>,
+        vhost: &'a crate::meta::Vhost,
+        channel: &'a mut Channel,
+        ch: u16,
+    ) -> Routed<'a> {
+        Routed {
+            session,
+            vhost,
+            channel,
+            ch,
+            dirty: false,
+        }
+    }
+
+    /// Sends a routed message to its queues, or returns it (mandatory),
+    /// and accounts for its confirm.
+    fn accept(&mut self, msg: Message, targets: &Targets, mandatory: bool) {
+        let seq = self.channel.confirms.as_ref().map(Confirms::next_seq);
+        if targets.is_empty() {
+            if mandatory {
+                self.channel.returns.push(pm::Return {
+                    reply_code: ErrorCode::NoRoute.as_u16(),
+                    reply_text: "NO_ROUTE".to_owned(),
+                    exchange: msg.exchange.as_str().to_owned(),
+                    routing_key: msg.routing_key.as_str().to_owned(),
+                    properties: msg.props.as_deref().cloned().unwrap_or_default(),
+                    body: msg.body.clone(),
+                });
+                self.dirty = true;
+            }
+            if let Some(c) = &mut self.channel.confirms {
+                c.register(0, false);
+                self.dirty = true;
+            }
+            return;
+        }
+        let confirm = seq.map(|seq| ConfirmRef {
+            session: self.session.id,
+            channel: self.ch,
+            seq,
+        });
+        let persistent = msg.is_persistent();
+        let shard = &self.session.shard;
+        let vhost = self.vhost;
+        let waiting = shard.enqueue_all(targets, msg, confirm, |q| {
+            confirm.is_some()
+                && vhost.queue_by_id(q.id).is_some_and(|d| {
+                    d.args.overflow != Overflow::DropHead
+                        && (d.args.max_length.is_some() || d.args.max_length_bytes.is_some())
+                        || (d.durable && persistent && shard.persists())
+                })
+        });
+        if let Some(c) = &mut self.channel.confirms {
+            c.register(waiting, false);
+            self.dirty = true;
+        }
+    }
+
+    fn finish(self, dirty_channels: &mut Vec<u16>) {
+        if self.dirty && !self.channel.dirty {
+            self.channel.dirty = true;
+            dirty_channels.push(self.ch);
+        }
+    }
+}
+
+fn check_size(len: usize, max: usize) -> Result<(), Refusal> {
+    if len > max {
+        return Err(Refusal::new(
+            ErrorCode::PreconditionFailed,
+            format_args!("message size {len} is larger than configured max size {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The exchange a client publishes to, if it may.
+fn publish_target<'v>(
+    vhost: &'v crate::meta::Vhost,
+    xname: &str,
+) -> Result<&'v crate::exchange::Exchange, Refusal> {
+    let x = vhost
+        .exchange(xname)
+        .ok_or_else(|| Refusal::no_exchange(&vhost.name, xname))?;
+    if x.def.internal {
+        return Err(Refusal::new(
+            ErrorCode::AccessRefused,
+            format_args!(
+                "cannot publish to internal exchange '{xname}' in vhost '{}'",
+                vhost.name
+            ),
+        ));
+    }
+    Ok(x)
+}
+
+/// Decodes publish properties and checks `user_id` against the login.
+fn checked_props(
+    view: Option<wire::Properties<'_>>,
+    user: &str,
+) -> Result<Option<Arc<Properties>>, Refusal> {
+    let Some(view) = view else { return Ok(None) };
+    let props =
+        Properties::decode(Some(view)).map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
+    if let Some(u) = &props.user_id {
+        if u != user {
+            return Err(Refusal::new(
+                ErrorCode::PreconditionFailed,
+                format_args!("user_id property set to '{u}' but authenticated user was '{user}'"),
+            ));
+        }
+    }
+    Ok(Some(Arc::new(props)))
+}
+
+fn check_expiration(msg: &Message) -> Result<(), Refusal> {
+    msg.expiration_ms().map(|_| ()).map_err(|bad| {
+        Refusal::new(
+            ErrorCode::PreconditionFailed,
+            format_args!(
+                "invalid expiration '{bad}': not a non-negative integer number of milliseconds"
+            ),
+        )
+    })
+}
+
 enum ChanState {
     Open,
     Closing,
@@ -1781,8 +1900,22 @@ fn unexpected(resp: CallResp) -> Refusal {
 /// A string already written into the builder.
 type StrOff = ringmq_protocol::flatbuffers::WIPOffset<&'static str>;
 
-/// Encodes deliveries as `DeliverBatch` frames of about `BATCH_BYTES`,
-/// reusing strings that repeat from one delivery to the next.
+/// True when `b` can follow `a` in one dense run.
+fn same_run(a: &PendingDelivery, b: &PendingDelivery) -> bool {
+    b.delivery_tag == a.delivery_tag + 1
+        && Rc::ptr_eq(&a.tag, &b.tag)
+        && a.msg.exchange == b.msg.exchange
+        && a.msg.routing_key == b.msg.routing_key
+        && match (&a.msg.props, &b.msg.props) {
+            (None, None) => true,
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        }
+}
+
+/// Encodes deliveries as `DeliverBatch` frames of about `BATCH_BYTES`, each
+/// made of dense runs (one consumer, consecutive tags, shared exchange,
+/// routing key and properties, bodies concatenated).
 fn encode_deliveries(
     enc: &mut Encoder,
     out: &mut BytesMut,
@@ -1790,18 +1923,31 @@ fn encode_deliveries(
     pending: &mut Vec<PendingDelivery>,
 ) {
     let mut start = 0;
+    let mut sizes: Vec<u32> = Vec::new();
+    let mut joined: Vec<u8> = Vec::new();
+    let mut flags: Vec<bool> = Vec::new();
     while start < pending.len() {
         let mut end = start;
         let mut bytes = 0;
         while end < pending.len() && (end == start || bytes < BATCH_BYTES) {
-            bytes += pending[end].msg.body.len() + 64;
+            bytes += pending[end].msg.body.len() + 16;
             end += 1;
         }
         let fbb = enc.builder();
-        let mut items = Vec::with_capacity(end - start);
+        let mut runs = Vec::new();
         let mut last: Option<(&str, &str, &str, [StrOff; 3])> = None;
-        for d in &pending[start..end] {
-            let (tag, x, rk) = (&*d.tag, d.msg.exchange.as_str(), d.msg.routing_key.as_str());
+        let mut i = start;
+        while i < end {
+            let first = &pending[i];
+            let mut j = i + 1;
+            while j < end && same_run(&pending[j - 1], &pending[j]) {
+                j += 1;
+            }
+            let (tag, x, rk) = (
+                &*first.tag,
+                first.msg.exchange.as_str(),
+                first.msg.routing_key.as_str(),
+            );
             let (t, e, r) = match last {
                 Some((lt, lx, lr, [t, e, r])) if lt == tag && lx == x && lr == rk => (t, e, r),
                 _ => {
@@ -1812,27 +1958,42 @@ fn encode_deliveries(
                     (t, e, r)
                 }
             };
-            let properties = d.msg.props.as_ref().and_then(|p| p.encode(fbb));
-            let body = fbb.create_vector(&d.msg.body[..]);
-            items.push(wire::Delivery::create(
+            sizes.clear();
+            joined.clear();
+            flags.clear();
+            let mut any_redelivered = false;
+            for d in &pending[i..j] {
+                sizes.push(d.msg.body.len() as u32);
+                joined.extend_from_slice(&d.msg.body);
+                flags.push(d.redelivered);
+                any_redelivered |= d.redelivered;
+            }
+            let properties = first.msg.props.as_ref().and_then(|p| p.encode(fbb));
+            let redelivered = any_redelivered.then(|| fbb.create_vector(&flags));
+            let size_vec = fbb.create_vector(&sizes);
+            let bodies = fbb.create_vector(&joined);
+            runs.push(wire::DenseDelivery::create(
                 fbb,
-                &wire::DeliveryArgs {
+                &wire::DenseDeliveryArgs {
                     consumer_tag: Some(t),
-                    delivery_tag: d.delivery_tag,
-                    redelivered: d.redelivered,
+                    first_tag: first.delivery_tag,
                     exchange: Some(e),
                     routing_key: Some(r),
                     properties,
-                    body: Some(body),
+                    redelivered,
+                    sizes: Some(size_vec),
+                    bodies: Some(bodies),
                 },
             ));
+            i = j;
         }
-        let deliveries = fbb.create_vector(&items);
+        let dense = fbb.create_vector(&runs);
         let root = wire::DeliverBatch::create(
             fbb,
             &wire::DeliverBatchArgs {
                 channel: ch,
-                deliveries: Some(deliveries),
+                deliveries: None,
+                dense: Some(dense),
             },
         );
         fbb.finish_minimal(root);

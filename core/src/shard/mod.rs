@@ -273,15 +273,17 @@ impl Shard {
 
     /// Handles a batch from `from` and flushes the sessions it touched.
     pub fn handle_batch(self: &Rc<Self>, from: u16, batch: Vec<ShardMsg>) {
+        let _ = from;
+        // One clock read per batch: TTLs have millisecond resolution.
+        let now = now_ms();
         for m in batch {
-            self.handle(from, m);
+            self.handle(now, m);
         }
         self.start_page_ins();
         self.flush_dirty();
     }
 
-    fn handle(self: &Rc<Self>, _from: u16, msg: ShardMsg) {
-        let now = now_ms();
+    fn handle(self: &Rc<Self>, now: u64, msg: ShardMsg) {
         match msg {
             ShardMsg::Enqueue {
                 queue,

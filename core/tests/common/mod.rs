@@ -186,13 +186,15 @@ pub fn passive(c: &mut Conn, ch: u16, name: &str) -> Result<(u32, u32), ClientEr
     .map(|ok| (ok.message_count, ok.consumer_count))
 }
 
-/// True when a queue named `name` exists (checked on a fresh connection).
+/// True when a queue named `name` exists (checked on a fresh connection;
+/// another connection's exclusive queue exists too).
 pub fn queue_exists(broker: &TestBroker, name: &str) -> bool {
     let mut c = broker.connect();
     let ch = c.open_channel().unwrap();
     match passive(&mut c, ch, name) {
         Ok(_) => true,
         Err(e) if e.code() == Some(404) => false,
+        Err(e) if e.code() == Some(405) => true,
         Err(e) => panic!("passive declare of {name}: {e}"),
     }
 }
@@ -227,8 +229,8 @@ pub fn connection_closed<T: std::fmt::Debug>(r: Result<T, ClientError>, code: u1
     }
 }
 
-/// Waits for the next event that is not a delivery, returns or confirms
-/// are kept (deliveries are not skipped either): the raw next event.
+/// The next event of any kind (deliveries included), `None` after
+/// `timeout`.
 pub fn next_event(c: &mut Conn, timeout: Duration) -> Option<Event> {
     c.next_event(Some(timeout)).unwrap()
 }

@@ -1396,6 +1396,35 @@ impl Conn {
         let ch = batch.channel();
         let frame_max = self.st.borrow().frame_max;
         let mut out = self.client_out.borrow_mut();
+        for run in batch.dense().iter().flatten() {
+            let props = match run.properties() {
+                None => None,
+                Some(p) => Some(translate::props_to_amqp(
+                    &ringmq_protocol::Properties::decode(Some(p))?,
+                )),
+            };
+            let redelivered = run.redelivered();
+            let (tag, exchange, routing_key) = (
+                run.consumer_tag().unwrap_or(""),
+                run.exchange().unwrap_or(""),
+                run.routing_key().unwrap_or(""),
+            );
+            let bodies =
+                ringmq_protocol::message::dense_bodies("DenseDelivery", run.sizes(), run.bodies())?;
+            for (i, body) in bodies.enumerate() {
+                let again = redelivered.is_some_and(|r| i < r.len() && r.get(i));
+                codec::put_deliver(
+                    &mut out,
+                    ch,
+                    tag,
+                    run.first_tag() + i as u64,
+                    again,
+                    exchange,
+                    routing_key,
+                );
+                codec::put_content(&mut out, ch, props.as_ref(), body, frame_max);
+            }
+        }
         for d in batch.deliveries().iter().flatten() {
             codec::put_deliver(
                 &mut out,

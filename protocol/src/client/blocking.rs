@@ -60,6 +60,9 @@ impl Connection {
     ) -> Result<Connection, ClientError> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
+        // A server that accepts but never answers must not hang the caller
+        // (handshake timeout); `set_timeout` changes it afterwards.
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut c = Connection {
             stream,
             decoder: FrameDecoder::new(DEFAULT_FRAME_MAX),
@@ -89,6 +92,7 @@ impl Connection {
         match c.call_on(0, hello)? {
             Message::HelloOk(ok) => {
                 c.server = ok;
+                c.stream.set_read_timeout(None)?;
                 Ok(c)
             }
             other => Err(ClientError::Unexpected(other.kind())),
@@ -247,6 +251,9 @@ impl Connection {
     /// Socket or decode errors; [`ClientError::ConnectionClosed`] after the
     /// server closed the connection and its close event was returned.
     pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, ClientError> {
+        if let Some(e) = self.events.pop_front() {
+            return Ok(Some(e));
+        }
         self.flush()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -510,6 +517,11 @@ impl Connection {
         &mut self,
         timeout: Duration,
     ) -> Result<Option<(u16, m::Delivery)>, ClientError> {
+        if matches!(self.events.front(), Some(Event::Deliver(..))) {
+            if let Some(Event::Deliver(ch, d)) = self.events.pop_front() {
+                return Ok(Some((ch, d)));
+            }
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

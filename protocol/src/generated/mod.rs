@@ -54,10 +54,14 @@ pub mod ringmq {
     pub use self::consumer_tag_generated::*;
     mod publish_generated;
     pub use self::publish_generated::*;
+    mod dense_publish_generated;
+    pub use self::dense_publish_generated::*;
     mod publish_batch_generated;
     pub use self::publish_batch_generated::*;
     mod delivery_generated;
     pub use self::delivery_generated::*;
+    mod dense_delivery_generated;
+    pub use self::dense_delivery_generated::*;
     mod deliver_batch_generated;
     pub use self::deliver_batch_generated::*;
     mod return_generated;

@@ -20,6 +20,7 @@ impl<'a> ::flatbuffers::Follow<'a> for DeliverBatch<'a> {
 impl<'a> DeliverBatch<'a> {
   pub const VT_CHANNEL: ::flatbuffers::VOffsetT = 4;
   pub const VT_DELIVERIES: ::flatbuffers::VOffsetT = 6;
+  pub const VT_DENSE: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -31,6 +32,7 @@ impl<'a> DeliverBatch<'a> {
     args: &'args DeliverBatchArgs<'args>
   ) -> ::flatbuffers::WIPOffset<DeliverBatch<'bldr>> {
     let mut builder = DeliverBatchBuilder::new(_fbb);
+    if let Some(x) = args.dense { builder.add_dense(x); }
     if let Some(x) = args.deliveries { builder.add_deliveries(x); }
     builder.add_channel(args.channel);
     builder.finish()
@@ -51,6 +53,13 @@ impl<'a> DeliverBatch<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Delivery>>>>(DeliverBatch::VT_DELIVERIES, None)}
   }
+  #[inline]
+  pub fn dense(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DenseDelivery<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DenseDelivery>>>>(DeliverBatch::VT_DENSE, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for DeliverBatch<'_> {
@@ -61,6 +70,7 @@ impl ::flatbuffers::Verifiable for DeliverBatch<'_> {
     v.visit_table(pos)?
      .visit_field::<u16>("channel", Self::VT_CHANNEL, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Delivery>>>>("deliveries", Self::VT_DELIVERIES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<DenseDelivery>>>>("dense", Self::VT_DENSE, false)?
      .finish();
     Ok(())
   }
@@ -68,6 +78,7 @@ impl ::flatbuffers::Verifiable for DeliverBatch<'_> {
 pub struct DeliverBatchArgs<'a> {
     pub channel: u16,
     pub deliveries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Delivery<'a>>>>>,
+    pub dense: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DenseDelivery<'a>>>>>,
 }
 impl<'a> Default for DeliverBatchArgs<'a> {
   #[inline]
@@ -75,6 +86,7 @@ impl<'a> Default for DeliverBatchArgs<'a> {
     DeliverBatchArgs {
       channel: 0,
       deliveries: None,
+      dense: None,
     }
   }
 }
@@ -91,6 +103,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeliverBatchBuilder<'a, 'b, A
   #[inline]
   pub fn add_deliveries(&mut self, deliveries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Delivery<'b >>>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeliverBatch::VT_DELIVERIES, deliveries);
+  }
+  #[inline]
+  pub fn add_dense(&mut self, dense: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<DenseDelivery<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeliverBatch::VT_DENSE, dense);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeliverBatchBuilder<'a, 'b, A> {
@@ -112,6 +128,7 @@ impl ::core::fmt::Debug for DeliverBatch<'_> {
     let mut ds = f.debug_struct("DeliverBatch");
       ds.field("channel", &self.channel());
       ds.field("deliveries", &self.deliveries());
+      ds.field("dense", &self.dense());
       ds.finish()
   }
 }

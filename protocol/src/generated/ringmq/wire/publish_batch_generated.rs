@@ -20,6 +20,7 @@ impl<'a> ::flatbuffers::Follow<'a> for PublishBatch<'a> {
 impl<'a> PublishBatch<'a> {
   pub const VT_CHANNEL: ::flatbuffers::VOffsetT = 4;
   pub const VT_MESSAGES: ::flatbuffers::VOffsetT = 6;
+  pub const VT_DENSE: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -31,6 +32,7 @@ impl<'a> PublishBatch<'a> {
     args: &'args PublishBatchArgs<'args>
   ) -> ::flatbuffers::WIPOffset<PublishBatch<'bldr>> {
     let mut builder = PublishBatchBuilder::new(_fbb);
+    if let Some(x) = args.dense { builder.add_dense(x); }
     if let Some(x) = args.messages { builder.add_messages(x); }
     builder.add_channel(args.channel);
     builder.finish()
@@ -51,6 +53,13 @@ impl<'a> PublishBatch<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Publish>>>>(PublishBatch::VT_MESSAGES, None)}
   }
+  #[inline]
+  pub fn dense(&self) -> Option<DensePublish<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<DensePublish>>(PublishBatch::VT_DENSE, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for PublishBatch<'_> {
@@ -61,6 +70,7 @@ impl ::flatbuffers::Verifiable for PublishBatch<'_> {
     v.visit_table(pos)?
      .visit_field::<u16>("channel", Self::VT_CHANNEL, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Publish>>>>("messages", Self::VT_MESSAGES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<DensePublish>>("dense", Self::VT_DENSE, false)?
      .finish();
     Ok(())
   }
@@ -68,6 +78,7 @@ impl ::flatbuffers::Verifiable for PublishBatch<'_> {
 pub struct PublishBatchArgs<'a> {
     pub channel: u16,
     pub messages: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Publish<'a>>>>>,
+    pub dense: Option<::flatbuffers::WIPOffset<DensePublish<'a>>>,
 }
 impl<'a> Default for PublishBatchArgs<'a> {
   #[inline]
@@ -75,6 +86,7 @@ impl<'a> Default for PublishBatchArgs<'a> {
     PublishBatchArgs {
       channel: 0,
       messages: None,
+      dense: None,
     }
   }
 }
@@ -91,6 +103,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PublishBatchBuilder<'a, 'b, A
   #[inline]
   pub fn add_messages(&mut self, messages: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Publish<'b >>>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PublishBatch::VT_MESSAGES, messages);
+  }
+  #[inline]
+  pub fn add_dense(&mut self, dense: ::flatbuffers::WIPOffset<DensePublish<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<DensePublish>>(PublishBatch::VT_DENSE, dense);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PublishBatchBuilder<'a, 'b, A> {
@@ -112,6 +128,7 @@ impl ::core::fmt::Debug for PublishBatch<'_> {
     let mut ds = f.debug_struct("PublishBatch");
       ds.field("channel", &self.channel());
       ds.field("messages", &self.messages());
+      ds.field("dense", &self.dense());
       ds.finish()
   }
 }
