@@ -241,6 +241,12 @@ impl Config {
         if self.storage.sync_interval_ms > 10_000 {
             return bad("storage.sync_interval_ms", "at most 10000");
         }
+        if self.limits.max_message_size as u64 + 64 * 1024 > u64::from(self.limits.frame_max) {
+            return bad(
+                "limits.max_message_size",
+                "must leave 64 KiB of room under limits.frame_max (a message travels in one frame)",
+            );
+        }
         if self.server.cores > 256 {
             return bad("server.cores", "at most 256 shards");
         }

@@ -68,6 +68,7 @@ fn main() -> anyhow::Result<()> {
     config.validate()?;
     std::fs::create_dir_all(&config.storage.data_dir)
         .with_context(|| format!("creating data dir {}", config.storage.data_dir.display()))?;
+    ringmq_core::log::fault::from_env();
     let broker = Broker::start(config)?;
     let stopper = broker.stopper();
     let mut signals = signal_hook::iterator::Signals::new([

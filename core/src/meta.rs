@@ -468,6 +468,12 @@ impl Meta {
         let name = &def.name;
         let existing = v.exchanges.get(name);
         if passive {
+            if name.is_empty() {
+                return Err(Refusal::new(
+                    ErrorCode::AccessRefused,
+                    "operation not permitted on the default exchange",
+                ));
+            }
             return match existing {
                 Some(_) => Ok(Declared::Exists),
                 None => Err(Refusal::no_exchange(vhost, name)),

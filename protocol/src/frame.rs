@@ -20,9 +20,9 @@ pub const HEADER_LEN: usize = 16;
 /// Smallest frame size limit a peer may negotiate.
 pub const MIN_FRAME_MAX: u32 = 4096;
 
-/// Default limit on a whole frame (header and body): 128 MiB, enough for a
-/// batch of large messages or one message of up to about 128 MiB.
-pub const DEFAULT_FRAME_MAX: u32 = 128 * 1024 * 1024;
+/// Default limit on a whole frame (header and body): 129 MiB, so one
+/// message of the default maximum size (128 MiB) fits with its envelope.
+pub const DEFAULT_FRAME_MAX: u32 = 129 * 1024 * 1024;
 
 macro_rules! kinds {
     ($( $(#[$doc:meta])* $name:ident = $value:literal, )*) => {

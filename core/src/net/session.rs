@@ -407,14 +407,12 @@ impl Session {
                 }
                 last_write = std::time::Instant::now();
                 for ((queue, consumer), credit) in owed {
-                    self.shard.post(
-                        queue.shard,
-                        ShardMsg::Credit {
-                            queue: queue.id,
-                            consumer,
-                            credit,
-                        },
-                    );
+                    let ch = self.st.borrow().consumers.get(&consumer).map(|c| c.channel);
+                    // Through `grant`, which holds it back while the
+                    // channel's flow is off.
+                    if let Some(ch) = ch {
+                        self.grant(ch, queue, consumer, credit);
+                    }
                 }
                 self.drained.notify();
             }
@@ -690,6 +688,9 @@ impl Session {
                 connection_id: self.id,
             }),
         );
+        if !deferred {
+            self.tell_alarm();
+        }
         Ok(())
     }
 
@@ -729,6 +730,7 @@ impl Session {
         self.shard.add_session(self.clone());
         info!(user = %user, vhost = %vhost, "connection open");
         self.send(corr, &Wire::OpenOk);
+        self.tell_alarm();
         Ok(())
     }
 
@@ -857,6 +859,7 @@ impl Session {
                 };
                 let props = checked_props(p.properties(), user)?;
                 let routing_key = p.routing_key().unwrap_or("");
+                check_publish_names(xname, routing_key, shard.config.limits.max_name_len)?;
                 let msg = Message {
                     exchange: Text::slice_of(&frame.body, xname),
                     routing_key: Text::slice_of(&frame.body, routing_key),
@@ -901,6 +904,7 @@ impl Session {
         let x = publish_target(vhost, xname)?;
         let props = checked_props(dense.properties(), user)?;
         let routing_key = dense.routing_key().unwrap_or("");
+        check_publish_names(xname, routing_key, shard.config.limits.max_name_len)?;
         let template = Message {
             exchange: Text::slice_of(&frame.body, xname),
             routing_key: Text::slice_of(&frame.body, routing_key),
@@ -1649,6 +1653,14 @@ impl Session {
         }
     }
 
+    /// Tells a newly opened connection about a storage alarm in force.
+    fn tell_alarm(&self) {
+        let alarm = self.shard.alarm.borrow().clone();
+        if let Some(reason) = alarm {
+            self.blocked(&reason);
+        }
+    }
+
     /// A storage alarm: tell the client publishing is blocked.
     pub fn blocked(&self, reason: &str) {
         self.send(
@@ -1812,6 +1824,19 @@ impl<'a> Routed<'a> {
             dirty_channels.push(self.ch);
         }
     }
+}
+
+/// AMQP names and routing keys are short strings: at most 255 bytes.
+fn check_publish_names(exchange: &str, routing_key: &str, max: usize) -> Result<(), Refusal> {
+    for (what, v) in [("exchange name", exchange), ("routing key", routing_key)] {
+        if v.len() > max {
+            return Err(Refusal::new(
+                ErrorCode::SyntaxError,
+                format_args!("{what} is {} bytes; the limit is {max}", v.len()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_size(len: usize, max: usize) -> Result<(), Refusal> {

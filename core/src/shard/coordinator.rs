@@ -75,6 +75,9 @@ impl Shard {
                 arguments,
                 session,
             } => {
+                // Declares of one name are handled one at a time: the first
+                // may be storing the queue while the second checks.
+                let _turn = self.declare_turn(&vhost, &name).await;
                 let server_named = name.is_empty();
                 let existing = if server_named {
                     // A fresh name: nothing to compare with.
@@ -209,6 +212,23 @@ impl Shard {
         }
     }
 
+    /// Waits until no other declare of `vhost`/`name` is in progress and
+    /// takes the turn; dropping the guard gives it back.
+    async fn declare_turn(self: &Rc<Self>, vhost: &str, name: &str) -> Option<DeclareTurn> {
+        if name.is_empty() {
+            return None;
+        }
+        let key = (vhost.to_owned(), name.to_owned());
+        while self.declaring.borrow().contains(&key) {
+            self.declared.wait().await;
+        }
+        self.declaring.borrow_mut().insert(key.clone());
+        Some(DeclareTurn {
+            shard: self.clone(),
+            key,
+        })
+    }
+
     /// Applies `op` here, then on every other shard; resolves when all have
     /// applied it. Returns the message count the queue owner reported for a
     /// queue deletion.
@@ -239,5 +259,18 @@ impl Shard {
             }
         }
         Ok(deleted)
+    }
+}
+
+/// A turn to declare one queue name (see `Shard::declare_turn`).
+pub(super) struct DeclareTurn {
+    shard: Rc<Shard>,
+    key: (String, String),
+}
+
+impl Drop for DeclareTurn {
+    fn drop(&mut self) {
+        self.shard.declaring.borrow_mut().remove(&self.key);
+        self.shard.declared.notify();
     }
 }

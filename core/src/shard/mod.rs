@@ -96,6 +96,9 @@ pub struct Shard {
     want_page_in: RefCell<Vec<QueueId>>,
     /// A storage alarm is raised (a log failed): publishers are told.
     pub alarm: RefCell<Option<String>>,
+    /// Queue names being declared (coordinator), and its wake-up.
+    declaring: RefCell<rustc_hash::FxHashSet<(String, String)>>,
+    declared: Notify,
 }
 
 impl Shard {
@@ -143,6 +146,8 @@ impl Shard {
             paging: RefCell::default(),
             want_page_in: RefCell::default(),
             alarm: RefCell::new(None),
+            declaring: RefCell::default(),
+            declared: Notify::new(),
         }
     }
 
@@ -1187,9 +1192,9 @@ impl Sink for ShardSink<'_> {
                     qm.resident = false;
                 } else {
                     self.shard.resident.set(self.shard.resident.get() + size);
-                    // Keep only the message's own bytes, not the frame it came in.
-                    qm.msg.detach();
                 }
+                // Keep only the message's own bytes, not the frame it came in.
+                qm.msg.detach();
                 true
             }
             Err(e) => {

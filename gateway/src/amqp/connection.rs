@@ -103,6 +103,8 @@ struct Pending {
 
 struct State {
     frame_max: u32,
+    /// Highest channel number agreed in tune-ok.
+    channel_max: u16,
     heartbeat: u16,
     cancel_notify: bool,
     blocked_notify: bool,
@@ -147,6 +149,7 @@ pub async fn serve(stream: TcpStream, cfg: Rc<GatewayConfig>, stopping: Latch) {
         peer,
         st: RefCell::new(State {
             frame_max: cfg.frame_max,
+            channel_max: cfg.channel_max,
             heartbeat: 0,
             cancel_notify: false,
             blocked_notify: false,
@@ -398,6 +401,10 @@ async fn handshake(
         let mut st = conn.st.borrow_mut();
         st.frame_max = frame_max;
         st.heartbeat = tune_ok.heartbeat;
+        st.channel_max = match tune_ok.channel_max {
+            0 => cfg.channel_max,
+            c => c.min(cfg.channel_max),
+        };
     }
     let Some(open) = read_method(r, decoder).await? else {
         return Ok(None);
@@ -922,6 +929,13 @@ impl Conn {
         match translate::inbound(ch, class) {
             Inbound::Request { msg, nowait } => {
                 if let Message::ChannelOpen(_) = msg {
+                    let max = self.st.borrow().channel_max;
+                    if ch > max {
+                        return Err(with_ids(Hard::new(
+                            504,
+                            format!("CHANNEL_ERROR - channel {ch} is above the negotiated channel_max {max}"),
+                        )));
+                    }
                     self.st.borrow_mut().channels.entry(ch).or_default();
                 }
                 if let Message::Heartbeat = msg {
