@@ -1,0 +1,1046 @@
+//! A minimal blocking AMQP 0-9-1 client for load generation.
+//!
+//! Cheap on purpose, so the broker, not the client, bounds the figures:
+//! - handshake and setup methods are generated and parsed by
+//!   `amq-protocol`;
+//! - `basic.publish` is pre-encoded once per routing key (method frame)
+//!   and once per message size (content header and body frames); each
+//!   publish is two copies into the output buffer and a patch of the time
+//!   stamp and id in the body;
+//! - output is written in 64 KiB chunks, input read in 256 KiB chunks and
+//!   split into frames by hand; deliveries and confirms are decoded from
+//!   fixed offsets, never through the generic parser;
+//! - `basic.ack` frames are written by hand (one `multiple` ack per
+//!   `ack_every` deliveries by default).
+//!
+//! One channel (1) per connection; heartbeats are turned off in
+//! `connection.tune-ok`.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use amq_protocol::frame::{gen_frame, AMQPFrame};
+use amq_protocol::protocol::{basic, channel, confirm, connection, exchange, queue, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+
+use crate::clock::{now_ns, write_stamp, STAMP_LEN};
+use crate::driver::{self, ConfirmSource, ConsumeConn, PublishConn};
+use crate::error::BenchError;
+use crate::native::tcp_connect;
+use crate::scenario::{Scenario, Topology};
+use crate::target::Target;
+
+/// Method frame.
+pub const FRAME_METHOD: u8 = 1;
+/// Content header frame.
+pub const FRAME_HEADER: u8 = 2;
+/// Content body frame.
+pub const FRAME_BODY: u8 = 3;
+/// Heartbeat frame.
+pub const FRAME_HEARTBEAT: u8 = 8;
+/// Every frame ends with this octet.
+pub const FRAME_END: u8 = 0xCE;
+/// The 0-9-1 protocol header.
+pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+
+/// What a handshake error says when the server does not speak AMQP.
+const NOT_AMQP: &str = "the server does not speak AMQP 0-9-1 (a ringmq native port? use native://)";
+
+/// The one channel every connection uses.
+const CHANNEL: u16 = 1;
+/// Largest frame the client asks for (RabbitMQ's default).
+const FRAME_MAX: u32 = 131_072;
+/// How long a blocking read waits before the caller checks its flags.
+const READ_TICK: Duration = Duration::from_millis(100);
+/// How long a setup request may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of output that trigger a write.
+const WRITE_BYTES: usize = 64 * 1024;
+/// Read buffer size.
+const READ_BYTES: usize = 256 * 1024;
+
+/// A frame's place in the read buffer.
+#[derive(Debug, Clone, Copy)]
+struct RawFrame {
+    kind: u8,
+    channel: u16,
+    start: usize,
+    end: usize,
+}
+
+/// Reads a socket in large chunks and splits the bytes into frames.
+struct FrameReader {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    frame_max: u32,
+    what: String,
+}
+
+impl FrameReader {
+    fn new(stream: TcpStream, what: &str) -> FrameReader {
+        FrameReader {
+            stream,
+            buf: vec![0; READ_BYTES],
+            start: 0,
+            end: 0,
+            frame_max: FRAME_MAX,
+            what: what.to_owned(),
+        }
+    }
+
+    /// One read, waiting up to the socket timeout; false when nothing
+    /// arrived.
+    fn fill(&mut self) -> Result<bool, BenchError> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.buf.len() - self.end < 16 * 1024 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        match self.stream.read(&mut self.buf[self.end..]) {
+            Ok(0) => Err(BenchError::Closed {
+                what: self.what.clone(),
+                scope: "connection",
+                code: 0,
+                text: "socket closed by the broker".into(),
+            }),
+            Ok(n) => {
+                self.end += n;
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(BenchError::io(&self.what, e)),
+        }
+    }
+
+    /// The next whole frame in the buffer.
+    fn next(&mut self) -> Result<Option<RawFrame>, BenchError> {
+        let avail = &self.buf[self.start..self.end];
+        if avail.len() < 7 {
+            return Ok(None);
+        }
+        if avail.starts_with(b"AMQP") {
+            return Err(BenchError::protocol(
+                &self.what,
+                "the server does not speak AMQP 0-9-1 (it answered with its own protocol header)",
+            ));
+        }
+        let kind = avail[0];
+        let channel = u16::from_be_bytes([avail[1], avail[2]]);
+        let size = u32::from_be_bytes([avail[3], avail[4], avail[5], avail[6]]) as usize;
+        if size + 8 > self.frame_max as usize {
+            return Err(BenchError::protocol(
+                &self.what,
+                format!("frame of {size} bytes exceeds frame_max {}", self.frame_max),
+            ));
+        }
+        if avail.len() < size + 8 {
+            if self.buf.len() < size + 8 + 16 * 1024 {
+                self.buf.resize(size + 8 + 16 * 1024, 0);
+            }
+            return Ok(None);
+        }
+        if avail[size + 7] != FRAME_END {
+            return Err(BenchError::protocol(&self.what, "bad frame-end octet"));
+        }
+        if !matches!(
+            kind,
+            FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+        ) {
+            return Err(BenchError::protocol(
+                &self.what,
+                format!("unknown frame type {kind}"),
+            ));
+        }
+        let start = self.start + 7;
+        self.start += size + 8;
+        Ok(Some(RawFrame {
+            kind,
+            channel,
+            start,
+            end: start + size,
+        }))
+    }
+
+    fn payload(&self, f: &RawFrame) -> &[u8] {
+        &self.buf[f.start..f.end]
+    }
+}
+
+/// `(class, method)` ids of a method payload.
+fn method_ids(payload: &[u8]) -> (u16, u16) {
+    match payload {
+        [a, b, c, d, ..] => (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])),
+        _ => (0, 0),
+    }
+}
+
+fn parse_method(payload: &[u8], what: &str) -> Result<AMQPClass, BenchError> {
+    amq_protocol::protocol::parse_class(payload)
+        .map(|(_, class)| class)
+        .map_err(|e| {
+            BenchError::protocol(
+                what,
+                format!("cannot parse a method: {e:?}")
+                    .chars()
+                    .take(200)
+                    .collect::<String>(),
+            )
+        })
+}
+
+fn short(s: &str, what: &str) -> Result<ShortString, BenchError> {
+    ShortString::try_new(s)
+        .map_err(|_| BenchError::protocol(what, format!("'{s}' is longer than 255 bytes")))
+}
+
+/// Appends a frame generated by amq-protocol.
+fn put_frame(out: &mut Vec<u8>, frame: &AMQPFrame, what: &str) -> Result<(), BenchError> {
+    let buf = std::mem::take(out);
+    *out = cookie_factory::gen_simple(gen_frame(frame), buf)
+        .map_err(|e| BenchError::protocol(what, format!("cannot encode a frame: {e:?}")))?;
+    Ok(())
+}
+
+/// Appends a short string (at most 255 bytes, longer is cut).
+fn put_short(out: &mut Vec<u8>, s: &str) {
+    let b = &s.as_bytes()[..s.len().min(255)];
+    out.push(b.len() as u8);
+    out.extend_from_slice(b);
+}
+
+/// The `basic.publish` method frame for one exchange and routing key.
+pub fn encode_publish_method(channel: u16, exchange: &str, routing_key: &str) -> Vec<u8> {
+    let mut f = Vec::with_capacity(24 + exchange.len() + routing_key.len());
+    f.push(FRAME_METHOD);
+    f.extend_from_slice(&channel.to_be_bytes());
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(&60u16.to_be_bytes());
+    f.extend_from_slice(&40u16.to_be_bytes());
+    f.extend_from_slice(&0u16.to_be_bytes()); // reserved (ticket)
+    put_short(&mut f, exchange);
+    put_short(&mut f, routing_key);
+    f.push(0); // mandatory, immediate
+    let size = (f.len() - 7) as u32;
+    f[3..7].copy_from_slice(&size.to_be_bytes());
+    f.push(FRAME_END);
+    f
+}
+
+/// The content header and body frames of a message of `body`, split to fit
+/// `frame_max`; returns them and the offset of the body's first byte.
+pub fn encode_content(
+    channel: u16,
+    body: &[u8],
+    persistent: bool,
+    frame_max: u32,
+) -> (Vec<u8>, usize) {
+    let mut f = Vec::with_capacity(body.len() + 64);
+    f.push(FRAME_HEADER);
+    f.extend_from_slice(&channel.to_be_bytes());
+    let props: &[u8] = if persistent {
+        &[0x10, 0x00, 2]
+    } else {
+        &[0, 0]
+    };
+    f.extend_from_slice(&(12 + props.len() as u32).to_be_bytes());
+    f.extend_from_slice(&60u16.to_be_bytes());
+    f.extend_from_slice(&0u16.to_be_bytes()); // weight
+    f.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    f.extend_from_slice(props);
+    f.push(FRAME_END);
+    let body_at = f.len() + 7;
+    let chunk = (frame_max as usize).saturating_sub(8).max(STAMP_LEN);
+    for part in body.chunks(chunk) {
+        f.push(FRAME_BODY);
+        f.extend_from_slice(&channel.to_be_bytes());
+        f.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        f.extend_from_slice(part);
+        f.push(FRAME_END);
+    }
+    (f, body_at)
+}
+
+/// Appends a `basic.ack` frame.
+pub fn put_ack(out: &mut Vec<u8>, channel: u16, delivery_tag: u64, multiple: bool) {
+    out.push(FRAME_METHOD);
+    out.extend_from_slice(&channel.to_be_bytes());
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.extend_from_slice(&60u16.to_be_bytes());
+    out.extend_from_slice(&80u16.to_be_bytes());
+    out.extend_from_slice(&delivery_tag.to_be_bytes());
+    out.push(u8::from(multiple));
+    out.push(FRAME_END);
+}
+
+/// The `closed` error for a `connection.close` or `channel.close` payload.
+fn close_error(payload: &[u8], what: &str, scope: &'static str) -> BenchError {
+    let (code, text) = match parse_method(payload, what) {
+        Ok(AMQPClass::Connection(connection::AMQPMethod::Close(c))) => {
+            (c.reply_code, c.reply_text.to_string())
+        }
+        Ok(AMQPClass::Channel(channel::AMQPMethod::Close(c))) => {
+            (c.reply_code, c.reply_text.to_string())
+        }
+        _ => (0, "(unparsable close)".into()),
+    };
+    BenchError::Closed {
+        what: what.to_owned(),
+        scope,
+        code,
+        text,
+    }
+}
+
+/// One connection: the socket's writing side and its frame reader.
+struct Link {
+    stream: TcpStream,
+    rd: FrameReader,
+    out: Vec<u8>,
+    what: String,
+    frame_max: u32,
+}
+
+impl Link {
+    /// Connects, logs in, opens the vhost and channel 1.
+    fn connect(target: &Target, what: &str) -> Result<Link, BenchError> {
+        let addr = target.addr();
+        let stream = tcp_connect(&addr, what)?;
+        stream
+            .set_read_timeout(Some(READ_TICK))
+            .map_err(|e| BenchError::io(what, e))?;
+        let reader = stream.try_clone().map_err(|e| BenchError::io(what, e))?;
+        let mut link = Link {
+            stream,
+            rd: FrameReader::new(reader, what),
+            out: Vec::with_capacity(WRITE_BYTES * 2),
+            what: what.to_owned(),
+            frame_max: FRAME_MAX,
+        };
+        let handshake = |reason: String| BenchError::Handshake {
+            addr: addr.clone(),
+            reason,
+        };
+        link.out.extend_from_slice(PROTOCOL_HEADER);
+        link.write_out()?;
+        let start = match link.wait_method(0) {
+            Ok(AMQPClass::Connection(connection::AMQPMethod::Start(s))) => s,
+            Ok(_) | Err(BenchError::Protocol { .. } | BenchError::Closed { .. }) => {
+                return Err(handshake(NOT_AMQP.into()))
+            }
+            Err(e) => return Err(e),
+        };
+        if !String::from_utf8_lossy(start.mechanisms.as_bytes())
+            .split(' ')
+            .any(|m| m == "PLAIN")
+        {
+            return Err(handshake("the server does not offer PLAIN login".into()));
+        }
+        let mut caps = FieldTable::default();
+        caps.insert("publisher_confirms".into(), AMQPValue::Boolean(true));
+        caps.insert("consumer_cancel_notify".into(), AMQPValue::Boolean(true));
+        // Ask for a connection.close naming a refused login instead of a
+        // bare socket close.
+        caps.insert(
+            "authentication_failure_close".into(),
+            AMQPValue::Boolean(true),
+        );
+        let mut props = FieldTable::default();
+        props.insert(
+            "product".into(),
+            AMQPValue::LongString(LongString::from("ringmq-bench")),
+        );
+        props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+        let response = format!("\0{}\0{}", target.username, target.password);
+        link.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: props,
+                mechanism: "PLAIN".into(),
+                response: LongString::from(response),
+                locale: "en_US".into(),
+            })),
+        )?;
+        let tune =
+            match link.wait_method(0) {
+                Ok(AMQPClass::Connection(connection::AMQPMethod::Tune(t))) => t,
+                Ok(other) => {
+                    return Err(handshake(format!(
+                        "expected connection.tune, got {other:?}"
+                    )))
+                }
+                Err(BenchError::Closed { code, text, .. }) if code != 0 => {
+                    return Err(handshake(format!("login refused: {code} {text}")))
+                }
+                Err(BenchError::Closed { .. } | BenchError::Io { .. }) => return Err(handshake(
+                    "the server closed the connection after the login (wrong user or password?)"
+                        .into(),
+                )),
+                Err(e) => return Err(e),
+            };
+        let frame_max = match tune.frame_max {
+            0 => FRAME_MAX,
+            n => n.min(FRAME_MAX),
+        };
+        link.frame_max = frame_max;
+        link.rd.frame_max = frame_max;
+        link.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+                channel_max: tune.channel_max,
+                frame_max,
+                heartbeat: 0,
+            })),
+        )?;
+        let vhost = short(&target.vhost, what)?;
+        match link.call(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                virtual_host: vhost,
+            })),
+        ) {
+            Ok(AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))) => {}
+            Ok(other) => {
+                return Err(handshake(format!(
+                    "expected connection.open-ok, got {other:?}"
+                )))
+            }
+            Err(BenchError::Closed { code, text, .. }) => {
+                return Err(handshake(format!(
+                    "cannot open vhost '{}': {code} {text}",
+                    target.vhost
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+        link.call(
+            CHANNEL,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        )?;
+        Ok(link)
+    }
+
+    fn write_out(&mut self) -> Result<(), BenchError> {
+        if !self.out.is_empty() {
+            self.stream
+                .write_all(&self.out)
+                .map_err(|e| BenchError::io(&self.what, e))?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn send_method(&mut self, ch: u16, class: AMQPClass) -> Result<(), BenchError> {
+        put_frame(&mut self.out, &AMQPFrame::Method(ch, class), &self.what)?;
+        self.write_out()
+    }
+
+    /// Handles a method nobody waits for: closes become errors (after
+    /// answering them); the rest is ignored.
+    fn unsolicited_method(&mut self, f: &RawFrame) -> Result<(), BenchError> {
+        let payload = self.rd.payload(f);
+        match method_ids(payload) {
+            (10, 50) => {
+                let e = close_error(payload, &self.what, "connection");
+                let _ = self.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                );
+                Err(e)
+            }
+            (20, 40) => {
+                let e = close_error(payload, &self.what, "channel");
+                let _ = self.send_method(
+                    f.channel,
+                    AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                );
+                Err(e)
+            }
+            (60, 30) => Err(BenchError::protocol(
+                &self.what,
+                "the broker cancelled the consumer (basic.cancel)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits for the next method on `ch` (or a close on channel 0).
+    fn wait_method(&mut self, ch: u16) -> Result<AMQPClass, BenchError> {
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        loop {
+            while let Some(f) = self.rd.next()? {
+                match f.kind {
+                    FRAME_METHOD => {
+                        let ids = method_ids(self.rd.payload(&f));
+                        if matches!(ids, (10, 50) | (20, 40) | (60, 30)) {
+                            self.unsolicited_method(&f)?;
+                        } else if f.channel == ch {
+                            return parse_method(self.rd.payload(&f), &self.what);
+                        }
+                    }
+                    FRAME_HEARTBEAT => {
+                        self.out
+                            .extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
+                        self.write_out()?;
+                    }
+                    _ => {}
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Timeout {
+                    what: self.what.clone(),
+                    waiting_for: "a reply".into(),
+                });
+            }
+            self.rd.fill()?;
+        }
+    }
+
+    /// Sends a method and waits for the reply on the same channel.
+    fn call(&mut self, ch: u16, class: AMQPClass) -> Result<AMQPClass, BenchError> {
+        self.send_method(ch, class)?;
+        self.wait_method(ch)
+    }
+
+    /// Closes normally, tolerating a broker that already went away.
+    fn close(mut self) -> Result<(), BenchError> {
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: 200,
+                reply_text: "bye".into(),
+                class_id: 0,
+                method_id: 0,
+            })),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            while let Some(f) = self.rd.next()? {
+                if f.kind == FRAME_METHOD && method_ids(self.rd.payload(&f)) == (10, 51) {
+                    return Ok(());
+                }
+            }
+            match self.rd.fill() {
+                Ok(_) => {}
+                Err(BenchError::Closed { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn expect(
+    what: &str,
+    name: &str,
+    got: AMQPClass,
+    ok: impl Fn(&AMQPClass) -> bool,
+) -> Result<(), BenchError> {
+    if ok(&got) {
+        Ok(())
+    } else {
+        Err(BenchError::protocol(
+            what,
+            format!("expected {name}, got {got:?}"),
+        ))
+    }
+}
+
+/// Setup and teardown.
+pub struct Admin {
+    link: Link,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// Connects for setup.
+    ///
+    /// # Errors
+    /// Unreachable target, refused login.
+    pub fn connect(target: &Target) -> Result<Admin, BenchError> {
+        Ok(Admin {
+            link: Link::connect(target, "setup")?,
+        })
+    }
+}
+
+impl driver::Admin for Admin {
+    fn declare(&mut self, topo: &Topology) -> Result<(), BenchError> {
+        let what = "setup";
+        if let Some(kind) = topo.exchange_kind {
+            let r = self.link.call(
+                CHANNEL,
+                AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
+                    exchange: short(&topo.exchange, what)?,
+                    kind: kind.into(),
+                    durable: topo.durable,
+                    ..exchange::Declare::default()
+                })),
+            )?;
+            expect(what, "exchange.declare-ok", r, |c| {
+                matches!(c, AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(_)))
+            })?;
+        }
+        for q in &topo.queues {
+            let r = self.link.call(
+                CHANNEL,
+                AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                    queue: short(q, what)?,
+                    durable: topo.durable,
+                    ..queue::Declare::default()
+                })),
+            )?;
+            expect(what, "queue.declare-ok", r, |c| {
+                matches!(c, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))
+            })?;
+        }
+        for (q, key) in &topo.bindings {
+            let r = self.link.call(
+                CHANNEL,
+                AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+                    queue: short(&topo.queues[*q], what)?,
+                    exchange: short(&topo.exchange, what)?,
+                    routing_key: short(key, what)?,
+                    ..queue::Bind::default()
+                })),
+            )?;
+            expect(what, "queue.bind-ok", r, |c| {
+                matches!(c, AMQPClass::Queue(queue::AMQPMethod::BindOk(_)))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn teardown(mut self, topo: &Topology) -> Result<(), BenchError> {
+        let what = "setup";
+        for q in &topo.queues {
+            let r = self.link.call(
+                CHANNEL,
+                AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
+                    queue: short(q, what)?,
+                    ..queue::Delete::default()
+                })),
+            )?;
+            expect(what, "queue.delete-ok", r, |c| {
+                matches!(c, AMQPClass::Queue(queue::AMQPMethod::DeleteOk(_)))
+            })?;
+        }
+        if topo.exchange_kind.is_some() {
+            let r = self.link.call(
+                CHANNEL,
+                AMQPClass::Exchange(exchange::AMQPMethod::Delete(exchange::Delete {
+                    exchange: short(&topo.exchange, what)?,
+                    ..exchange::Delete::default()
+                })),
+            )?;
+            expect(what, "exchange.delete-ok", r, |c| {
+                matches!(c, AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(_)))
+            })?;
+        }
+        self.link.close()
+    }
+}
+
+/// A publishing connection with pre-encoded frames.
+pub struct Publisher {
+    link: Link,
+    /// `basic.publish` method frame per routing key.
+    methods: Vec<Vec<u8>>,
+    /// Content header and body frames.
+    content: Vec<u8>,
+    /// Offset of the body in `content`.
+    body_at: usize,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("what", &self.link.what)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Connects a publisher for `topo`'s routing keys (confirm mode when
+    /// the scenario asks for it).
+    ///
+    /// # Errors
+    /// Unreachable target, refused login or confirm mode.
+    pub fn connect(
+        target: &Target,
+        what: &str,
+        s: &Scenario,
+        topo: &Topology,
+    ) -> Result<Publisher, BenchError> {
+        let mut link = Link::connect(target, what)?;
+        if s.confirms {
+            let r = link.call(
+                CHANNEL,
+                AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+                    nowait: false,
+                })),
+            )?;
+            expect(what, "confirm.select-ok", r, |c| {
+                matches!(c, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))
+            })?;
+        }
+        let mut body = vec![0u8; s.message_size];
+        for (i, b) in body.iter_mut().enumerate().skip(STAMP_LEN) {
+            *b = b'a' + (i % 26) as u8;
+        }
+        let (content, body_at) = encode_content(CHANNEL, &body, s.persistent, link.frame_max);
+        let methods = topo
+            .routing_keys
+            .iter()
+            .map(|k| encode_publish_method(CHANNEL, &topo.exchange, k))
+            .collect();
+        Ok(Publisher {
+            link,
+            methods,
+            content,
+            body_at,
+        })
+    }
+}
+
+impl PublishConn for Publisher {
+    type Reader = ConfirmReader;
+
+    fn publish(&mut self, key: usize, stamp: u64, id: u64) -> Result<(), BenchError> {
+        let out = &mut self.link.out;
+        if let Some(m) = self.methods.get(key % self.methods.len().max(1)) {
+            out.extend_from_slice(m);
+        }
+        let at = out.len() + self.body_at;
+        out.extend_from_slice(&self.content);
+        write_stamp(&mut out[at..], stamp, id);
+        if out.len() >= WRITE_BYTES {
+            self.link.write_out()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BenchError> {
+        self.link.write_out()
+    }
+
+    fn reader(&self) -> Result<ConfirmReader, BenchError> {
+        let stream = self
+            .link
+            .stream
+            .try_clone()
+            .map_err(|e| BenchError::io(&self.link.what, e))?;
+        let mut rd = FrameReader::new(stream, &self.link.what);
+        rd.frame_max = self.link.frame_max;
+        Ok(ConfirmReader { rd })
+    }
+
+    fn close(mut self) -> Result<(), BenchError> {
+        self.link.write_out()?;
+        self.link.close()
+    }
+}
+
+/// Reads a publisher's confirms.
+pub struct ConfirmReader {
+    rd: FrameReader,
+}
+
+impl ConfirmSource for ConfirmReader {
+    fn poll(&mut self, on_confirm: &mut dyn FnMut(u64, bool, bool)) -> Result<(), BenchError> {
+        if !self.rd.fill()? {
+            return Ok(());
+        }
+        while let Some(f) = self.rd.next()? {
+            if f.kind != FRAME_METHOD {
+                continue; // returned content, heartbeats
+            }
+            let p = self.rd.payload(&f);
+            match method_ids(p) {
+                (60, 80) | (60, 120) if p.len() >= 13 => {
+                    let mut tag = [0u8; 8];
+                    tag.copy_from_slice(&p[4..12]);
+                    let nack = method_ids(p).1 == 120;
+                    on_confirm(u64::from_be_bytes(tag), p[12] & 1 != 0, nack);
+                }
+                // Closes are errors; this socket's writes belong to the
+                // publisher, so nothing is answered from here.
+                (10, 50) => return Err(close_error(p, &self.rd.what, "connection")),
+                (20, 40) => return Err(close_error(p, &self.rd.what, "channel")),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the consumer is in the frames of a delivery.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    Idle,
+    Header {
+        tag: u64,
+    },
+    Body {
+        tag: u64,
+        remaining: u64,
+        head: [u8; STAMP_LEN],
+        head_len: usize,
+    },
+}
+
+/// A consuming connection.
+pub struct Consumer {
+    link: Link,
+    pending: Pending,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("what", &self.link.what)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// Connects and starts consuming `queue`.
+    ///
+    /// # Errors
+    /// Unreachable target, refused login, unknown queue.
+    pub fn connect(
+        target: &Target,
+        what: &str,
+        s: &Scenario,
+        queue_name: &str,
+    ) -> Result<Consumer, BenchError> {
+        let mut link = Link::connect(target, what)?;
+        if !s.auto_ack && s.prefetch > 0 {
+            let r = link.call(
+                CHANNEL,
+                AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+                    prefetch_count: s.prefetch,
+                    global: false,
+                })),
+            )?;
+            expect(what, "basic.qos-ok", r, |c| {
+                matches!(c, AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))
+            })?;
+        }
+        let r = link.call(
+            CHANNEL,
+            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                queue: short(queue_name, what)?,
+                consumer_tag: "".into(),
+                no_ack: s.auto_ack,
+                ..basic::Consume::default()
+            })),
+        )?;
+        expect(what, "basic.consume-ok", r, |c| {
+            matches!(c, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)))
+        })?;
+        Ok(Consumer {
+            link,
+            pending: Pending::Idle,
+        })
+    }
+}
+
+fn be_u64(b: &[u8]) -> Option<u64> {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b.get(..8)?);
+    Some(u64::from_be_bytes(a))
+}
+
+impl ConsumeConn for Consumer {
+    fn poll<F: FnMut(u64, u64, &[u8])>(&mut self, mut f: F) -> Result<usize, BenchError> {
+        if !self.link.rd.fill()? {
+            return Ok(0);
+        }
+        let now = now_ns();
+        let mut n = 0;
+        let bad = |what: &str, reason: &str| BenchError::protocol(what, reason.to_owned());
+        while let Some(fr) = self.link.rd.next()? {
+            let p = self.link.rd.payload(&fr);
+            match (fr.kind, self.pending) {
+                (FRAME_METHOD, Pending::Idle) if method_ids(p) == (60, 60) => {
+                    // consumer-tag (short string), delivery-tag, ...
+                    let tag_at = 5 + usize::from(*p.get(4).unwrap_or(&0));
+                    let tag = p
+                        .get(tag_at..)
+                        .and_then(be_u64)
+                        .ok_or_else(|| bad(&self.link.what, "truncated basic.deliver"))?;
+                    self.pending = Pending::Header { tag };
+                }
+                (FRAME_METHOD, Pending::Idle) => self.link.unsolicited_method(&fr)?,
+                (FRAME_HEADER, Pending::Header { tag }) => {
+                    let size = p
+                        .get(4..)
+                        .and_then(be_u64)
+                        .ok_or_else(|| bad(&self.link.what, "truncated content header"))?;
+                    if size == 0 {
+                        f(now, tag, &[]);
+                        n += 1;
+                        self.pending = Pending::Idle;
+                    } else {
+                        self.pending = Pending::Body {
+                            tag,
+                            remaining: size,
+                            head: [0; STAMP_LEN],
+                            head_len: 0,
+                        };
+                    }
+                }
+                (
+                    FRAME_BODY,
+                    Pending::Body {
+                        tag,
+                        remaining,
+                        mut head,
+                        mut head_len,
+                    },
+                ) => {
+                    let take = (STAMP_LEN - head_len).min(p.len());
+                    head[head_len..head_len + take].copy_from_slice(&p[..take]);
+                    head_len += take;
+                    let remaining = remaining
+                        .checked_sub(p.len() as u64)
+                        .ok_or_else(|| bad(&self.link.what, "body longer than announced"))?;
+                    if remaining == 0 {
+                        f(now, tag, &head[..head_len]);
+                        n += 1;
+                        self.pending = Pending::Idle;
+                    } else {
+                        self.pending = Pending::Body {
+                            tag,
+                            remaining,
+                            head,
+                            head_len,
+                        };
+                    }
+                }
+                (FRAME_HEARTBEAT, _) => {
+                    self.link.out.extend_from_slice(&[
+                        FRAME_HEARTBEAT,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        FRAME_END,
+                    ]);
+                }
+                (FRAME_METHOD, _) => self.link.unsolicited_method(&fr)?,
+                (kind, _) => {
+                    return Err(BenchError::protocol(
+                        &self.link.what,
+                        format!("unexpected frame type {kind} inside a delivery"),
+                    ))
+                }
+            }
+        }
+        // Heartbeat answers, if any (acks are written by `flush`).
+        self.link.write_out()?;
+        Ok(n)
+    }
+
+    fn ack(&mut self, delivery_tag: u64, multiple: bool) -> Result<(), BenchError> {
+        put_ack(&mut self.link.out, CHANNEL, delivery_tag, multiple);
+        if self.link.out.len() >= WRITE_BYTES {
+            self.link.write_out()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BenchError> {
+        self.link.write_out()
+    }
+
+    fn close(mut self) -> Result<(), BenchError> {
+        self.link.write_out()?;
+        self.link.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amq_protocol::frame::parse_frame;
+
+    fn frames(mut rest: &[u8]) -> Vec<AMQPFrame> {
+        let mut v = Vec::new();
+        while !rest.is_empty() {
+            let (r, f) = parse_frame(rest).unwrap();
+            v.push(f);
+            rest = r;
+        }
+        v
+    }
+
+    #[test]
+    fn hand_encoded_frames_parse_with_amq_protocol() {
+        let mut bytes = encode_publish_method(1, "bench.x", "eu.s1.trade");
+        let body: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let (content, at) = encode_content(1, &body, true, 4096);
+        assert_eq!(&content[at..at + 16], &body[..16]);
+        bytes.extend_from_slice(&content);
+        put_ack(&mut bytes, 1, 77, true);
+        let f = frames(&bytes);
+        match &f[0] {
+            AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Publish(p))) => {
+                assert_eq!(p.exchange.as_str(), "bench.x");
+                assert_eq!(p.routing_key.as_str(), "eu.s1.trade");
+                assert!(!p.mandatory);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &f[1] {
+            AMQPFrame::Header(1, h) => {
+                assert_eq!(h.body_size, 10_000);
+                assert_eq!(h.properties.delivery_mode(), &Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut got = Vec::new();
+        for fr in &f[2..f.len() - 1] {
+            match fr {
+                AMQPFrame::Body(1, b) => {
+                    assert!(b.len() <= 4096 - 8);
+                    got.extend_from_slice(b);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, body);
+        match f.last().unwrap() {
+            AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Ack(a))) => {
+                assert_eq!(a.delivery_tag, 77);
+                assert!(a.multiple);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (transient, _) = encode_content(1, &body[..16], false, 4096);
+        match &frames(&transient)[0] {
+            AMQPFrame::Header(1, h) => assert_eq!(h.properties.delivery_mode(), &None),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! ringmq-bench: the load harness and its shared code.
+//!
+//! What it is: a load generator that drives either ringmq's native
+//! protocol (`native://host:port`) or any AMQP 0-9-1 broker
+//! (`amqp://user:pass@host:port/vhost`: ringmq's gateway or RabbitMQ) with
+//! the same [`scenario::Scenario`], and reports throughput, CPU time per
+//! message (its own and, given their pids, the broker's and gateway's) and
+//! HdrHistogram latency percentiles ([`report`]), with an SVG plot that
+//! overlays runs ([`plot`]) and a side-by-side comparison ([`compare`]).
+//!
+//! What it is not: a client library. Both clients here ([`native`],
+//! [`amqp`]) do only what a load generator needs, as cheaply as possible:
+//! hot frames are pre-encoded and patched, writes and reads are large and
+//! batched, and every connection uses one blocking socket per thread.
+//!
+//! ```text
+//! Scenario + Target -> run::run
+//!   -> setup: declare exchange, queues, bindings (driver::Admin)
+//!   -> consumers (one thread each): deliveries -> stamp -> e2e histogram
+//!   -> publishers (one thread each, + a confirm reader): pace -> stamp body
+//!        -> pre-encoded frame -> buffered write; confirms -> confirm histogram
+//!   -> progress line every second (stderr)
+//!   -> drain, teardown -> report::RunSummary (JSON + .hgrm)
+//! ```
+//!
+//! Timing: message bodies carry the publisher's CLOCK_MONOTONIC timestamp
+//! (nanoseconds) in their first 8 bytes, so the harness must run on the
+//! broker's machine. In fixed-rate mode the stamp is the *intended* send
+//! time, so a stall counts against every message behind it (no
+//! coordinated omission).
+
+pub mod amqp;
+pub mod clock;
+pub mod compare;
+pub mod cpu;
+pub mod driver;
+pub mod error;
+pub mod native;
+pub mod plot;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod target;
+
+pub use error::BenchError;
+pub use scenario::Scenario;
+pub use target::Target;

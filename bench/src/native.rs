@@ -1,0 +1,802 @@
+//! The harness's client for ringmq's native protocol.
+//!
+//! Setup and teardown ([`Admin`]) use the protocol crate's blocking client.
+//! The data path does not: that client builds an owned `Publish` per
+//! message and decodes every delivery into owned strings, and it can only
+//! poll for confirms with a read timeout of at least a millisecond, which
+//! would time confirms late. Here publishes go straight into a reused
+//! FlatBuffers builder (one `PublishBatch` frame per write), deliveries and
+//! confirms are read from verified `wire` views without allocating, and
+//! a publisher's confirms are read on a second thread from a clone of its
+//! socket.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ringmq_protocol::client::blocking::Connection;
+use ringmq_protocol::client::{ClientError, ConnectOptions};
+use ringmq_protocol::flatbuffers::{FlatBufferBuilder, WIPOffset};
+use ringmq_protocol::frame::{put_frame, Frame, FrameDecoder, Kind, DEFAULT_FRAME_MAX};
+use ringmq_protocol::message::{self as m, view, Message, PROTOCOL_VERSION};
+use ringmq_protocol::{wire, Encoder, FieldTable};
+
+use crate::clock::{now_ns, write_stamp, STAMP_LEN};
+use crate::driver::{self, ConfirmSource, ConsumeConn, PublishConn};
+use crate::error::BenchError;
+use crate::scenario::{Scenario, Topology};
+use crate::target::Target;
+
+/// The one channel every harness connection uses.
+const CHANNEL: u16 = 1;
+/// How long a blocking read waits before the caller checks its flags.
+const READ_TICK: Duration = Duration::from_millis(100);
+/// How long a setup request may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most messages in one `PublishBatch` frame.
+const BATCH_MESSAGES: usize = 1024;
+/// Most messages in one dense `PublishBatch` frame.
+const DENSE_MESSAGES: usize = 4096;
+/// Bytes of encoded publishes that close a batch.
+const BATCH_BYTES: usize = 128 * 1024;
+/// Bytes of output that trigger a write.
+const WRITE_BYTES: usize = 64 * 1024;
+
+/// What a handshake error says when the server does not speak the protocol.
+const NOT_NATIVE: &str =
+    "the server does not speak ringmq's native protocol (an AMQP port? use amqp://)";
+
+/// Opens a TCP connection with a bounded connect time.
+///
+/// # Errors
+/// [`BenchError::Unreachable`].
+pub fn tcp_connect(addr: &str, what: &str) -> Result<TcpStream, BenchError> {
+    let unreachable = |source: std::io::Error| BenchError::Unreachable {
+        addr: addr.to_owned(),
+        what: what.to_owned(),
+        source,
+    };
+    let addrs: Vec<_> = addr.to_socket_addrs().map_err(unreachable)?.collect();
+    let mut last = std::io::Error::new(ErrorKind::NotFound, "address resolves to nothing");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
+            Ok(s) => {
+                s.set_nodelay(true).map_err(unreachable)?;
+                // Nothing may block forever: a broker that stops reading
+                // fails the run instead of hanging it.
+                s.set_write_timeout(Some(Duration::from_secs(60)))
+                    .map_err(unreachable)?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(unreachable(last))
+}
+
+fn client_error(what: &str, e: ClientError) -> BenchError {
+    match e {
+        ClientError::ChannelClosed { code, text, .. } => BenchError::Closed {
+            what: what.to_owned(),
+            scope: "channel",
+            code,
+            text,
+        },
+        ClientError::ConnectionClosed { code, text } => BenchError::Closed {
+            what: what.to_owned(),
+            scope: "connection",
+            code,
+            text,
+        },
+        ClientError::Io(source) => BenchError::io(what, source),
+        ClientError::Timeout => BenchError::Timeout {
+            what: what.to_owned(),
+            waiting_for: "a reply".into(),
+        },
+        other => BenchError::protocol(what, other.to_string()),
+    }
+}
+
+/// Setup and teardown over the blocking client.
+pub struct Admin {
+    conn: Connection,
+    channel: u16,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// Connects and opens a channel.
+    ///
+    /// # Errors
+    /// Unreachable target, refused login.
+    pub fn connect(target: &Target) -> Result<Admin, BenchError> {
+        let addr = target.addr();
+        // Probe first so an unreachable target gets its own error.
+        drop(tcp_connect(&addr, "setup")?);
+        let opts = ConnectOptions {
+            username: target.username.clone(),
+            password: target.password.clone(),
+            vhost: target.vhost.clone(),
+            ..ConnectOptions::default()
+        };
+        let mut conn = Connection::connect(addr.as_str(), &opts).map_err(|e| match e {
+            ClientError::ConnectionClosed { code, text } => BenchError::Handshake {
+                addr: addr.clone(),
+                reason: format!("{code} {text}"),
+            },
+            ClientError::Decode(_) => BenchError::Handshake {
+                addr: addr.clone(),
+                reason: NOT_NATIVE.into(),
+            },
+            other => client_error("setup", other),
+        })?;
+        conn.set_timeout(Some(CALL_TIMEOUT))
+            .map_err(|e| client_error("setup", e))?;
+        let channel = conn.open_channel().map_err(|e| client_error("setup", e))?;
+        Ok(Admin { conn, channel })
+    }
+
+    fn call(&mut self, msg: Message) -> Result<Message, BenchError> {
+        self.conn.call(msg).map_err(|e| client_error("setup", e))
+    }
+}
+
+impl driver::Admin for Admin {
+    fn declare(&mut self, topo: &Topology) -> Result<(), BenchError> {
+        let ch = self.channel;
+        if let Some(kind) = topo.exchange_kind {
+            self.call(Message::ExchangeDeclare(m::ExchangeDeclare {
+                channel: ch,
+                exchange: topo.exchange.clone(),
+                kind: kind.into(),
+                durable: topo.durable,
+                ..m::ExchangeDeclare::default()
+            }))?;
+        }
+        for q in &topo.queues {
+            self.call(Message::QueueDeclare(m::QueueDeclare {
+                channel: ch,
+                queue: q.clone(),
+                durable: topo.durable,
+                ..m::QueueDeclare::default()
+            }))?;
+        }
+        for (q, key) in &topo.bindings {
+            self.conn
+                .queue_bind(ch, &topo.queues[*q], &topo.exchange, key, FieldTable::new())
+                .map_err(|e| client_error("setup", e))?;
+        }
+        Ok(())
+    }
+
+    fn teardown(mut self, topo: &Topology) -> Result<(), BenchError> {
+        let ch = self.channel;
+        for q in &topo.queues {
+            self.call(Message::QueueDelete(m::QueueDelete {
+                channel: ch,
+                queue: q.clone(),
+                ..m::QueueDelete::default()
+            }))?;
+        }
+        if topo.exchange_kind.is_some() {
+            self.call(Message::ExchangeDelete(m::ExchangeDelete {
+                channel: ch,
+                exchange: topo.exchange.clone(),
+                if_unused: false,
+            }))?;
+        }
+        self.conn.close().map_err(|e| client_error("setup", e))
+    }
+}
+
+/// One socket with its read and write buffers.
+struct Link {
+    stream: TcpStream,
+    dec: FrameDecoder,
+    rbuf: Vec<u8>,
+    out: BytesMut,
+    enc: Encoder,
+    what: String,
+    next_corr: u64,
+}
+
+impl Link {
+    /// Connects, says hello and opens [`CHANNEL`].
+    fn connect(target: &Target, what: &str) -> Result<Link, BenchError> {
+        let addr = target.addr();
+        let stream = tcp_connect(&addr, what)?;
+        stream
+            .set_read_timeout(Some(READ_TICK))
+            .map_err(|e| BenchError::io(what, e))?;
+        let mut link = Link::over(stream, what);
+        let hello = Message::Hello(m::Hello {
+            version: PROTOCOL_VERSION,
+            mechanism: "PLAIN".into(),
+            username: target.username.clone(),
+            password: target.password.clone(),
+            vhost: target.vhost.clone(),
+            client_properties: FieldTable::new(),
+            heartbeat: 0,
+            frame_max: 0,
+            channel_max: 0,
+            forwarded_for: None,
+        });
+        match link.call(hello) {
+            Ok(Message::HelloOk(_)) => {}
+            Ok(other) => {
+                return Err(BenchError::Handshake {
+                    addr,
+                    reason: format!("expected HelloOk, got {}", other.kind()),
+                })
+            }
+            Err(BenchError::Closed { code, text, .. }) => {
+                return Err(BenchError::Handshake {
+                    addr,
+                    reason: format!("{code} {text}"),
+                })
+            }
+            Err(BenchError::Protocol { .. }) => {
+                return Err(BenchError::Handshake {
+                    addr,
+                    reason: NOT_NATIVE.into(),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+        link.call(Message::ChannelOpen(CHANNEL))?;
+        Ok(link)
+    }
+
+    fn over(stream: TcpStream, what: &str) -> Link {
+        Link {
+            stream,
+            dec: FrameDecoder::new(DEFAULT_FRAME_MAX),
+            rbuf: vec![0; 256 * 1024],
+            out: BytesMut::with_capacity(WRITE_BYTES * 2),
+            enc: Encoder::new(),
+            what: what.to_owned(),
+            next_corr: 1,
+        }
+    }
+
+    fn write_out(&mut self) -> Result<(), BenchError> {
+        if !self.out.is_empty() {
+            self.stream
+                .write_all(&self.out)
+                .map_err(|e| BenchError::io(&self.what, e))?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// One read (up to [`READ_TICK`]); false when nothing arrived.
+    fn read_more(&mut self) -> Result<bool, BenchError> {
+        match self.stream.read(&mut self.rbuf) {
+            Ok(0) => Err(BenchError::Closed {
+                what: self.what.clone(),
+                scope: "connection",
+                code: 0,
+                text: "socket closed by the broker".into(),
+            }),
+            Ok(n) => {
+                self.dec.extend(&self.rbuf[..n]);
+                Ok(true)
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(BenchError::io(&self.what, e)),
+        }
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>, BenchError> {
+        self.dec
+            .next_frame()
+            .map_err(|e| BenchError::protocol(&self.what, e.to_string()))
+    }
+
+    /// Handles a frame nobody waits for: closes become errors (after
+    /// answering them), heartbeats are answered, the rest is ignored.
+    fn unsolicited(&mut self, frame: &Frame) -> Result<(), BenchError> {
+        let msg =
+            Message::decode(frame).map_err(|e| BenchError::protocol(&self.what, e.to_string()))?;
+        match msg {
+            Message::Close(c) => {
+                self.enc.encode(&mut self.out, 0, &Message::CloseOk);
+                let _ = self.write_out();
+                Err(BenchError::Closed {
+                    what: self.what.clone(),
+                    scope: "connection",
+                    code: c.code,
+                    text: c.text,
+                })
+            }
+            Message::ChannelClose(c) => {
+                self.enc
+                    .encode(&mut self.out, 0, &Message::ChannelCloseOk(c.channel));
+                let _ = self.write_out();
+                Err(BenchError::Closed {
+                    what: self.what.clone(),
+                    scope: "channel",
+                    code: c.code,
+                    text: c.text,
+                })
+            }
+            Message::ServerCancel(t) => Err(BenchError::protocol(
+                &self.what,
+                format!("the broker cancelled consumer '{}'", t.consumer_tag),
+            )),
+            Message::Heartbeat => {
+                self.enc.encode(&mut self.out, 0, &Message::Heartbeat);
+                self.write_out()
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends a request and waits for its reply.
+    fn call(&mut self, msg: Message) -> Result<Message, BenchError> {
+        let corr = self.next_corr;
+        self.next_corr += 1;
+        let name = msg.kind().name();
+        self.enc.encode(&mut self.out, corr, &msg);
+        self.write_out()?;
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        loop {
+            while let Some(frame) = self.next_frame()? {
+                if frame.header.corr_id == corr && frame.header.kind & 0x8000 != 0 {
+                    return Message::decode(&frame)
+                        .map_err(|e| BenchError::protocol(&self.what, e.to_string()));
+                }
+                self.unsolicited(&frame)?;
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Timeout {
+                    what: self.what.clone(),
+                    waiting_for: format!("the reply to {name}"),
+                });
+            }
+            self.read_more()?;
+        }
+    }
+
+    /// Closes normally, tolerating a broker that already went away.
+    fn close(mut self) -> Result<(), BenchError> {
+        let msg = Message::Close(m::Close {
+            code: 200,
+            text: "bye".into(),
+            failed_kind: 0,
+            channel: 0,
+        });
+        self.enc.encode(&mut self.out, 0, &msg);
+        self.write_out()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            while let Some(frame) = self.next_frame()? {
+                if frame.header.kind == Kind::CloseOk.as_u16() {
+                    return Ok(());
+                }
+            }
+            match self.read_more() {
+                Ok(_) => {}
+                Err(BenchError::Closed { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A publishing connection.
+pub struct Publisher {
+    link: Link,
+    fbb: FlatBufferBuilder<'static>,
+    pending: Vec<WIPOffset<wire::Publish<'static>>>,
+    pending_bytes: usize,
+    /// Per routing key, its string in the current batch.
+    key_offsets: Vec<Option<WIPOffset<&'static str>>>,
+    touched: Vec<usize>,
+    exchange_offset: Option<WIPOffset<&'static str>>,
+    props_offset: Option<WIPOffset<wire::Properties<'static>>>,
+    exchange: String,
+    keys: Vec<String>,
+    body: Vec<u8>,
+    persistent: bool,
+    /// One routing key: batches use the dense form (bodies concatenated,
+    /// one size each), which costs a copy per message.
+    dense: bool,
+    sizes: Vec<u32>,
+    bodies: Vec<u8>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("what", &self.link.what)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Connects a publisher for `topo`'s routing keys (confirm mode when
+    /// the scenario asks for it).
+    ///
+    /// # Errors
+    /// Unreachable target, refused login or confirm mode.
+    pub fn connect(
+        target: &Target,
+        what: &str,
+        s: &Scenario,
+        topo: &Topology,
+    ) -> Result<Publisher, BenchError> {
+        let mut link = Link::connect(target, what)?;
+        if s.confirms {
+            link.call(Message::ConfirmSelect(CHANNEL))?;
+        }
+        let mut body = vec![0u8; s.message_size];
+        for (i, b) in body.iter_mut().enumerate().skip(STAMP_LEN) {
+            *b = b'a' + (i % 26) as u8;
+        }
+        Ok(Publisher {
+            link,
+            fbb: FlatBufferBuilder::with_capacity(BATCH_BYTES + 64 * 1024),
+            pending: Vec::with_capacity(BATCH_MESSAGES),
+            pending_bytes: 0,
+            key_offsets: vec![None; topo.routing_keys.len()],
+            touched: Vec::new(),
+            exchange_offset: None,
+            props_offset: None,
+            exchange: topo.exchange.clone(),
+            keys: topo.routing_keys.clone(),
+            body,
+            persistent: s.persistent,
+            dense: topo.routing_keys.len() == 1,
+            sizes: Vec::new(),
+            bodies: Vec::new(),
+        })
+    }
+
+    /// Encodes the dense batch as one frame into the output buffer.
+    fn finish_dense(&mut self) {
+        if self.sizes.is_empty() {
+            return;
+        }
+        let fbb = &mut self.fbb;
+        let exchange = fbb.create_string(&self.exchange);
+        let routing_key = fbb.create_string(self.keys.first().map_or("", String::as_str));
+        let properties = self.persistent.then(|| {
+            wire::Properties::create(
+                fbb,
+                &wire::PropertiesArgs {
+                    delivery_mode: Some(2),
+                    ..wire::PropertiesArgs::default()
+                },
+            )
+        });
+        let sizes = fbb.create_vector(&self.sizes);
+        let bodies = fbb.create_vector(&self.bodies);
+        let dense = wire::DensePublish::create(
+            fbb,
+            &wire::DensePublishArgs {
+                exchange: Some(exchange),
+                routing_key: Some(routing_key),
+                mandatory: false,
+                properties,
+                sizes: Some(sizes),
+                bodies: Some(bodies),
+            },
+        );
+        let root = wire::PublishBatch::create(
+            fbb,
+            &wire::PublishBatchArgs {
+                channel: CHANNEL,
+                dense: Some(dense),
+                ..wire::PublishBatchArgs::default()
+            },
+        );
+        fbb.finish_minimal(root);
+        put_frame(&mut self.link.out, Kind::Publish, 0, fbb.finished_data());
+        fbb.reset();
+        self.sizes.clear();
+        self.bodies.clear();
+    }
+
+    /// Encodes the pending publishes as one frame into the output buffer.
+    fn finish_batch(&mut self) {
+        self.finish_dense();
+        if self.pending.is_empty() {
+            return;
+        }
+        let messages = self.fbb.create_vector(&self.pending);
+        let root = wire::PublishBatch::create(
+            &mut self.fbb,
+            &wire::PublishBatchArgs {
+                channel: CHANNEL,
+                messages: Some(messages),
+                ..wire::PublishBatchArgs::default()
+            },
+        );
+        self.fbb.finish_minimal(root);
+        put_frame(
+            &mut self.link.out,
+            Kind::Publish,
+            0,
+            self.fbb.finished_data(),
+        );
+        self.fbb.reset();
+        self.pending.clear();
+        self.pending_bytes = 0;
+        for k in self.touched.drain(..) {
+            self.key_offsets[k] = None;
+        }
+        self.exchange_offset = None;
+        self.props_offset = None;
+    }
+}
+
+impl PublishConn for Publisher {
+    type Reader = ConfirmReader;
+
+    fn publish(&mut self, key: usize, stamp: u64, id: u64) -> Result<(), BenchError> {
+        if self.dense {
+            let at = self.bodies.len();
+            self.bodies.extend_from_slice(&self.body);
+            write_stamp(&mut self.bodies[at..], stamp, id);
+            self.sizes.push(self.body.len() as u32);
+            if self.sizes.len() >= DENSE_MESSAGES || self.bodies.len() >= BATCH_BYTES {
+                self.finish_dense();
+                if self.link.out.len() >= WRITE_BYTES {
+                    self.link.write_out()?;
+                }
+            }
+            return Ok(());
+        }
+        let key = key % self.keys.len().max(1);
+        write_stamp(&mut self.body, stamp, id);
+        let fbb = &mut self.fbb;
+        let body = fbb.create_vector(&self.body[..]);
+        let exchange = *self
+            .exchange_offset
+            .get_or_insert_with(|| fbb.create_string(&self.exchange));
+        let routing_key = match self.key_offsets.get(key).copied().flatten() {
+            Some(o) => o,
+            None => {
+                let o = fbb.create_string(self.keys.get(key).map_or("", String::as_str));
+                if let Some(slot) = self.key_offsets.get_mut(key) {
+                    *slot = Some(o);
+                    self.touched.push(key);
+                }
+                o
+            }
+        };
+        let properties = if self.persistent {
+            Some(*self.props_offset.get_or_insert_with(|| {
+                wire::Properties::create(
+                    fbb,
+                    &wire::PropertiesArgs {
+                        delivery_mode: Some(2),
+                        ..wire::PropertiesArgs::default()
+                    },
+                )
+            }))
+        } else {
+            None
+        };
+        let p = wire::Publish::create(
+            fbb,
+            &wire::PublishArgs {
+                exchange: Some(exchange),
+                routing_key: Some(routing_key),
+                mandatory: false,
+                immediate: false,
+                properties,
+                body: Some(body),
+            },
+        );
+        self.pending.push(p);
+        self.pending_bytes += self.body.len() + 32;
+        if self.pending.len() >= BATCH_MESSAGES || self.pending_bytes >= BATCH_BYTES {
+            self.finish_batch();
+            if self.link.out.len() >= WRITE_BYTES {
+                self.link.write_out()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BenchError> {
+        self.finish_batch();
+        self.link.write_out()
+    }
+
+    fn reader(&self) -> Result<ConfirmReader, BenchError> {
+        let stream = self
+            .link
+            .stream
+            .try_clone()
+            .map_err(|e| BenchError::io(&self.link.what, e))?;
+        Ok(ConfirmReader {
+            link: Link::over(stream, &self.link.what),
+        })
+    }
+
+    fn close(mut self) -> Result<(), BenchError> {
+        self.flush()?;
+        self.link.close()
+    }
+}
+
+/// Reads a publisher's confirms.
+pub struct ConfirmReader {
+    link: Link,
+}
+
+impl ConfirmSource for ConfirmReader {
+    fn poll(&mut self, on_confirm: &mut dyn FnMut(u64, bool, bool)) -> Result<(), BenchError> {
+        if !self.link.read_more()? {
+            return Ok(());
+        }
+        while let Some(frame) = self.link.next_frame()? {
+            if frame.header.kind == Kind::Confirm.as_u16() {
+                let batch = view::<wire::ConfirmBatch>(Kind::Confirm, &frame.body)
+                    .map_err(|e| BenchError::protocol(&self.link.what, e.to_string()))?;
+                for c in batch.items().iter().flatten() {
+                    on_confirm(c.delivery_tag(), c.multiple(), c.nack());
+                }
+            } else if frame.header.kind != Kind::Heartbeat.as_u16() {
+                // Closes are errors; this socket's writes belong to the
+                // publisher, so nothing is answered from here.
+                let msg = Message::decode(&frame)
+                    .map_err(|e| BenchError::protocol(&self.link.what, e.to_string()))?;
+                match msg {
+                    Message::Close(c) => {
+                        return Err(BenchError::Closed {
+                            what: self.link.what.clone(),
+                            scope: "connection",
+                            code: c.code,
+                            text: c.text,
+                        })
+                    }
+                    Message::ChannelClose(c) => {
+                        return Err(BenchError::Closed {
+                            what: self.link.what.clone(),
+                            scope: "channel",
+                            code: c.code,
+                            text: c.text,
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A consuming connection.
+pub struct Consumer {
+    link: Link,
+    settles: Vec<m::Settle>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("what", &self.link.what)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// Connects and starts consuming `queue`.
+    ///
+    /// # Errors
+    /// Unreachable target, refused login, unknown queue.
+    pub fn connect(
+        target: &Target,
+        what: &str,
+        s: &Scenario,
+        queue: &str,
+    ) -> Result<Consumer, BenchError> {
+        let mut link = Link::connect(target, what)?;
+        if !s.auto_ack && s.prefetch > 0 {
+            link.call(Message::Qos(m::Qos {
+                channel: CHANNEL,
+                prefetch_size: 0,
+                prefetch_count: s.prefetch,
+                global: false,
+            }))?;
+        }
+        link.call(Message::Consume(m::Consume {
+            channel: CHANNEL,
+            queue: queue.into(),
+            no_ack: s.auto_ack,
+            ..m::Consume::default()
+        }))?;
+        Ok(Consumer {
+            link,
+            settles: Vec::new(),
+        })
+    }
+}
+
+impl ConsumeConn for Consumer {
+    fn poll<F: FnMut(u64, u64, &[u8])>(&mut self, mut f: F) -> Result<usize, BenchError> {
+        if !self.link.read_more()? {
+            return Ok(0);
+        }
+        let now = now_ns();
+        let mut n = 0;
+        while let Some(frame) = self.link.next_frame()? {
+            if frame.header.kind == Kind::Deliver.as_u16() {
+                let batch = view::<wire::DeliverBatch>(Kind::Deliver, &frame.body)
+                    .map_err(|e| BenchError::protocol(&self.link.what, e.to_string()))?;
+                for d in batch.deliveries().iter().flatten() {
+                    let body = d.body().map_or(&[][..], |b| b.bytes());
+                    f(now, d.delivery_tag(), &body[..body.len().min(STAMP_LEN)]);
+                    n += 1;
+                }
+                for run in batch.dense().iter().flatten() {
+                    let bodies = run.bodies().map_or(&[][..], |b| b.bytes());
+                    let mut at = 0usize;
+                    for (i, size) in run.sizes().iter().flatten().enumerate() {
+                        let body = bodies.get(at..at + size as usize).ok_or_else(|| {
+                            BenchError::protocol(
+                                &self.link.what,
+                                "dense delivery sizes exceed its bodies",
+                            )
+                        })?;
+                        at += size as usize;
+                        f(
+                            now,
+                            run.first_tag() + i as u64,
+                            &body[..body.len().min(STAMP_LEN)],
+                        );
+                        n += 1;
+                    }
+                }
+            } else {
+                self.link.unsolicited(&frame)?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn ack(&mut self, delivery_tag: u64, multiple: bool) -> Result<(), BenchError> {
+        self.settles.push(m::Settle {
+            delivery_tag,
+            op: m::SettleOp::Ack,
+            multiple,
+            requeue: false,
+        });
+        if self.settles.len() >= 1024 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BenchError> {
+        if !self.settles.is_empty() {
+            let items = std::mem::take(&mut self.settles);
+            self.link.enc.encode(
+                &mut self.link.out,
+                0,
+                &Message::Settle(m::SettleBatch {
+                    channel: CHANNEL,
+                    items,
+                }),
+            );
+        }
+        self.link.write_out()
+    }
+
+    fn close(mut self) -> Result<(), BenchError> {
+        self.flush()?;
+        self.link.close()
+    }
+}
