@@ -131,8 +131,10 @@ impl Broker {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let mesh = MeshBuilder::<Vec<ShardMsg>, _>::full(shards, MESH_CHANNEL_BATCHES);
         let config = Arc::new(config);
+        let spin = Duration::from_micros(config.server.spin_before_park_us);
         let handles = LocalExecutorPoolBuilder::new(placement)
             .name("ringmq-shard")
+            .spin_before_park(spin)
             // `on_all_shards` clones this closure on this thread, once per
             // shard, before any shard runs it: each shard gets its own
             // `MeshBuilder`. Never clone the builder on the shard threads:

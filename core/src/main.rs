@@ -23,6 +23,10 @@ struct Cli {
     /// Number of shards, 0 for one per core (overrides server.cores).
     #[arg(long, env = "RINGMQ_CORES")]
     cores: Option<usize>,
+    /// Microseconds an idle shard polls before sleeping (overrides
+    /// server.spin_before_park_us).
+    #[arg(long, env = "RINGMQ_SPIN_US")]
+    spin_us: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -64,6 +68,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(c) = cli.cores {
         config.server.cores = c;
+    }
+    if let Some(s) = cli.spin_us {
+        config.server.spin_before_park_us = s;
     }
     config.validate()?;
     std::fs::create_dir_all(&config.storage.data_dir)
