@@ -126,6 +126,19 @@ fn topic(c: &mut Criterion) {
                 hits
             })
         });
+        // The trie alone, as if every key were new (no result cache).
+        g.bench_function(
+            format!("match {bindings} bindings, 1000 keys, trie only"),
+            |b| {
+                b.iter(|| {
+                    let mut hits = 0u32;
+                    for k in &keys {
+                        matcher.match_trie(black_box(k), |_| hits += 1);
+                    }
+                    hits
+                })
+            },
+        );
     }
     g.finish();
 }

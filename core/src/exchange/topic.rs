@@ -458,7 +458,13 @@ pub struct TopicMatcher<D> {
     /// Destination indexes of nodes with many destinations (see [`Dests`]).
     dest_index: FxHashMap<u32, DestIndex<D>>,
     len: usize,
+    /// Results of recent routing keys (keys repeat in real traffic); cleared
+    /// whenever a binding changes, and when it reaches `CACHE_ENTRIES`.
+    cache: std::cell::RefCell<FxHashMap<Box<str>, SmallVec<[D; 4]>>>,
 }
+
+/// Routing keys remembered per matcher.
+const CACHE_ENTRIES: usize = 16 * 1024;
 
 impl<D> Default for TopicMatcher<D> {
     fn default() -> Self {
@@ -468,6 +474,7 @@ impl<D> Default for TopicMatcher<D> {
             long_words: LongWords::default(),
             dest_index: FxHashMap::default(),
             len: 0,
+            cache: std::cell::RefCell::default(),
         }
     }
 }
@@ -485,6 +492,7 @@ impl<D: Clone + Eq + Hash> TopicMatcher<D> {
     /// Patterns that differ only in runs of consecutive `#` words (`"a.#.#"`
     /// and `"a.#"`) are the same pattern here. Cost: `O(pattern length)`.
     pub fn insert(&mut self, pattern: &str, dest: D) -> bool {
+        self.cache.get_mut().clear();
         let mut node = ROOT;
         for edge in pattern_edges(pattern) {
             node = self.child_or_insert(node, edge);
@@ -506,6 +514,7 @@ impl<D: Clone + Eq + Hash> TopicMatcher<D> {
     /// Accepts the pattern exactly as it was inserted (runs of `#` are
     /// collapsed the same way). Cost: `O(pattern length)`.
     pub fn remove(&mut self, pattern: &str, dest: &D) -> bool {
+        self.cache.get_mut().clear();
         // (parent, edge) for every step of the path.
         let mut path: SmallVec<[(u32, Edge<'_>); 8]> = SmallVec::new();
         let mut node = ROOT;
@@ -556,6 +565,28 @@ impl<D: Clone + Eq + Hash> TopicMatcher<D> {
     /// Does not allocate unless more than 32 trie nodes are simultaneously
     /// active. Cost: `O(words · active nodes + reported pairs)`.
     pub fn for_each_match(&self, routing_key: &str, mut f: impl FnMut(&D)) {
+        if self.len == 0 {
+            return;
+        }
+        if routing_key.len() > 255 {
+            return self.match_trie(routing_key, f);
+        }
+        if let Some(hit) = self.cache.borrow().get(routing_key) {
+            hit.iter().for_each(f);
+            return;
+        }
+        let mut found: SmallVec<[D; 4]> = SmallVec::new();
+        self.match_trie(routing_key, |d| found.push(d.clone()));
+        found.iter().for_each(&mut f);
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(routing_key.into(), found);
+    }
+
+    /// [`TopicMatcher::for_each_match`] without the cache: walks the trie.
+    pub fn match_trie(&self, routing_key: &str, mut f: impl FnMut(&D)) {
         if self.len == 0 {
             return;
         }

@@ -31,7 +31,7 @@ use ringmq_protocol::{wire, Encoder, ErrorCode, FieldValue, Properties};
 use crate::auth::{self, LoginError};
 use crate::error::Refusal;
 use crate::exchange::{ExchangeDef, ExchangeKind, QueueId, QueueRef, Targets};
-use crate::local::{GatePass, Notify};
+use crate::local::{GatePass, Latch, Notify};
 use crate::message::{Message, Text};
 use crate::meta::{DestName, SessionId};
 use crate::net::connection::{split, ReadHalf, WriteHalf};
@@ -211,6 +211,11 @@ pub struct Session {
     /// The writer finished a write (the buffer drained).
     drained: Notify,
     closed: Cell<bool>,
+    /// When the client last sent bytes / the writer last wrote.
+    last_read: Cell<std::time::Instant>,
+    last_write: Cell<std::time::Instant>,
+    /// Set when the client missed two heartbeat intervals.
+    silent: Latch,
 }
 
 impl Session {
@@ -239,6 +244,9 @@ impl Session {
             wake_writer: Notify::new(),
             drained: Notify::new(),
             closed: Cell::new(false),
+            last_read: Cell::new(std::time::Instant::now()),
+            last_write: Cell::new(std::time::Instant::now()),
+            silent: Latch::new(),
         })
     }
 
@@ -287,11 +295,19 @@ impl Session {
         loop {
             let read =
                 futures_lite::future::or(async { Some(reader.read(&mut buf).await) }, async {
-                    self.shard.stopping.wait().await;
+                    futures_lite::future::or(self.shard.stopping.wait(), self.silent.wait()).await;
                     None
                 })
                 .await;
             let n = match read {
+                None if self.silent.is_set() => {
+                    return Stop::new(
+                        ErrorCode::HeartbeatTimeout,
+                        "missed heartbeats from client, timeout",
+                        0,
+                        0,
+                    )
+                }
                 None => {
                     return Stop::new(
                         ErrorCode::ConnectionForced,
@@ -320,6 +336,7 @@ impl Session {
                     return Stop::Done;
                 }
             };
+            self.last_read.set(std::time::Instant::now());
             decoder.extend(&buf[..n]);
             loop {
                 let frame = match decoder.next_frame() {
@@ -333,14 +350,44 @@ impl Session {
                     return stop;
                 }
                 if !was_open && matches!(self.st.borrow().phase, Phase::Open) {
-                    let hb = self.st.borrow().heartbeat;
-                    let timeout = (hb > 0).then(|| Duration::from_secs(u64::from(hb) * 2));
-                    let _ = reader.set_timeout(timeout);
+                    // The handshake deadline is over; heartbeats are watched
+                    // by their own task, not by a timer on every read.
+                    let _ = reader.set_timeout(None);
                     decoder.set_max_frame(limits.frame_max);
+                    let hb = self.st.borrow().heartbeat;
+                    if hb > 0 {
+                        glommio::spawn_local(self.clone().heartbeats(hb)).detach();
+                    }
                 }
             }
             self.flush();
             self.shard.wait_for_room().await;
+        }
+    }
+
+    /// Sends a heartbeat when the connection was quiet for an interval and
+    /// closes it when the client was silent for two: one timer per interval
+    /// for the whole connection instead of one per read and write.
+    async fn heartbeats(self: Rc<Self>, hb: u16) {
+        let interval = Duration::from_secs(u64::from(hb));
+        loop {
+            glommio::timer::sleep(interval / 2).await;
+            if self.closed.get() {
+                return;
+            }
+            if self.last_read.get().elapsed() >= interval * 2 {
+                self.silent.set();
+                return;
+            }
+            if self.last_write.get().elapsed() >= interval / 2 && self.out.borrow().is_empty() {
+                ringmq_protocol::frame::put_frame(
+                    &mut self.out.borrow_mut(),
+                    Kind::Heartbeat,
+                    0,
+                    &[],
+                );
+                self.wake_writer.notify();
+            }
         }
     }
 
@@ -374,26 +421,8 @@ impl Session {
     }
 
     async fn run_writer(self: Rc<Self>, mut w: WriteHalf) {
-        let mut last_write = std::time::Instant::now();
         loop {
-            let hb = self.st.borrow().heartbeat;
-            if hb == 0 || matches!(self.st.borrow().phase, Phase::Handshake) {
-                self.wake_writer.wait().await;
-            } else {
-                let wait = Duration::from_secs(u64::from(hb)).saturating_sub(last_write.elapsed());
-                let timer = glommio::timer::sleep(wait.max(Duration::from_millis(1)));
-                futures_lite::future::or(self.wake_writer.wait(), timer).await;
-                if last_write.elapsed() >= Duration::from_secs(u64::from(hb))
-                    && self.out.borrow().is_empty()
-                {
-                    ringmq_protocol::frame::put_frame(
-                        &mut self.out.borrow_mut(),
-                        Kind::Heartbeat,
-                        0,
-                        &[],
-                    );
-                }
-            }
+            self.wake_writer.wait().await;
             loop {
                 let chunk = self.out.borrow_mut().split();
                 if chunk.is_empty() {
@@ -405,7 +434,7 @@ impl Session {
                     self.closed.set(true);
                     return;
                 }
-                last_write = std::time::Instant::now();
+                self.last_write.set(std::time::Instant::now());
                 for ((queue, consumer), credit) in owed {
                     let ch = self.st.borrow().consumers.get(&consumer).map(|c| c.channel);
                     // Through `grant`, which holds it back while the
@@ -1087,7 +1116,7 @@ impl Session {
             }
             Wire::QueueDeclare(d) => {
                 check_name("queue", &d.queue)?;
-                let def = if d.passive {
+                let (def, created) = if d.passive {
                     shard.meta.borrow().check_queue_declare(
                         &vhost,
                         &d.queue,
@@ -1099,7 +1128,7 @@ impl Session {
                         self.id,
                     )?;
                     let meta = shard.meta.borrow();
-                    meta.usable_queue(&vhost, &d.queue, self.id)?.clone()
+                    (meta.usable_queue(&vhost, &d.queue, self.id)?.clone(), false)
                 } else {
                     let req = CallReq::DeclareQueue {
                         vhost: vhost.clone(),
@@ -1111,7 +1140,8 @@ impl Session {
                         session: self.id,
                     };
                     match shard.call(0, req).await {
-                        CallResp::Queue(def) => def,
+                        CallResp::Queue(def) => (def, false),
+                        CallResp::Created(def) => (def, true),
                         other => return Err(unexpected(other)),
                     }
                 };
@@ -1121,10 +1151,18 @@ impl Session {
                         st.exclusive.push((vhost.clone(), def.id));
                     }
                 }
-                let (messages, consumers) = match shard
-                    .call(def.shard, CallReq::Counts { queue: def.id })
-                    .await
-                {
+                // A queue created just now is empty: no need to ask.
+                let counts = if created {
+                    CallResp::Counts {
+                        messages: 0,
+                        consumers: 0,
+                    }
+                } else {
+                    shard
+                        .call(def.shard, CallReq::Counts { queue: def.id })
+                        .await
+                };
+                let (messages, consumers) = match counts {
                     CallResp::Counts {
                         messages,
                         consumers,

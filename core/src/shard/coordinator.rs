@@ -127,7 +127,7 @@ impl Shard {
                     def: def.clone(),
                 })
                 .await?;
-                Ok(CallResp::Queue(def))
+                Ok(CallResp::Created(def))
             }
             CallReq::DeleteQueue {
                 vhost,
@@ -247,6 +247,9 @@ impl Shard {
             }
         }
         let mut deleted = self.apply_meta(&op, now_ms());
+        // Every shard applies the change before the client hears of it, so
+        // a publish on any connection after declare-ok or bind-ok sees it,
+        // as in RabbitMQ.
         let mut waits = Vec::new();
         for to in 0..self.count {
             if to != self.id {

@@ -133,6 +133,9 @@ pub enum ShardMsg {
     ShutdownDone,
     /// Every shard is done: exit.
     Exit,
+    /// Apply a metadata change (coordinator → every other shard, one way;
+    /// ordered before the coordinator's later messages to that shard).
+    Apply(MetaOp),
     /// A shard's storage failed: block publishers, everywhere.
     Alarm {
         /// What happened.
@@ -277,6 +280,8 @@ pub enum CallResp {
     },
     /// A queue exists (declare).
     Queue(QueueDef),
+    /// A queue was just created (declare): no messages, no consumers.
+    Created(QueueDef),
     /// Message and consumer counts.
     Counts {
         /// Ready messages.

@@ -409,6 +409,9 @@ impl Shard {
                 }
             }
             ShardMsg::Exit => self.exit.set(),
+            ShardMsg::Apply(op) => {
+                self.apply_meta(&op, now);
+            }
             ShardMsg::Alarm { reason } => {
                 if self.alarm.borrow().is_none() {
                     error!(reason = %reason, "storage alarm: publishers are blocked");

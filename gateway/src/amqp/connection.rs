@@ -132,6 +132,10 @@ struct Conn {
     /// Either side is finished: every task stops.
     done: Latch,
     last_client_write: Cell<std::time::Instant>,
+    /// When the client last sent bytes.
+    last_client_read: Cell<std::time::Instant>,
+    /// The client missed two heartbeat intervals.
+    silent: Cell<bool>,
 }
 
 /// Serves one client connection until it closes.
@@ -169,6 +173,8 @@ pub async fn serve(stream: TcpStream, cfg: Rc<GatewayConfig>, stopping: Latch) {
         broker_drained: Notify::new(),
         done: Latch::new(),
         last_client_write: Cell::new(std::time::Instant::now()),
+        last_client_read: Cell::new(std::time::Instant::now()),
+        silent: Cell::new(false),
     });
     let mut decoder = Decoder::new(codec::FRAME_OVERHEAD as u32 + 4096 * 32);
     let handshake = handshake(&conn, &mut client_r, &mut client_w, &mut decoder).await;
@@ -182,6 +188,10 @@ pub async fn serve(stream: TcpStream, cfg: Rc<GatewayConfig>, stopping: Latch) {
     };
     info!(vhost = "opened", "AMQP connection open");
     let client_writer = glommio::spawn_local(conn.clone().client_writer(client_w));
+    let hb = conn.st.borrow().heartbeat;
+    if hb > 0 {
+        glommio::spawn_local(conn.clone().heartbeats(hb)).detach();
+    }
     let broker_writer = glommio::spawn_local(conn.clone().broker_writer(broker_w));
     let from_broker = glommio::spawn_local(conn.clone().from_broker(broker_r, broker_decoder));
     let end = conn
@@ -445,8 +455,9 @@ async fn handshake(
     );
     w.write_all(&out).await.map_err(|_| Hard::new(0, ""))?;
     let hb = tune_ok.heartbeat;
-    let timeout = (hb > 0).then(|| Duration::from_secs(u64::from(hb) * 2));
-    let _ = r.set_timeout(timeout);
+    // Heartbeats are watched by their own task (`Conn::heartbeats`), not
+    // by a timer on every read.
+    let _ = r.set_timeout(None);
     info!(user = %user, vhost = %vhost, heartbeat = hb, frame_max, "AMQP connection open");
     Ok(Some((broker.r, broker.w, broker.decoder)))
 }
@@ -730,26 +741,7 @@ impl Conn {
 
     async fn client_writer(self: Rc<Self>, mut w: WriteHalf) {
         loop {
-            let hb = self.st.borrow().heartbeat;
-            if hb == 0 {
-                futures_lite::future::or(self.client_wake.wait(), self.done.wait()).await;
-            } else {
-                let every = Duration::from_millis(u64::from(hb) * 500);
-                let since = self.last_client_write.get().elapsed();
-                let timer = glommio::timer::sleep(
-                    every.saturating_sub(since).max(Duration::from_millis(1)),
-                );
-                futures_lite::future::or(
-                    futures_lite::future::or(self.client_wake.wait(), self.done.wait()),
-                    timer,
-                )
-                .await;
-                if self.last_client_write.get().elapsed() >= every
-                    && self.client_out.borrow().is_empty()
-                {
-                    codec::put_heartbeat(&mut self.client_out.borrow_mut());
-                }
-            }
+            futures_lite::future::or(self.client_wake.wait(), self.done.wait()).await;
             loop {
                 let chunk = self.client_out.borrow_mut().split();
                 if chunk.is_empty() {
@@ -765,6 +757,40 @@ impl Conn {
             if self.done.is_set() {
                 let _ = w.close().await;
                 return;
+            }
+        }
+    }
+
+    /// Sends heartbeats when the client connection was quiet for half an
+    /// interval (as RabbitMQ does) and gives up on a client silent for two:
+    /// one timer per half interval instead of one per read and write.
+    async fn heartbeats(self: Rc<Self>, hb: u16) {
+        let interval = Duration::from_secs(u64::from(hb));
+        loop {
+            let _ = futures_lite::future::or(
+                async {
+                    glommio::timer::sleep(interval / 2).await;
+                    true
+                },
+                async {
+                    self.done.wait().await;
+                    false
+                },
+            )
+            .await;
+            if self.done.is_set() {
+                return;
+            }
+            if self.last_client_read.get().elapsed() >= interval * 2 {
+                self.silent.set(true);
+                self.done.set();
+                return;
+            }
+            if self.last_client_write.get().elapsed() >= interval / 2
+                && self.client_out.borrow().is_empty()
+            {
+                codec::put_heartbeat(&mut self.client_out.borrow_mut());
+                self.client_wake.notify();
             }
         }
     }
@@ -805,6 +831,14 @@ impl Conn {
                 None
             })
             .await;
+            if self.silent.get() {
+                let hb = self.st.borrow().heartbeat;
+                warn!(
+                    timeout_s = u64::from(hb) * 2,
+                    "missed heartbeats from client, closing"
+                );
+                return End::Done;
+            }
             let n = match read {
                 None if stopping.is_set() && !self.done.is_set() => return End::Error(Hard::new(
                     320,
@@ -823,6 +857,7 @@ impl Conn {
                 }
                 Some(Err(_)) => return End::Done,
             };
+            self.last_client_read.set(std::time::Instant::now());
             decoder.extend(&buf[..n]);
             loop {
                 let frame = match decoder.next_frame() {
