@@ -774,8 +774,6 @@ fn client_sending_heartbeats_stays_connected() {
 // ----- close handshake ---------------------------------------------------------
 
 #[test]
-#[ignore = "gateway bug: the socket is closed right after connection.close-ok; RabbitMQ \
-            leaves the close to the client (lapin then ends in state Error, not Closed)"]
 fn server_leaves_the_socket_to_the_client_after_close_ok() {
     let gw = TestGateway::start();
     let mut c = Raw::open(gw.addr, 0);

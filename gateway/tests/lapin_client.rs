@@ -245,9 +245,6 @@ async fn client_close_releases_exclusive_queues() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: it closes the socket right after connection.close-ok, so lapin \
-            often reads the EOF with the close-ok and ends in state Error, not Closed \
-            (RabbitMQ leaves the socket to the client)"]
 async fn client_close_ends_in_the_closed_state() {
     let gw = TestGateway::start();
     for _ in 0..10 {

@@ -255,6 +255,15 @@ impl MetaStore {
     /// # Errors
     /// I/O errors (the store is then poisoned).
     pub async fn append(&self, op: &MetaOp) -> Result<(), LogError> {
+        let ticket = self.submit(op)?;
+        self.synced(ticket).await
+    }
+
+    /// Queues `op` for the next sync, in call order; returns its ticket.
+    ///
+    /// # Errors
+    /// The store is poisoned, or the op does not serialize.
+    pub fn submit(&self, op: &MetaOp) -> Result<u64, LogError> {
         if let Some(p) = self.poisoned.borrow().clone() {
             return Err(err(p));
         }
@@ -262,19 +271,31 @@ impl MetaStore {
         self.pending.borrow_mut().extend_from_slice(&rec);
         let ticket = self.submitted.get() + 1;
         self.submitted.set(ticket);
-        if self.writing.replace(true) {
-            while self.done.get() < ticket {
-                if let Some(p) = self.poisoned.borrow().clone() {
-                    return Err(err(p));
-                }
-                self.synced.wait().await;
+        Ok(ticket)
+    }
+
+    /// Resolves once the op with `ticket` is synced (writing and syncing
+    /// everything pending if no other task is).
+    ///
+    /// # Errors
+    /// I/O errors (the store is then poisoned).
+    pub async fn synced(&self, ticket: u64) -> Result<(), LogError> {
+        loop {
+            if self.done.get() >= ticket {
+                return Ok(());
             }
-            return Ok(());
+            if let Some(p) = self.poisoned.borrow().clone() {
+                return Err(err(p));
+            }
+            if self.writing.replace(true) {
+                self.synced.wait().await;
+                continue;
+            }
+            let result = self.write_all_pending().await;
+            self.writing.set(false);
+            self.synced.notify();
+            result?;
         }
-        let result = self.write_all_pending().await;
-        self.writing.set(false);
-        self.synced.notify();
-        result
     }
 
     async fn write_all_pending(&self) -> Result<(), LogError> {

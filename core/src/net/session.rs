@@ -31,9 +31,9 @@ use ringmq_protocol::{wire, Encoder, ErrorCode, FieldValue, Properties};
 use crate::auth::{self, LoginError};
 use crate::error::Refusal;
 use crate::exchange::{ExchangeDef, ExchangeKind, QueueId, QueueRef, Targets};
-use crate::local::{GatePass, Latch, Notify};
+use crate::local::{slot, GatePass, Latch, Notify, Slot};
 use crate::message::{Message, Text};
-use crate::meta::{DestName, SessionId};
+use crate::meta::{DestName, QueueDef, SessionId};
 use crate::net::connection::{split, ReadHalf, WriteHalf};
 use crate::queue::args::Overflow;
 use crate::queue::{ConsumerId, ConsumerSpec, MsgId};
@@ -216,6 +216,11 @@ pub struct Session {
     last_write: Cell<std::time::Instant>,
     /// Set when the client missed two heartbeat intervals.
     silent: Latch,
+    /// Completion of the last pipelined request (see `pipelined`).
+    tail: RefCell<Option<Slot<()>>>,
+    /// A pipelined request failed with a connection-level error.
+    fatal: RefCell<Option<Stop>>,
+    fatal_set: Latch,
 }
 
 impl Session {
@@ -247,6 +252,9 @@ impl Session {
             last_read: Cell::new(std::time::Instant::now()),
             last_write: Cell::new(std::time::Instant::now()),
             silent: Latch::new(),
+            tail: RefCell::new(None),
+            fatal: RefCell::new(None),
+            fatal_set: Latch::new(),
         })
     }
 
@@ -295,10 +303,17 @@ impl Session {
         loop {
             let read =
                 futures_lite::future::or(async { Some(reader.read(&mut buf).await) }, async {
-                    futures_lite::future::or(self.shard.stopping.wait(), self.silent.wait()).await;
+                    futures_lite::future::or(
+                        futures_lite::future::or(self.shard.stopping.wait(), self.silent.wait()),
+                        self.fatal_set.wait(),
+                    )
+                    .await;
                     None
                 })
                 .await;
+            if let Some(stop) = self.fatal.borrow_mut().take() {
+                return stop;
+            }
             let n = match read {
                 None if self.silent.is_set() => {
                     return Stop::new(
@@ -347,6 +362,9 @@ impl Session {
                 let was_open = matches!(self.st.borrow().phase, Phase::Open);
                 if let Err(stop) = self.handle_frame(frame).await {
                     self.flush();
+                    return stop;
+                }
+                if let Some(stop) = self.fatal.borrow_mut().take() {
                     return stop;
                 }
                 if !was_open && matches!(self.st.borrow().phase, Phase::Open) {
@@ -499,6 +517,11 @@ impl Session {
         if matches!(self.st.borrow().phase, Phase::AwaitingOpen) {
             return self.open_vhost(corr, &frame, kind);
         }
+        // Publishes and settlements see the effect of every earlier
+        // pipelined declare or bind.
+        if matches!(kind, Kind::Publish | Kind::Settle) && self.tail.borrow().is_some() {
+            self.barrier().await;
+        }
         // Hot paths first: no owned decode.
         match kind {
             Kind::Publish => return self.publish(&frame),
@@ -508,6 +531,21 @@ impl Session {
         }
         let msg = Wire::decode(&frame).map_err(|e| Stop::new(e.code(), &e, raw_kind, 0))?;
         let ch = msg.channel();
+        let pipelinable = match &msg {
+            Wire::ExchangeDeclare(d) => !d.passive,
+            Wire::QueueDeclare(d) => !d.passive,
+            Wire::ExchangeDelete(_)
+            | Wire::ExchangeBind(_)
+            | Wire::ExchangeUnbind(_)
+            | Wire::QueueBind(_)
+            | Wire::QueueUnbind(_)
+            | Wire::QueueDelete(_) => true,
+            _ => false,
+        };
+        if !pipelinable {
+            // Everything else happens after the pipelined requests before it.
+            self.barrier().await;
+        }
         match msg {
             Wire::Close(_) => {
                 // As RabbitMQ: unacked deliveries are requeued and exclusive
@@ -588,6 +626,10 @@ impl Session {
                 ))
             }
         }
+        let Some(msg) = self.pipelined(corr, raw_kind, msg) else {
+            return Ok(());
+        };
+        self.barrier().await;
         let result = self.request(corr, msg).await;
         match result {
             Ok(()) => Ok(()),
@@ -1088,97 +1130,26 @@ impl Session {
                 ok(shard.call(0, req).await)?;
                 self.send(corr, &Wire::ExchangeDeclareOk(d.channel));
             }
-            Wire::ExchangeDelete(d) => {
-                check_name("exchange", &d.exchange)?;
-                let req = CallReq::DeleteExchange {
-                    vhost,
-                    name: d.exchange,
-                    if_unused: d.if_unused,
-                };
-                ok(shard.call(0, req).await)?;
-                self.send(corr, &Wire::ExchangeDeleteOk(d.channel));
-            }
-            Wire::ExchangeBind(b) => {
-                self.bind(&vhost, &b, false, false).await?;
-                self.send(corr, &Wire::ExchangeBindOk(b.channel));
-            }
-            Wire::ExchangeUnbind(b) => {
-                self.bind(&vhost, &b, false, true).await?;
-                self.send(corr, &Wire::ExchangeUnbindOk(b.channel));
-            }
-            Wire::QueueBind(b) => {
-                self.bind(&vhost, &b, true, false).await?;
-                self.send(corr, &Wire::QueueBindOk(b.channel));
-            }
-            Wire::QueueUnbind(b) => {
-                self.bind(&vhost, &b, true, true).await?;
-                self.send(corr, &Wire::QueueUnbindOk(b.channel));
-            }
             Wire::QueueDeclare(d) => {
+                // Passive only: other declares are pipelined.
                 check_name("queue", &d.queue)?;
-                let (def, created) = if d.passive {
-                    shard.meta.borrow().check_queue_declare(
-                        &vhost,
-                        &d.queue,
-                        true,
-                        d.durable,
-                        d.exclusive,
-                        d.auto_delete,
-                        &d.arguments,
-                        self.id,
-                    )?;
-                    let meta = shard.meta.borrow();
-                    (meta.usable_queue(&vhost, &d.queue, self.id)?.clone(), false)
-                } else {
-                    let req = CallReq::DeclareQueue {
-                        vhost: vhost.clone(),
-                        name: d.queue,
-                        durable: d.durable,
-                        exclusive: d.exclusive,
-                        auto_delete: d.auto_delete,
-                        arguments: d.arguments,
-                        session: self.id,
-                    };
-                    match shard.call(0, req).await {
-                        CallResp::Queue(def) => (def, false),
-                        CallResp::Created(def) => (def, true),
-                        other => return Err(unexpected(other)),
-                    }
-                };
-                if def.exclusive_owner == Some(self.id) {
-                    let mut st = self.st.borrow_mut();
-                    if !st.exclusive.iter().any(|(_, id)| *id == def.id) {
-                        st.exclusive.push((vhost.clone(), def.id));
-                    }
-                }
-                // A queue created just now is empty: no need to ask.
-                let counts = if created {
-                    CallResp::Counts {
-                        messages: 0,
-                        consumers: 0,
-                    }
-                } else {
-                    shard
-                        .call(def.shard, CallReq::Counts { queue: def.id })
-                        .await
-                };
-                let (messages, consumers) = match counts {
-                    CallResp::Counts {
-                        messages,
-                        consumers,
-                    } => (messages, consumers),
-                    CallResp::Refused(_) => return Err(Refusal::no_queue(&vhost, &def.name)),
-                    other => return Err(unexpected(other)),
-                };
-                self.send(
-                    corr,
-                    &Wire::QueueDeclareOk(pm::QueueDeclareOk {
-                        channel: d.channel,
-                        queue: def.name,
-                        message_count: messages,
-                        consumer_count: consumers,
-                    }),
-                );
+                shard.meta.borrow().check_queue_declare(
+                    &vhost,
+                    &d.queue,
+                    true,
+                    d.durable,
+                    d.exclusive,
+                    d.auto_delete,
+                    &d.arguments,
+                    self.id,
+                )?;
+                let def = shard
+                    .meta
+                    .borrow()
+                    .usable_queue(&vhost, &d.queue, self.id)?
+                    .clone();
+                self.queue_declared(corr, d.channel, &vhost, def, false)
+                    .await?;
             }
             Wire::QueuePurge(d) => {
                 let q = shard
@@ -1193,28 +1164,6 @@ impl Session {
                 self.send(
                     corr,
                     &Wire::QueuePurgeOk(pm::MessageCount {
-                        channel: d.channel,
-                        message_count: n,
-                    }),
-                );
-            }
-            Wire::QueueDelete(d) => {
-                check_name("queue", &d.queue)?;
-                let req = CallReq::DeleteQueue {
-                    vhost,
-                    name: d.queue,
-                    if_unused: d.if_unused,
-                    if_empty: d.if_empty,
-                    session: self.id,
-                };
-                let n = match shard.call(0, req).await {
-                    CallResp::Count(n) => n,
-                    CallResp::Refused(r) => return Err(r),
-                    other => return Err(unexpected(other)),
-                };
-                self.send(
-                    corr,
-                    &Wire::QueueDeleteOk(pm::MessageCount {
                         channel: d.channel,
                         message_count: n,
                     }),
@@ -1376,13 +1325,13 @@ impl Session {
         Ok(())
     }
 
-    async fn bind(
+    fn bind_req(
         &self,
         vhost: &str,
-        b: &pm::Bind,
+        b: pm::Bind,
         queue: bool,
         unbind: bool,
-    ) -> Result<(), Refusal> {
+    ) -> Result<CallReq, Refusal> {
         let max = self.shard.config.limits.max_name_len;
         for (what, n) in [
             ("destination", &b.destination),
@@ -1397,20 +1346,247 @@ impl Session {
             }
         }
         let dest = if queue {
-            DestName::Queue(b.destination.clone())
+            DestName::Queue(b.destination)
         } else {
-            DestName::Exchange(b.destination.clone())
+            DestName::Exchange(b.destination)
         };
-        let req = CallReq::Bind {
+        Ok(CallReq::Bind {
             vhost: vhost.to_owned(),
-            source: b.source.clone(),
+            source: b.source,
             dest,
-            key: b.routing_key.clone(),
-            args: b.arguments.clone(),
+            key: b.routing_key,
+            args: b.arguments,
             unbind,
             session: self.id,
+        })
+    }
+
+    /// Issues a metadata request now (the coordinator gets requests in
+    /// frame order) and finishes it in a task after the previous pipelined
+    /// request, so a client that pipelines declares and binds is not held
+    /// to one round trip each while replies stay in order. Returns the
+    /// message back when it is not a pipelined kind.
+    fn pipelined(self: &Rc<Self>, corr: u64, kind: u16, msg: Wire) -> Option<Wire> {
+        let vhost = self.vhost();
+        let max = self.shard.config.limits.max_name_len;
+        let name_ok = |what: &str, name: &str| -> Result<(), Refusal> {
+            if name.len() > max {
+                return Err(Refusal::new(
+                    ErrorCode::SyntaxError,
+                    format_args!("{what} name is {} bytes; the limit is {max}", name.len()),
+                ));
+            }
+            Ok(())
         };
-        ok(self.shard.call(0, req).await)
+        let (ch, issued): (u16, Result<(CallReq, Then), Refusal>) = match msg {
+            Wire::ExchangeDeclare(d) if !d.passive => (
+                d.channel,
+                name_ok("exchange", &d.exchange).map(|()| {
+                    let kind = ExchangeKind::parse(&d.kind).unwrap_or(ExchangeKind::Direct);
+                    let def = ExchangeDef {
+                        name: d.exchange,
+                        kind,
+                        durable: d.durable,
+                        auto_delete: d.auto_delete,
+                        internal: d.internal,
+                        arguments: d.arguments,
+                    };
+                    let req = CallReq::DeclareExchange {
+                        vhost,
+                        def,
+                        kind_name: d.kind,
+                        passive: false,
+                    };
+                    (req, Then::Reply(Wire::ExchangeDeclareOk(d.channel)))
+                }),
+            ),
+            Wire::ExchangeDelete(d) => (
+                d.channel,
+                name_ok("exchange", &d.exchange).map(|()| {
+                    let req = CallReq::DeleteExchange {
+                        vhost,
+                        name: d.exchange,
+                        if_unused: d.if_unused,
+                    };
+                    (req, Then::Reply(Wire::ExchangeDeleteOk(d.channel)))
+                }),
+            ),
+            Wire::ExchangeBind(b) => {
+                let ch = b.channel;
+                (
+                    ch,
+                    self.bind_req(&vhost, b, false, false)
+                        .map(|r| (r, Then::Reply(Wire::ExchangeBindOk(ch)))),
+                )
+            }
+            Wire::ExchangeUnbind(b) => {
+                let ch = b.channel;
+                (
+                    ch,
+                    self.bind_req(&vhost, b, false, true)
+                        .map(|r| (r, Then::Reply(Wire::ExchangeUnbindOk(ch)))),
+                )
+            }
+            Wire::QueueBind(b) => {
+                let ch = b.channel;
+                (
+                    ch,
+                    self.bind_req(&vhost, b, true, false)
+                        .map(|r| (r, Then::Reply(Wire::QueueBindOk(ch)))),
+                )
+            }
+            Wire::QueueUnbind(b) => {
+                let ch = b.channel;
+                (
+                    ch,
+                    self.bind_req(&vhost, b, true, true)
+                        .map(|r| (r, Then::Reply(Wire::QueueUnbindOk(ch)))),
+                )
+            }
+            Wire::QueueDeclare(d) if !d.passive => (
+                d.channel,
+                name_ok("queue", &d.queue).map(|()| {
+                    let ch = d.channel;
+                    let req = CallReq::DeclareQueue {
+                        vhost: vhost.clone(),
+                        name: d.queue,
+                        durable: d.durable,
+                        exclusive: d.exclusive,
+                        auto_delete: d.auto_delete,
+                        arguments: d.arguments,
+                        session: self.id,
+                    };
+                    (req, Then::QueueDeclared { ch, vhost })
+                }),
+            ),
+            Wire::QueueDelete(d) => (
+                d.channel,
+                name_ok("queue", &d.queue).map(|()| {
+                    let req = CallReq::DeleteQueue {
+                        vhost,
+                        name: d.queue,
+                        if_unused: d.if_unused,
+                        if_empty: d.if_empty,
+                        session: self.id,
+                    };
+                    (req, Then::QueueDeleted(d.channel))
+                }),
+            ),
+            other => return Some(other),
+        };
+        let issued = issued.map(|(req, then)| (self.shard.start_call(0, req), then));
+        let prev = self.tail.borrow_mut().take();
+        let (done, tail) = slot();
+        *self.tail.borrow_mut() = Some(tail);
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            if let Some(prev) = prev {
+                prev.await;
+            }
+            let result = match issued {
+                Ok((answer, then)) => match answer.await {
+                    Some(resp) => me.finish(corr, then, resp).await,
+                    None => Err(Refusal::new(
+                        ErrorCode::ConnectionForced,
+                        "broker is shutting down",
+                    )),
+                },
+                Err(r) => Err(r),
+            };
+            if let Err(r) = result {
+                if me.channel_state(ch) == ChanState::Open || r.code.is_connection_level() {
+                    if let Err(stop) = me.refuse(r, kind, ch, corr) {
+                        *me.fatal.borrow_mut() = Some(stop);
+                        me.fatal_set.set();
+                    }
+                }
+            }
+            done.send(());
+        })
+        .detach();
+        None
+    }
+
+    /// Finishes a pipelined request with the coordinator's answer.
+    async fn finish(&self, corr: u64, then: Then, resp: CallResp) -> Result<(), Refusal> {
+        match (then, resp) {
+            (_, CallResp::Refused(r)) => Err(r),
+            (Then::Reply(reply), _) => {
+                self.send(corr, &reply);
+                Ok(())
+            }
+            (Then::QueueDeleted(ch), CallResp::Count(n)) => {
+                self.send(
+                    corr,
+                    &Wire::QueueDeleteOk(pm::MessageCount {
+                        channel: ch,
+                        message_count: n,
+                    }),
+                );
+                Ok(())
+            }
+            (Then::QueueDeclared { ch, vhost }, CallResp::Queue(def)) => {
+                self.queue_declared(corr, ch, &vhost, def, false).await
+            }
+            (Then::QueueDeclared { ch, vhost }, CallResp::Created(def)) => {
+                self.queue_declared(corr, ch, &vhost, def, true).await
+            }
+            (_, other) => Err(unexpected(other)),
+        }
+    }
+
+    /// queue.declare-ok: records an exclusive queue, counts, replies.
+    async fn queue_declared(
+        &self,
+        corr: u64,
+        ch: u16,
+        vhost: &str,
+        def: QueueDef,
+        created: bool,
+    ) -> Result<(), Refusal> {
+        if def.exclusive_owner == Some(self.id) {
+            let mut st = self.st.borrow_mut();
+            if !st.exclusive.iter().any(|(_, id)| *id == def.id) {
+                st.exclusive.push((vhost.to_owned(), def.id));
+            }
+        }
+        // A queue created just now is empty: no need to ask.
+        let counts = if created {
+            CallResp::Counts {
+                messages: 0,
+                consumers: 0,
+            }
+        } else {
+            self.shard
+                .call(def.shard, CallReq::Counts { queue: def.id })
+                .await
+        };
+        let (messages, consumers) = match counts {
+            CallResp::Counts {
+                messages,
+                consumers,
+            } => (messages, consumers),
+            CallResp::Refused(_) => return Err(Refusal::no_queue(vhost, &def.name)),
+            other => return Err(unexpected(other)),
+        };
+        self.send(
+            corr,
+            &Wire::QueueDeclareOk(pm::QueueDeclareOk {
+                channel: ch,
+                queue: def.name,
+                message_count: messages,
+                consumer_count: consumers,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Waits until every pipelined request has been answered.
+    async fn barrier(&self) {
+        let tail = self.tail.borrow_mut().take();
+        if let Some(tail) = tail {
+            tail.await;
+        }
     }
 
     async fn consume(
@@ -1607,6 +1783,7 @@ impl Session {
     }
 
     async fn teardown(self: &Rc<Self>) {
+        self.barrier().await;
         self.release().await;
         self.shard.remove_session(self.id);
         debug!("connection closed");
@@ -1937,6 +2114,18 @@ fn check_expiration(msg: &Message) -> Result<(), Refusal> {
     })
 }
 
+/// How a pipelined request is answered.
+#[allow(clippy::large_enum_variant)]
+enum Then {
+    /// Send this reply.
+    Reply(Wire),
+    /// queue.declare-ok, after recording an exclusive queue and counting.
+    QueueDeclared { ch: u16, vhost: String },
+    /// queue.delete-ok with the count.
+    QueueDeleted(u16),
+}
+
+#[derive(PartialEq, Eq)]
 enum ChanState {
     Open,
     Closing,

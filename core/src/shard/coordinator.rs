@@ -26,14 +26,20 @@ pub fn server_named_queue() -> String {
 
 impl Shard {
     /// Handles a metadata request (this shard is the coordinator).
-    pub(super) async fn coordinate(self: &Rc<Self>, req: CallReq) -> CallResp {
-        match self.coordinate_inner(req).await {
+    pub(super) async fn coordinate(self: &Rc<Self>, req: CallReq, ticket: u64) -> CallResp {
+        let turn = self.meta_turn(ticket).await;
+        match self.coordinate_inner(req, turn).await {
             Ok(resp) => resp,
             Err(refusal) => CallResp::Refused(refusal),
         }
     }
 
-    async fn coordinate_inner(self: &Rc<Self>, req: CallReq) -> Result<CallResp, Refusal> {
+    async fn coordinate_inner(
+        self: &Rc<Self>,
+        req: CallReq,
+        turn: MetaTurn,
+    ) -> Result<CallResp, Refusal> {
+        let mut turn = Some(turn);
         match req {
             CallReq::DeclareExchange {
                 vhost,
@@ -46,7 +52,7 @@ impl Shard {
                     .borrow()
                     .check_exchange_declare(&vhost, &def, &kind_name, passive)?;
                 if declared == Declared::Create {
-                    self.replicate(MetaOp::DeclareExchange { vhost, def })
+                    self.replicate(&mut turn, MetaOp::DeclareExchange { vhost, def })
                         .await?;
                 }
                 Ok(CallResp::Done)
@@ -61,7 +67,7 @@ impl Shard {
                     .borrow()
                     .check_exchange_delete(&vhost, &name, if_unused)?
                 {
-                    self.replicate(MetaOp::DeleteExchange { vhost, name })
+                    self.replicate(&mut turn, MetaOp::DeleteExchange { vhost, name })
                         .await?;
                 }
                 Ok(CallResp::Done)
@@ -75,9 +81,6 @@ impl Shard {
                 arguments,
                 session,
             } => {
-                // Declares of one name are handled one at a time: the first
-                // may be storing the queue while the second checks.
-                let _turn = self.declare_turn(&vhost, &name).await;
                 let server_named = name.is_empty();
                 let existing = if server_named {
                     // A fresh name: nothing to compare with.
@@ -122,10 +125,13 @@ impl Shard {
                     arguments,
                     args,
                 };
-                self.replicate(MetaOp::DeclareQueue {
-                    vhost,
-                    def: def.clone(),
-                })
+                self.replicate(
+                    &mut turn,
+                    MetaOp::DeclareQueue {
+                        vhost,
+                        def: def.clone(),
+                    },
+                )
                 .await?;
                 Ok(CallResp::Created(def))
             }
@@ -158,7 +164,7 @@ impl Shard {
                     }
                 }
                 let deleted = self
-                    .replicate(MetaOp::DeleteQueue { vhost, id: def.id })
+                    .replicate(&mut turn, MetaOp::DeleteQueue { vhost, id: def.id })
                     .await?;
                 Ok(CallResp::Count(deleted.unwrap_or(0)))
             }
@@ -169,7 +175,8 @@ impl Shard {
                     .vhost(&vhost)
                     .is_some_and(|v| v.queue_by_id(id).is_some());
                 if exists {
-                    self.replicate(MetaOp::DeleteQueue { vhost, id }).await?;
+                    self.replicate(&mut turn, MetaOp::DeleteQueue { vhost, id })
+                        .await?;
                 }
                 Ok(CallResp::Done)
             }
@@ -202,7 +209,7 @@ impl Shard {
                         args,
                     }
                 };
-                self.replicate(op).await?;
+                self.replicate(&mut turn, op).await?;
                 Ok(CallResp::Done)
             }
             other => Err(Refusal::new(
@@ -212,40 +219,30 @@ impl Shard {
         }
     }
 
-    /// Waits until no other declare of `vhost`/`name` is in progress and
-    /// takes the turn; dropping the guard gives it back.
-    async fn declare_turn(self: &Rc<Self>, vhost: &str, name: &str) -> Option<DeclareTurn> {
-        if name.is_empty() {
-            return None;
-        }
-        let key = (vhost.to_owned(), name.to_owned());
-        while self.declaring.borrow().contains(&key) {
-            self.declared.wait().await;
-        }
-        self.declaring.borrow_mut().insert(key.clone());
-        Some(DeclareTurn {
-            shard: self.clone(),
-            key,
-        })
-    }
-
     /// Applies `op` here, then on every other shard; resolves when all have
     /// applied it. Returns the message count the queue owner reported for a
     /// queue deletion.
-    async fn replicate(self: &Rc<Self>, op: MetaOp) -> Result<Option<u32>, Refusal> {
-        let durable = crate::log::meta_store::is_durable(&self.meta.borrow(), &op);
-        if durable {
-            let store = self.meta_store.borrow().clone();
-            if let Some(store) = store {
-                if let Err(e) = store.append(&op).await {
-                    tracing::error!(error = %e, "metadata store failed");
-                    return Err(Refusal::new(
-                        ErrorCode::InternalError,
-                        format_args!("cannot store metadata: {e}"),
-                    ));
-                }
+    async fn replicate(
+        self: &Rc<Self>,
+        turn: &mut Option<MetaTurn>,
+        op: MetaOp,
+    ) -> Result<Option<u32>, Refusal> {
+        let store_failed = |e: crate::log::LogError| {
+            tracing::error!(error = %e, "metadata store failed");
+            Refusal::new(
+                ErrorCode::InternalError,
+                format_args!("cannot store metadata: {e}"),
+            )
+        };
+        // Durable changes enter the store's queue in order; the sync that
+        // covers them is shared with the changes behind (group commit).
+        let store = self.meta_store.borrow().clone();
+        let stored = match store {
+            Some(store) if crate::log::meta_store::is_durable(&self.meta.borrow(), &op) => {
+                Some((store.submit(&op).map_err(store_failed)?, store))
             }
-        }
+            _ => None,
+        };
         let mut deleted = self.apply_meta(&op, now_ms());
         // Every shard applies the change before the client hears of it, so
         // a publish on any connection after declare-ok or bind-ok sees it,
@@ -256,6 +253,12 @@ impl Shard {
                 waits.push(self.start_call(to, CallReq::Apply(op.clone())));
             }
         }
+        // Applied here and sent everywhere, in order: the next change may be
+        // checked while this one is synced and acknowledged.
+        turn.take();
+        if let Some((ticket, store)) = stored {
+            store.synced(ticket).await.map_err(store_failed)?;
+        }
         for w in waits {
             if let Some(CallResp::Applied { deleted: Some(n) }) = w.await {
                 deleted = Some(n);
@@ -265,15 +268,38 @@ impl Shard {
     }
 }
 
-/// A turn to declare one queue name (see `Shard::declare_turn`).
-pub(super) struct DeclareTurn {
+/// The coordinator's turn to change metadata: changes are checked and
+/// applied strictly in the order their requests arrived (a change whose
+/// storage is being synced must not let a later one be checked against
+/// stale metadata). Dropping the turn passes it on.
+pub(super) struct MetaTurn {
     shard: Rc<Shard>,
-    key: (String, String),
+    ticket: u64,
 }
 
-impl Drop for DeclareTurn {
+impl Drop for MetaTurn {
     fn drop(&mut self) {
-        self.shard.declaring.borrow_mut().remove(&self.key);
-        self.shard.declared.notify();
+        self.shard.meta_done.set(self.ticket);
+        self.shard.meta_turn.notify();
+    }
+}
+
+impl Shard {
+    /// A ticket for a metadata request, in arrival order.
+    pub(super) fn meta_ticket(&self) -> u64 {
+        let t = self.meta_next.get() + 1;
+        self.meta_next.set(t);
+        t
+    }
+
+    /// Waits for `ticket`'s turn.
+    pub(super) async fn meta_turn(self: &Rc<Self>, ticket: u64) -> MetaTurn {
+        while self.meta_done.get() + 1 < ticket {
+            self.meta_turn.wait().await;
+        }
+        MetaTurn {
+            shard: self.clone(),
+            ticket,
+        }
     }
 }

@@ -96,9 +96,11 @@ pub struct Shard {
     want_page_in: RefCell<Vec<QueueId>>,
     /// A storage alarm is raised (a log failed): publishers are told.
     pub alarm: RefCell<Option<String>>,
-    /// Queue names being declared (coordinator), and its wake-up.
-    declaring: RefCell<rustc_hash::FxHashSet<(String, String)>>,
-    declared: Notify,
+    /// Metadata request tickets handed out and done (coordinator), and the
+    /// wake-up for the next turn.
+    meta_next: Cell<u64>,
+    meta_done: Cell<u64>,
+    meta_turn: Notify,
 }
 
 impl Shard {
@@ -146,8 +148,9 @@ impl Shard {
             paging: RefCell::default(),
             want_page_in: RefCell::default(),
             alarm: RefCell::new(None),
-            declaring: RefCell::default(),
-            declared: Notify::new(),
+            meta_next: Cell::new(0),
+            meta_done: Cell::new(0),
+            meta_turn: Notify::new(),
         }
     }
 
@@ -554,8 +557,9 @@ impl Shard {
                 .unwrap_or(CallResp::Count(0)),
             coordinated => {
                 let me = self.clone();
+                let ticket = self.meta_ticket();
                 glommio::spawn_local(async move {
-                    let resp = me.coordinate(coordinated).await;
+                    let resp = me.coordinate(coordinated, ticket).await;
                     me.reply(from, call, resp);
                 })
                 .detach();

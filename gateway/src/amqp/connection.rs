@@ -136,6 +136,8 @@ struct Conn {
     last_client_read: Cell<std::time::Instant>,
     /// The client missed two heartbeat intervals.
     silent: Cell<bool>,
+    /// connection.close-ok went to the client: it closes the socket.
+    close_ok_sent: Cell<bool>,
 }
 
 /// Serves one client connection until it closes.
@@ -175,6 +177,7 @@ pub async fn serve(stream: TcpStream, cfg: Rc<GatewayConfig>, stopping: Latch) {
         last_client_write: Cell::new(std::time::Instant::now()),
         last_client_read: Cell::new(std::time::Instant::now()),
         silent: Cell::new(false),
+        close_ok_sent: Cell::new(false),
     });
     let mut decoder = Decoder::new(codec::FRAME_OVERHEAD as u32 + 4096 * 32);
     let handshake = handshake(&conn, &mut client_r, &mut client_w, &mut decoder).await;
@@ -219,6 +222,45 @@ pub async fn serve(stream: TcpStream, cfg: Rc<GatewayConfig>, stopping: Latch) {
     debug!("AMQP connection closed");
 }
 
+/// The error for a method frame that does not parse: 503 for a method
+/// that does not exist, 502 for a known method with malformed arguments;
+/// both name the class and method ids when the payload has them.
+fn unparsable_method(payload: &[u8]) -> Hard {
+    if payload.len() < 4 {
+        return Hard::new(
+            502,
+            "SYNTAX_ERROR - method frame shorter than its class and method ids",
+        );
+    }
+    let class = u16::from_be_bytes([payload[0], payload[1]]);
+    let method = u16::from_be_bytes([payload[2], payload[3]]);
+    let known: &[u16] = match class {
+        10 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 61, 70, 71],
+        20 => &[10, 11, 20, 21, 40, 41],
+        40 => &[10, 11, 20, 21, 30, 31, 40, 51],
+        50 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51],
+        60 => &[
+            10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120,
+        ],
+        85 => &[10, 11],
+        90 => &[10, 11, 20, 21, 30, 31],
+        _ => &[],
+    };
+    let mut hard = if known.contains(&method) {
+        Hard::new(
+            502,
+            format!("SYNTAX_ERROR - malformed arguments for method {class}.{method}"),
+        )
+    } else {
+        Hard::new(
+            503,
+            format!("COMMAND_INVALID - unknown method {class}.{method}"),
+        )
+    };
+    (hard.class, hard.method) = (class, method);
+    hard
+}
+
 fn close_msg(code: u16, text: &str) -> Message {
     Message::Close(m::Close {
         code,
@@ -254,7 +296,7 @@ async fn read_method(r: &mut ReadHalf, decoder: &mut Decoder) -> Result<Option<A
             FRAME_METHOD => {
                 return codec::parse_method(&f.payload)
                     .map(Some)
-                    .map_err(|e| Hard::new(502, format!("SYNTAX_ERROR - {e}")))
+                    .map_err(|_| unparsable_method(&f.payload))
             }
             _ => {
                 return Err(Hard::new(
@@ -755,7 +797,9 @@ impl Conn {
                 self.client_drained.notify();
             }
             if self.done.is_set() {
-                let _ = w.close().await;
+                if !self.close_ok_sent.get() {
+                    let _ = w.close().await;
+                }
                 return;
             }
         }
@@ -909,8 +953,7 @@ impl Conn {
     }
 
     fn on_method(&self, ch: u16, f: &RawFrame) -> Result<bool, Hard> {
-        let class = codec::parse_method(&f.payload)
-            .map_err(|e| Hard::new(502, format!("SYNTAX_ERROR - {e}")))?;
+        let class = codec::parse_method(&f.payload).map_err(|_| unparsable_method(&f.payload))?;
         let (class_id, method_id) = (class.get_amqp_class_id(), class.get_amqp_method_id());
         let with_ids = |mut h: Hard| {
             (h.class, h.method) = (class_id, method_id);
@@ -1218,7 +1261,7 @@ impl Conn {
             let n = match read {
                 Some(Ok(n)) if n > 0 => n,
                 _ => {
-                    if !self.done.is_set() {
+                    if !self.done.is_set() && !self.close_ok_sent.get() {
                         warn!("broker connection lost");
                         self.send_close(&Hard::new(
                             320,
@@ -1395,7 +1438,15 @@ impl Conn {
                                 )),
                             )
                         });
-                        self.done.set();
+                        // As RabbitMQ: the socket is the client's to close
+                        // after close-ok; wait for that, for a while.
+                        self.close_ok_sent.set(true);
+                        let me = self.clone();
+                        glommio::spawn_local(async move {
+                            glommio::timer::sleep(CLOSE_WAIT).await;
+                            me.done.set();
+                        })
+                        .detach();
                     }
                     Message::ChannelCloseOk(ch) => self.client_frame(|out| {
                         codec::put_method(
