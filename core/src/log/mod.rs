@@ -354,35 +354,85 @@ impl Log {
     /// Runs the group-commit loop: writes each batch, syncs once, reports
     /// the durable position through `on_commit`.
     pub async fn run(self: Rc<Self>, on_commit: impl Fn(Result<Pos, LogError>)) {
+        // The sync of one batch overlaps the write of the next: a batch
+        // waits for its own write and sync, not for the previous sync too.
+        let mut in_flight: Option<(Pos, glommio::task::JoinHandle<Result<(), LogError>>)> = None;
         loop {
-            self.wake.wait().await;
-            if let SyncPolicy::Interval = self.cfg.sync {
-                glommio::timer::sleep(Duration::from_millis(self.cfg.sync_interval_ms)).await;
+            let nothing_pending = self.pending.borrow().is_empty();
+            if nothing_pending {
+                match in_flight.take() {
+                    Some((target, sync)) => {
+                        if !self.finish_sync(target, sync, &on_commit).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    None => {
+                        self.wake.wait().await;
+                        if let SyncPolicy::Interval = self.cfg.sync {
+                            glommio::timer::sleep(Duration::from_millis(self.cfg.sync_interval_ms))
+                                .await;
+                        }
+                        continue;
+                    }
+                }
             }
-            loop {
-                let batch = std::mem::take(&mut *self.pending.borrow_mut());
-                if batch.is_empty() {
-                    break;
+            let batch = std::mem::take(&mut *self.pending.borrow_mut());
+            let target = self.next.get();
+            let sync = match self.write_batch(batch).await {
+                Ok(sync) => sync,
+                Err(e) => {
+                    self.poison(e, &on_commit);
+                    return;
                 }
-                let target = self.next.get();
-                match self.commit(batch).await {
-                    Ok(()) => {
-                        self.committed.set(target);
-                        on_commit(Ok(target));
-                    }
-                    Err(e) => {
-                        error!(shard = self.shard, error = %e, "log write failed; log poisoned, persistent publishes will be nacked");
-                        *self.poisoned.borrow_mut() = Some(e.to_string());
-                        on_commit(Err(e));
-                        return;
-                    }
+            };
+            if let Some((prev, prev_sync)) = in_flight.replace((target, sync)) {
+                if !self.finish_sync(prev, prev_sync, &on_commit).await {
+                    return;
                 }
-                self.committed_notify.notify();
             }
         }
     }
 
-    async fn commit(&self, batch: Vec<(u32, Vec<u8>)>) -> Result<(), LogError> {
+    fn poison(&self, e: LogError, on_commit: &impl Fn(Result<Pos, LogError>)) {
+        error!(shard = self.shard, error = %e, "log write failed; log poisoned, persistent publishes will be nacked");
+        *self.poisoned.borrow_mut() = Some(e.to_string());
+        on_commit(Err(e));
+        self.committed_notify.notify();
+    }
+
+    /// Waits for a batch's sync and reports it. False when it failed.
+    async fn finish_sync(
+        &self,
+        target: Pos,
+        sync: glommio::task::JoinHandle<Result<(), LogError>>,
+        on_commit: &impl Fn(Result<Pos, LogError>),
+    ) -> bool {
+        let result = sync
+            .await
+            .unwrap_or_else(|| Err(io_err(self.shard, target.0, "sync task lost")));
+        match result {
+            Ok(()) => {
+                if self.committed.get() < target {
+                    self.committed.set(target);
+                }
+                on_commit(Ok(target));
+                self.committed_notify.notify();
+                true
+            }
+            Err(e) => {
+                self.poison(e, on_commit);
+                false
+            }
+        }
+    }
+
+    /// Writes a batch (rolling segments as needed) and starts the sync
+    /// that makes it durable.
+    async fn write_batch(
+        &self,
+        batch: Vec<(u32, Vec<u8>)>,
+    ) -> Result<glommio::task::JoinHandle<Result<(), LogError>>, LogError> {
         if fault::write_fails(self.shard) {
             return Err(io_err(
                 self.shard,
@@ -393,7 +443,7 @@ impl Log {
         for (seq, bytes) in batch {
             let active_seq = self.active.borrow().as_ref().map(|a| a.seq);
             if active_seq != Some(seq) {
-                // Seal the full segment: its data is already synced below.
+                // Seal the full segment: sync it before moving on.
                 let sealed = self.active.borrow_mut().take();
                 if let Some(a) = sealed {
                     a.file
@@ -416,54 +466,78 @@ impl Log {
             .borrow()
             .as_ref()
             .map(|a| (a.seq, a.file.clone()));
-        if let Some((seq, file)) = file {
-            file.fdatasync()
-                .await
-                .map_err(|e| io_err(self.shard, seq, e))?;
-        }
-        Ok(())
+        let shard = self.shard;
+        Ok(glommio::spawn_local(async move {
+            match file {
+                Some((seq, file)) => file.fdatasync().await.map_err(|e| io_err(shard, seq, e)),
+                None => Ok(()),
+            }
+        })
+        .detach())
     }
 
     async fn write_active(&self, bytes: &[u8]) -> Result<(), LogError> {
-        let (seq, file, start, mut data) = {
-            let active = self.active.borrow();
-            let Some(a) = active.as_ref() else {
+        let (seq, file, start, tail) = {
+            let mut active = self.active.borrow_mut();
+            let Some(a) = active.as_mut() else {
                 return Err(io_err(self.shard, 0, "no active segment"));
             };
-            let start = a.file.align_down(a.end);
-            let mut data = Vec::with_capacity(a.tail.len() + bytes.len());
-            data.extend_from_slice(&a.tail);
-            data.extend_from_slice(bytes);
-            (a.seq, a.file.clone(), start, data)
+            (
+                a.seq,
+                a.file.clone(),
+                a.file.align_down(a.end),
+                std::mem::take(&mut a.tail),
+            )
         };
+        // The partly written last block, then the new bytes, straight into
+        // DMA buffers of at most CHUNK bytes each.
         const CHUNK: usize = 1024 * 1024;
         let align = file.alignment() as usize;
+        let total = tail.len() + bytes.len();
         let mut pos = start;
-        for chunk in data.chunks(CHUNK) {
-            let size = chunk.len().div_ceil(align) * align;
+        let mut done = 0usize;
+        while done < total {
+            let len = (total - done).min(CHUNK);
+            let size = len.div_ceil(align) * align;
             let mut buf = file.alloc_dma_buffer(size);
             let dst = buf.as_bytes_mut();
-            dst[..chunk.len()].copy_from_slice(chunk);
-            dst[chunk.len()..].fill(0);
+            let mut filled = 0;
+            if done < tail.len() {
+                let n = (tail.len() - done).min(len);
+                dst[..n].copy_from_slice(&tail[done..done + n]);
+                filled = n;
+            }
+            let from = done + filled - tail.len();
+            let n = len - filled;
+            dst[filled..filled + n].copy_from_slice(&bytes[from..from + n]);
+            dst[len..].fill(0);
             let written = file
                 .write_at(buf, pos)
                 .await
                 .map_err(|e| io_err(self.shard, seq, e))?;
-            if written < chunk.len() {
+            if written < len {
                 return Err(io_err(
                     self.shard,
                     seq,
-                    format!("short write: {written} of {}", chunk.len()),
+                    format!("short write: {written} of {len}"),
                 ));
             }
             pos += size as u64;
+            done += len;
         }
-        let total = data.len();
+        // Keep the bytes of the new last, partly filled block.
         let keep_from = total / align * align;
+        let new_tail = if keep_from >= tail.len() {
+            bytes[keep_from - tail.len()..].to_vec()
+        } else {
+            let mut t = tail[keep_from..].to_vec();
+            t.extend_from_slice(bytes);
+            t
+        };
         let mut active = self.active.borrow_mut();
         if let Some(a) = active.as_mut() {
             a.end += bytes.len() as u64;
-            a.tail = data.split_off(keep_from);
+            a.tail = new_tail;
         }
         if let Some(s) = self.segments.borrow_mut().get_mut(&seq) {
             s.size += bytes.len() as u64;

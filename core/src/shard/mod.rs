@@ -101,7 +101,15 @@ pub struct Shard {
     meta_next: Cell<u64>,
     meta_done: Cell<u64>,
     meta_turn: Notify,
+    /// The last persisted message's properties and their encoding.
+    props_cache: RefCell<Option<EncodedProps>>,
 }
+
+/// Properties shared by many messages (one `Arc`) and their record encoding.
+type EncodedProps = (
+    std::sync::Arc<ringmq_protocol::Properties>,
+    std::rc::Rc<Vec<u8>>,
+);
 
 impl Shard {
     /// A shard with empty state.
@@ -151,6 +159,7 @@ impl Shard {
             meta_next: Cell::new(0),
             meta_done: Cell::new(0),
             meta_turn: Notify::new(),
+            props_cache: RefCell::new(None),
         }
     }
 
@@ -1173,19 +1182,28 @@ impl Sink for ShardSink<'_> {
         let Some(log) = self.shard.log() else {
             return true;
         };
-        let props = qm
-            .msg
-            .props
-            .as_ref()
-            .map(|p| p.to_flatbuffer())
-            .unwrap_or_default();
+        // Messages of one dense publish share their properties: encode once.
+        let props = match &qm.msg.props {
+            None => std::rc::Rc::new(Vec::new()),
+            Some(p) => {
+                let mut cache = self.shard.props_cache.borrow_mut();
+                match &*cache {
+                    Some((cached, bytes)) if std::sync::Arc::ptr_eq(cached, p) => bytes.clone(),
+                    _ => {
+                        let bytes = std::rc::Rc::new(p.to_flatbuffer());
+                        *cache = Some((p.clone(), bytes.clone()));
+                        bytes
+                    }
+                }
+            }
+        };
         let rec = Record::Enqueue {
             queue: queue.id.0,
             id: qm.id,
             expires_at: qm.expires_at.unwrap_or(0),
             exchange: qm.msg.exchange.as_str(),
             routing_key: qm.msg.routing_key.as_str(),
-            props: &props,
+            props: &props[..],
             body: &qm.msg.body,
         };
         match log.append(&rec) {
