@@ -23,7 +23,8 @@ use ringmq_core::log::record::Record;
 use ringmq_core::meta::{DestName, Meta, MetaOp, QueueDef};
 use ringmq_core::queue::args::QueueArgs;
 use ringmq_protocol::frame::{FrameDecoder, Kind};
-use ringmq_protocol::message::{self as m, view, Message};
+use ringmq_protocol::message::{self as m, Message};
+use ringmq_protocol::verify::view;
 use ringmq_protocol::{wire, Encoder, FieldTable};
 
 const BATCH: usize = 100;

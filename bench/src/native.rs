@@ -19,7 +19,8 @@ use ringmq_protocol::client::blocking::Connection;
 use ringmq_protocol::client::{ClientError, ConnectOptions};
 use ringmq_protocol::flatbuffers::{FlatBufferBuilder, WIPOffset};
 use ringmq_protocol::frame::{put_frame, Frame, FrameDecoder, Kind, DEFAULT_FRAME_MAX};
-use ringmq_protocol::message::{self as m, view, Message, PROTOCOL_VERSION};
+use ringmq_protocol::message::{self as m, Message, PROTOCOL_VERSION};
+use ringmq_protocol::verify::view;
 use ringmq_protocol::{wire, Encoder, FieldTable};
 
 use crate::clock::{now_ns, write_stamp, STAMP_LEN};

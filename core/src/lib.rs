@@ -19,9 +19,7 @@
 
 pub mod auth;
 pub mod config;
-pub mod error;
 pub mod exchange;
-pub mod local;
 pub mod log;
 pub mod message;
 pub mod meta;
@@ -31,15 +29,15 @@ pub mod shard;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::{LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
-use tracing::{error, info};
+use ringmq_rt::pool::{self, Pool, PoolConfig, PoolError, Ready};
+use tracing::info;
 
 pub use config::Config;
+pub use ringmq_rt::pool::Stopper;
 
 use crate::shard::mesh::ShardMsg;
 use crate::shard::Shard;
@@ -79,27 +77,10 @@ pub enum StartError {
     Storage(#[from] log::LogError),
 }
 
-/// Asks a running broker to shut down; `Send`, so a signal thread can hold
-/// one.
-#[derive(Clone, Debug)]
-pub struct Stopper(Arc<Mutex<Option<mpsc::Sender<()>>>>);
-
-impl Stopper {
-    /// Starts a graceful shutdown (idempotent).
-    pub fn stop(&self) {
-        if let Ok(mut tx) = self.0.lock() {
-            if let Some(tx) = tx.take() {
-                let _ = tx.send(());
-            }
-        }
-    }
-}
-
 /// A running broker.
 pub struct Broker {
     addr: SocketAddr,
-    stopper: Stopper,
-    handles: PoolThreadHandles<()>,
+    pool: Pool,
 }
 
 impl Broker {
@@ -110,7 +91,7 @@ impl Broker {
     pub fn start(config: Config) -> Result<Broker, StartError> {
         config.validate()?;
         let want = config.server.listen;
-        let addr = net::listener::probe(want)
+        let addr = ringmq_rt::listener::probe(want)
             .map_err(|source| StartError::Listen { addr: want, source })?;
 
         let shards = config.shard_count();
@@ -120,60 +101,26 @@ impl Broker {
             &data_dir.join("meta"),
             &config.vhosts,
         )?);
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let placement = if config.server.pin_cores && shards <= cores {
-            PoolPlacement::MaxSpread(shards, None)
-        } else {
-            PoolPlacement::Unbound(shards)
+        let pool_config = PoolConfig {
+            name: "ringmq-shard",
+            threads: shards,
+            pin: config.server.pin_cores,
+            spin_before_park: Duration::from_micros(config.server.spin_before_park_us),
         };
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let stop_rx = Arc::new(Mutex::new(Some(stop_rx)));
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let mesh = MeshBuilder::<Vec<ShardMsg>, _>::full(shards, MESH_CHANNEL_BATCHES);
         let config = Arc::new(config);
-        let spin = Duration::from_micros(config.server.spin_before_park_us);
-        let handles = LocalExecutorPoolBuilder::new(placement)
-            .name("ringmq-shard")
-            .spin_before_park(spin)
-            // `on_all_shards` clones this closure on this thread, once per
-            // shard, before any shard runs it: each shard gets its own
-            // `MeshBuilder`. Never clone the builder on the shard threads:
-            // it holds an `Rc` (glommio 0.9), and concurrent clones corrupt
-            // its count (a use-after-free that ASan shows in `join`).
-            .on_all_shards(move || {
-                let config = config.clone();
-                let stop_rx = stop_rx.clone();
-                let ready_tx = ready_tx.clone();
-                let meta_ops = meta_ops.clone();
-                async move { run_shard(config, mesh, addr, stop_rx, ready_tx, meta_ops).await }
-            })
-            .map_err(|e| StartError::Executors(e.to_string()))?;
-        let stopper = Stopper(Arc::new(Mutex::new(Some(stop_tx))));
-        for _ in 0..shards {
-            match ready_rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    stopper.stop();
-                    let _ = handles.join_all();
-                    return Err(StartError::Listen {
-                        addr,
-                        source: std::io::Error::other(e),
-                    });
-                }
-                Err(_) => {
-                    stopper.stop();
-                    return Err(StartError::Executors(
-                        "shards did not start within 30 s".into(),
-                    ));
-                }
-            }
-        }
-        info!(%addr, shards, "ringmq listening");
-        Ok(Broker {
-            addr,
-            stopper,
-            handles,
+        let pool = pool::start(&pool_config, move |ready, stopper| {
+            run_shard(config, mesh, addr, stopper, ready, meta_ops)
         })
+        .map_err(|e| match e {
+            PoolError::Failed(why) => StartError::Listen {
+                addr,
+                source: std::io::Error::other(why),
+            },
+            other => StartError::Executors(other.to_string()),
+        })?;
+        info!(%addr, shards, "ringmq listening");
+        Ok(Broker { addr, pool })
     }
 
     /// The native protocol address (with the real port when 0 was asked).
@@ -183,21 +130,17 @@ impl Broker {
 
     /// A handle that can stop the broker from any thread.
     pub fn stopper(&self) -> Stopper {
-        self.stopper.clone()
+        self.pool.stopper()
     }
 
     /// Waits until the broker has shut down (after [`Stopper::stop`]).
     pub fn wait(self) {
-        for r in self.handles.join_all() {
-            if let Err(e) = r {
-                error!(error = %e, "shard ended with an error");
-            }
-        }
+        self.pool.join();
     }
 
     /// Shuts down gracefully and waits.
     pub fn stop(self) {
-        self.stopper.stop();
+        self.pool.stopper().stop();
         self.wait();
     }
 }
@@ -242,15 +185,15 @@ async fn run_shard(
     config: Arc<Config>,
     mesh: MeshBuilder<Vec<ShardMsg>, glommio::channels::channel_mesh::Full>,
     addr: SocketAddr,
-    stop_rx: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
-    ready: mpsc::Sender<Result<(), String>>,
+    stopper: Stopper,
+    ready: Ready,
     meta_ops: Arc<Vec<meta::MetaOp>>,
 ) {
     let count = mesh.nr_peers() as u16;
     let (senders, mut receivers) = match mesh.join().await {
         Ok(pair) => pair,
         Err(e) => {
-            let _ = ready.send(Err(format!("mesh join failed: {e}")));
+            ready.fail(format_args!("mesh join failed: {e}"));
             return;
         }
     };
@@ -278,7 +221,7 @@ async fn run_shard(
             glommio::spawn_local(shard.clone().reclaim_segments()).detach();
         }
         Err(e) => {
-            let _ = ready.send(Err(format!("shard {id}: {e}")));
+            ready.fail(format_args!("shard {id}: {e}"));
             return;
         }
     }
@@ -286,7 +229,7 @@ async fn run_shard(
         match log::meta_store::MetaStore::open(&storage.data_dir.join("meta")).await {
             Ok(store) => shard.set_meta_store(store),
             Err(e) => {
-                let _ = ready.send(Err(e.to_string()));
+                ready.fail(e);
                 return;
             }
         }
@@ -304,10 +247,10 @@ async fn run_shard(
         glommio::spawn_local(shard.clone().run_outbox(to)).detach();
     }
     glommio::spawn_local(shard.clone().run_timers()).detach();
-    let listener = match net::listener::bind_reuse(addr) {
+    let listener = match ringmq_rt::listener::bind_reuse(addr) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(Err(format!("shard {id} cannot listen on {addr}: {e}")));
+            ready.fail(format_args!("shard {id} cannot listen on {addr}: {e}"));
             shard.shutdown_all();
             shard.exit.wait().await;
             return;
@@ -315,25 +258,15 @@ async fn run_shard(
     };
     glommio::spawn_local(net::listener::serve(listener, shard.clone())).detach();
     if id == 0 {
-        let rx = stop_rx.lock().ok().and_then(|mut r| r.take());
-        if let Some(rx) = rx {
-            let shard = shard.clone();
-            glommio::spawn_local(async move {
-                loop {
-                    match rx.try_recv() {
-                        Ok(()) | Err(mpsc::TryRecvError::Disconnected) => break,
-                        Err(mpsc::TryRecvError::Empty) => {
-                            glommio::timer::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                }
-                info!("shutting down");
-                shard.shutdown_all();
-            })
-            .detach();
-        }
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            stopper.stopped().await;
+            info!("shutting down");
+            shard.shutdown_all();
+        })
+        .detach();
     }
-    let _ = ready.send(Ok(()));
+    ready.ok();
     shard.exit.wait().await;
     // Let the last replies (Exit to the other shards) leave the outboxes.
     glommio::timer::sleep(Duration::from_millis(5)).await;

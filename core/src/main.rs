@@ -46,12 +46,7 @@ fn main() -> anyhow::Result<()> {
         println!("{}", ringmq_core::auth::hash_password(password));
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RINGMQ_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    ringmq_rt::process::init_tracing();
     let mut config = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -75,19 +70,8 @@ fn main() -> anyhow::Result<()> {
     config.validate()?;
     std::fs::create_dir_all(&config.storage.data_dir)
         .with_context(|| format!("creating data dir {}", config.storage.data_dir.display()))?;
-    ringmq_core::log::fault::from_env();
     let broker = Broker::start(config)?;
-    let stopper = broker.stopper();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            info!(signal = sig, "signal received");
-            stopper.stop();
-        }
-    });
+    ringmq_rt::process::stop_on_signal(broker.stopper())?;
     broker.wait();
     info!("ringmq stopped");
     Ok(())

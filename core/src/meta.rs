@@ -13,9 +13,9 @@ use smallvec::SmallVec;
 
 use ringmq_protocol::{ErrorCode, FieldTable};
 
-use crate::error::Refusal;
 use crate::exchange::{Dest, Exchange, ExchangeDef, ExchangeKind, QueueId, QueueRef, Targets};
 use crate::queue::args::{check_equivalent, QueueArgs, EQUIVALENCE_ARGS};
+use ringmq_protocol::Refusal;
 
 /// Server-wide id of a client connection (session).
 pub type SessionId = u64;

@@ -18,12 +18,15 @@ pub mod translate;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::{LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
-use ringmq_core::local::{Gate, Latch};
-use tracing::{info, warn};
+use ringmq_rt::listener::accept_until;
+use ringmq_rt::local::{Gate, Latch};
+use ringmq_rt::pool::{self, Pool, PoolConfig, PoolError, Ready};
+use tracing::info;
+
+pub use ringmq_rt::pool::Stopper;
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -82,26 +85,10 @@ pub enum StartError {
     Executors(String),
 }
 
-/// Stops a running gateway from any thread.
-#[derive(Clone, Debug)]
-pub struct Stopper(Arc<Mutex<Option<mpsc::Sender<()>>>>);
-
-impl Stopper {
-    /// Starts a graceful shutdown (idempotent).
-    pub fn stop(&self) {
-        if let Ok(mut tx) = self.0.lock() {
-            if let Some(tx) = tx.take() {
-                let _ = tx.send(());
-            }
-        }
-    }
-}
-
 /// A running gateway.
 pub struct Gateway {
     addr: SocketAddr,
-    stopper: Stopper,
-    handles: PoolThreadHandles<()>,
+    pool: Pool,
 }
 
 impl Gateway {
@@ -111,64 +98,33 @@ impl Gateway {
     /// A listen address in use, executor failures.
     pub fn start(config: GatewayConfig) -> Result<Gateway, StartError> {
         let want = config.listen;
-        let addr = ringmq_core::net::listener::probe(want)
+        let addr = ringmq_rt::listener::probe(want)
             .map_err(|source| StartError::Listen { addr: want, source })?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let n = if config.cores == 0 {
+        let threads = if config.cores == 0 {
             cores
         } else {
             config.cores
         };
-        let placement = if config.pin_cores && n <= cores {
-            PoolPlacement::MaxSpread(n, None)
-        } else {
-            PoolPlacement::Unbound(n)
+        let pool_config = PoolConfig {
+            name: "ringmq-gateway",
+            threads,
+            pin: config.pin_cores,
+            spin_before_park: Duration::ZERO,
         };
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        // Every executor polls the same flag: set once by the stopper.
-        let stop_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop_flag.clone();
-        std::thread::spawn(move || {
-            let _ = stop_rx.recv();
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        });
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let config = Arc::new(config);
-        let handles = LocalExecutorPoolBuilder::new(placement)
-            .name("ringmq-gateway")
-            .on_all_shards(move || {
-                let config = config.clone();
-                let stop_flag = stop_flag.clone();
-                let ready_tx = ready_tx.clone();
-                async move { run_executor(config, addr, stop_flag, ready_tx).await }
-            })
-            .map_err(|e| StartError::Executors(e.to_string()))?;
-        let stopper = Stopper(Arc::new(Mutex::new(Some(stop_tx))));
-        for _ in 0..n {
-            match ready_rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    stopper.stop();
-                    let _ = handles.join_all();
-                    return Err(StartError::Listen {
-                        addr,
-                        source: std::io::Error::other(e),
-                    });
-                }
-                Err(_) => {
-                    stopper.stop();
-                    return Err(StartError::Executors(
-                        "executors did not start within 30 s".into(),
-                    ));
-                }
-            }
-        }
-        info!(%addr, executors = n, "ringmq-gateway listening");
-        Ok(Gateway {
-            addr,
-            stopper,
-            handles,
+        let pool = pool::start(&pool_config, move |ready, stopper| {
+            run_executor(config, addr, stopper, ready)
         })
+        .map_err(|e| match e {
+            PoolError::Failed(why) => StartError::Listen {
+                addr,
+                source: std::io::Error::other(why),
+            },
+            other => StartError::Executors(other.to_string()),
+        })?;
+        info!(%addr, executors = threads, "ringmq-gateway listening");
+        Ok(Gateway { addr, pool })
     }
 
     /// The AMQP address (with the real port when 0 was asked).
@@ -178,21 +134,17 @@ impl Gateway {
 
     /// A handle that stops the gateway from any thread.
     pub fn stopper(&self) -> Stopper {
-        self.stopper.clone()
+        self.pool.stopper()
     }
 
     /// Waits until the gateway has shut down.
     pub fn wait(self) {
-        for r in self.handles.join_all() {
-            if let Err(e) = r {
-                warn!(error = %e, "executor ended with an error");
-            }
-        }
+        self.pool.join();
     }
 
     /// Shuts down gracefully and waits.
     pub fn stop(self) {
-        self.stopper.stop();
+        self.pool.stopper().stop();
         self.wait();
     }
 }
@@ -200,14 +152,14 @@ impl Gateway {
 async fn run_executor(
     config: Arc<GatewayConfig>,
     addr: SocketAddr,
-    stop_flag: Arc<std::sync::atomic::AtomicBool>,
-    ready: mpsc::Sender<Result<(), String>>,
+    stopper: Stopper,
+    ready: Ready,
 ) {
     let cfg = Rc::new((*config).clone());
-    let listener = match ringmq_core::net::listener::bind_reuse(addr) {
+    let listener = match ringmq_rt::listener::bind_reuse(addr) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(Err(format!("cannot listen on {addr}: {e}")));
+            ready.fail(format_args!("cannot listen on {addr}: {e}"));
             return;
         }
     };
@@ -215,37 +167,21 @@ async fn run_executor(
     {
         let stopping = stopping.clone();
         glommio::spawn_local(async move {
-            while !stop_flag.load(std::sync::atomic::Ordering::SeqCst) {
-                glommio::timer::sleep(Duration::from_millis(20)).await;
-            }
+            stopper.stopped().await;
             stopping.set();
         })
         .detach();
     }
-    let _ = ready.send(Ok(()));
+    ready.ok();
     let gate = Gate::new();
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            stopping.wait().await;
-            None
+    while let Some(stream) = accept_until(&listener, &stopping).await {
+        let pass = gate.enter();
+        let (cfg, stopping) = (cfg.clone(), stopping.clone());
+        glommio::spawn_local(async move {
+            amqp::connection::serve(stream, cfg, stopping).await;
+            drop(pass);
         })
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
-                let pass = gate.enter();
-                let (cfg, stopping) = (cfg.clone(), stopping.clone());
-                glommio::spawn_local(async move {
-                    amqp::connection::serve(stream, cfg, stopping).await;
-                    drop(pass);
-                })
-                .detach();
-            }
-            Some(Err(e)) => {
-                warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
+        .detach();
     }
     gate.closed().await;
 }

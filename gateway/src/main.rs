@@ -27,12 +27,7 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RINGMQ_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    ringmq_rt::process::init_tracing();
     if cli.frame_max < 4096 {
         anyhow::bail!("--frame-max must be at least 4096");
     }
@@ -45,17 +40,7 @@ fn main() -> anyhow::Result<()> {
         ..GatewayConfig::default()
     };
     let gateway = Gateway::start(config)?;
-    let stopper = gateway.stopper();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            info!(signal = sig, "signal received");
-            stopper.stop();
-        }
-    });
+    ringmq_rt::process::stop_on_signal(gateway.stopper())?;
     gateway.wait();
     info!("ringmq-gateway stopped");
     Ok(())

@@ -3,9 +3,9 @@
 //! What it is: the sans-IO codec of ringmq's native protocol — the frame
 //! envelope ([`frame`]), the FlatBuffers message tables ([`wire`], generated
 //! from `schema/ringmq.fbs`), owned message values built only from verified
-//! buffers ([`message`]), stable error codes ([`code`]) — and, behind the
-//! `client` feature, a blocking client and an async client over
-//! `futures-io` traits.
+//! buffers ([`message`], checked by [`verify`]), stable error codes
+//! ([`code`]) — and, behind the `client` feature, a blocking client and an
+//! async client over `futures-io` traits.
 //!
 //! What it is not: a runtime. Nothing here opens sockets except the clients,
 //! and it knows nothing of the broker's types.
@@ -18,6 +18,8 @@ pub mod field;
 pub mod frame;
 pub mod message;
 pub mod properties;
+pub mod refusal;
+pub mod verify;
 
 #[cfg(feature = "client")]
 pub mod client;
@@ -44,6 +46,7 @@ pub use field::{FieldTable, FieldValue};
 pub use frame::{Frame, FrameDecoder, Kind};
 pub use message::{Encoder, Message};
 pub use properties::Properties;
+pub use refusal::Refusal;
 
 /// The `flatbuffers` crate this protocol is built with, for hot paths that
 /// read `wire` tables directly.

@@ -124,7 +124,7 @@ impl Properties {
         if buf.is_empty() {
             return Ok(Properties::default());
         }
-        let view = crate::message::view::<wire::Properties>(crate::frame::Kind::Publish, buf)?;
+        let view = crate::verify::view::<wire::Properties>(crate::frame::Kind::Publish, buf)?;
         Properties::decode(Some(view))
     }
 

@@ -20,8 +20,8 @@ use tracing::{info, warn};
 
 use super::LogError;
 use crate::exchange::Dest;
-use crate::local::Notify;
 use crate::meta::{DestName, Meta, MetaOp, PREDECLARED};
+use ringmq_rt::local::Notify;
 
 const SNAPSHOT: &str = "snapshot.json";
 const OPS: &str = "ops.log";

@@ -32,7 +32,7 @@ use tracing::{error, info, warn};
 
 use self::record::Record;
 use crate::config::{StorageConfig, SyncPolicy};
-use crate::local::Notify;
+use ringmq_rt::local::Notify;
 
 /// Where a record lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -433,6 +433,7 @@ impl Log {
         &self,
         batch: Vec<(u32, Vec<u8>)>,
     ) -> Result<glommio::task::JoinHandle<Result<(), LogError>>, LogError> {
+        #[cfg(feature = "failpoints")]
         if fault::write_fails(self.shard) {
             return Err(io_err(
                 self.shard,
@@ -640,8 +641,9 @@ impl Log {
 }
 
 /// Fault injection for tests: make a shard's next log writes fail, as a
-/// failing disk would. Also settable for the binary with the environment
-/// variable `RINGMQ_FAULT_LOG_SHARD=<shard>` (read at start).
+/// failing disk would. Compiled only with the `failpoints` feature, which
+/// only the crate's own tests enable: release binaries carry no hook.
+#[cfg(feature = "failpoints")]
 pub mod fault {
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -656,16 +658,6 @@ pub mod fault {
     /// Stops injecting failures.
     pub fn clear() {
         FAILING.store(0, Ordering::SeqCst);
-    }
-
-    /// Reads `RINGMQ_FAULT_LOG_SHARD`.
-    pub fn from_env() {
-        if let Some(shard) = std::env::var("RINGMQ_FAULT_LOG_SHARD")
-            .ok()
-            .and_then(|v| v.parse::<u16>().ok())
-        {
-            fail_writes(shard);
-        }
     }
 
     pub(super) fn write_fails(shard: u16) -> bool {

@@ -1,5 +1,4 @@
-//! Sockets: the listener, connection halves and sessions.
+//! Sockets: the listener and sessions (connection halves are in `ringmq_rt::connection`).
 
-pub mod connection;
 pub mod listener;
 pub mod session;

@@ -25,20 +25,21 @@ use tracing::{debug, info, warn, Instrument};
 
 use ringmq_protocol::field::FieldTable;
 use ringmq_protocol::frame::{Frame, FrameDecoder, Kind};
-use ringmq_protocol::message::{self as pm, body_slice, view, Message as Wire, PROTOCOL_VERSION};
+use ringmq_protocol::message::{self as pm, Message as Wire, PROTOCOL_VERSION};
+use ringmq_protocol::verify::{body_slice, dense_bodies, view};
 use ringmq_protocol::{wire, Encoder, ErrorCode, FieldValue, Properties};
 
 use crate::auth::{self, LoginError};
-use crate::error::Refusal;
 use crate::exchange::{ExchangeDef, ExchangeKind, QueueId, QueueRef, Targets};
-use crate::local::{slot, GatePass, Latch, Notify, Slot};
 use crate::message::{Message, Text};
 use crate::meta::{DestName, QueueDef, SessionId};
-use crate::net::connection::{split, ReadHalf, WriteHalf};
 use crate::queue::args::Overflow;
 use crate::queue::{ConsumerId, ConsumerSpec, MsgId};
 use crate::shard::mesh::{CallReq, CallResp, ConfirmRef, SettleHow, ShardMsg};
 use crate::shard::Shard;
+use ringmq_protocol::Refusal;
+use ringmq_rt::connection::{split, ReadHalf, WriteHalf};
+use ringmq_rt::local::{slot, GatePass, Latch, Notify, Slot};
 
 /// Deliveries a consumer without a prefetch limit may have in flight
 /// between its queue and the socket.
@@ -958,9 +959,8 @@ impl Session {
         dense: wire::DensePublish<'_>,
     ) -> Result<(), Refusal> {
         let shard = &self.shard;
-        let bodies =
-            ringmq_protocol::message::dense_bodies("DensePublish", dense.sizes(), dense.bodies())
-                .map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
+        let bodies = dense_bodies("DensePublish", dense.sizes(), dense.bodies())
+            .map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
         let meta = shard.meta.borrow();
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
@@ -1025,7 +1025,8 @@ impl Session {
             return Ok(());
         };
         for item in items.iter() {
-            let op = pm::settle_op(item.op()).map_err(|e| Stop::new(e.code(), &e, kind, ch))?;
+            let op = pm::SettleOp::from_wire(item.op())
+                .map_err(|e| Stop::new(e.code(), &e, kind, ch))?;
             let how = match op {
                 pm::SettleOp::Ack => SettleHow::Ack,
                 _ if item.requeue() => SettleHow::Requeue,

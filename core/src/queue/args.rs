@@ -3,7 +3,7 @@
 
 use ringmq_protocol::{FieldTable, FieldValue};
 
-use crate::error::Refusal;
+use ringmq_protocol::Refusal;
 
 /// What happens when a queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -21,11 +21,11 @@ use rustc_hash::FxHashMap;
 use ringmq_protocol::ErrorCode;
 
 use self::args::Overflow;
-use crate::error::Refusal;
 use crate::exchange::QueueId;
 use crate::log::LogLoc;
 use crate::message::{DeathReason, Message};
 use crate::meta::{QueueDef, SessionId};
+use ringmq_protocol::Refusal;
 
 /// Position of a message in its queue, increasing with publish order.
 pub type MsgId = u64;

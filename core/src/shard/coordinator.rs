@@ -8,9 +8,9 @@ use std::rc::Rc;
 use base64::Engine as _;
 use ringmq_protocol::ErrorCode;
 
-use crate::error::Refusal;
 use crate::meta::{Declared, MetaOp, QueueDef};
 use crate::queue::args::QueueArgs;
+use ringmq_protocol::Refusal;
 
 use super::mesh::{CallReq, CallResp};
 use super::{now_ms, placement, Shard};

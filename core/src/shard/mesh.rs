@@ -6,11 +6,11 @@
 
 use ringmq_protocol::FieldTable;
 
-use crate::error::Refusal;
 use crate::exchange::{ExchangeDef, QueueId, QueueRef};
 use crate::message::Message;
 use crate::meta::{DestName, MetaOp, QueueDef, SessionId};
 use crate::queue::{ConsumerId, ConsumerSpec, MsgId};
+use ringmq_protocol::Refusal;
 
 /// Identifies a publish awaiting its confirm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

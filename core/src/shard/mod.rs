@@ -25,7 +25,6 @@ use tracing::{debug, error, warn};
 use self::mesh::{CallReq, CallResp, ConfirmRef, GotMessage, SettleHow, ShardMsg};
 use crate::config::Config;
 use crate::exchange::{QueueId, QueueRef, Targets};
-use crate::local::{slot, Gate, Latch, Notify, Reply, Slot};
 use crate::log::meta_store::MetaStore;
 use crate::log::record::Record;
 use crate::log::{Log, LogError, LogLoc, Pos};
@@ -33,6 +32,7 @@ use crate::message::{DeathReason, Message};
 use crate::meta::{Meta, MetaOp, QueueDef, SessionId};
 use crate::net::session::Session;
 use crate::queue::{Accepted, ConsumerSpec, Queue, QueuedMsg, Sink};
+use ringmq_rt::local::{slot, Gate, Latch, Notify, Reply, Slot};
 
 /// Outbox size (messages) above which publishing sessions wait.
 const OUTBOX_HIGH_WATER: usize = 64 * 1024;
@@ -258,7 +258,7 @@ impl Shard {
     /// Sends a request to shard `to` and waits for the answer.
     pub async fn call(&self, to: u16, req: CallReq) -> CallResp {
         self.start_call(to, req).await.unwrap_or_else(|| {
-            CallResp::Refused(crate::error::Refusal::new(
+            CallResp::Refused(ringmq_protocol::Refusal::new(
                 ringmq_protocol::ErrorCode::ConnectionForced,
                 "broker is shutting down",
             ))
@@ -487,7 +487,7 @@ impl Shard {
     }
 
     fn handle_call(self: &Rc<Self>, from: u16, call: u64, req: CallReq, now: u64) {
-        use crate::error::Refusal;
+        use ringmq_protocol::Refusal;
         let gone = || {
             CallResp::Refused(Refusal::new(
                 ringmq_protocol::ErrorCode::NotFound,
@@ -591,7 +591,7 @@ impl Shard {
             )
         })
         .unwrap_or_else(|| {
-            CallResp::Refused(crate::error::Refusal::new(
+            CallResp::Refused(ringmq_protocol::Refusal::new(
                 ringmq_protocol::ErrorCode::NotFound,
                 "queue was deleted",
             ))

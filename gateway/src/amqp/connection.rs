@@ -39,8 +39,8 @@ use super::codec::{
 };
 use crate::translate::{self, Inbound};
 use crate::GatewayConfig;
-use ringmq_core::local::{Latch, Notify};
-use ringmq_core::net::connection::{split, ReadHalf, WriteHalf};
+use ringmq_rt::connection::{split, ReadHalf, WriteHalf};
+use ringmq_rt::local::{Latch, Notify};
 
 /// Output buffered for one side above which the other side stops reading.
 const HIGH_WATER: usize = 4 * 1024 * 1024;
@@ -1489,7 +1489,7 @@ impl Conn {
         &self,
         frame: &ringmq_protocol::Frame,
     ) -> Result<(), ringmq_protocol::DecodeError> {
-        let batch = ringmq_protocol::message::view::<ringmq_protocol::wire::DeliverBatch>(
+        let batch = ringmq_protocol::verify::view::<ringmq_protocol::wire::DeliverBatch>(
             Kind::Deliver,
             &frame.body,
         )?;
@@ -1510,7 +1510,7 @@ impl Conn {
                 run.routing_key().unwrap_or(""),
             );
             let bodies =
-                ringmq_protocol::message::dense_bodies("DenseDelivery", run.sizes(), run.bodies())?;
+                ringmq_protocol::verify::dense_bodies("DenseDelivery", run.sizes(), run.bodies())?;
             for (i, body) in bodies.enumerate() {
                 let again = redelivered.is_some_and(|r| i < r.len() && r.get(i));
                 codec::put_deliver(

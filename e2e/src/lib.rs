@@ -1,12 +1,14 @@
-//! Shared helpers for the gateway's integration tests: a broker on port 0
-//! (two shards, its own data directory) with a gateway in front of it,
-//! both stopped when the [`TestGateway`] is dropped.
+//! End-to-end test harness: a broker on port 0 (two shards, its own data
+//! directory) with an AMQP gateway in front of it, in one process, both
+//! stopped when the [`TestGateway`] is dropped. The tests in `tests/` drive
+//! them with real clients (lapin, raw sockets). This crate exists so that
+//! the gateway itself never links the engine: only its tests need both.
 //!
 //! With `RINGMQ_AMQP_TEST_ADDR=host:port` set, the tests run against that
 //! AMQP server instead (e.g. a RabbitMQ with guest/guest), to check that
 //! what they expect is what RabbitMQ does. Tests that need the embedded
 //! gateway (its settings, stopping it) skip themselves then.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

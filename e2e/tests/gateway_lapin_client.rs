@@ -3,12 +3,9 @@
 //! RabbitMQ with `RINGMQ_AMQP_TEST_ADDR=127.0.0.1:5672` to check).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::future::Future;
 use std::time::Duration;
 
-use common::{unique, TestGateway};
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
@@ -22,6 +19,7 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ErrorKind,
     Event, ExchangeKind,
 };
+use ringmq_e2e::{unique, TestGateway};
 
 /// The longest wait for something that should happen.
 const WAIT: Duration = Duration::from_secs(10);

@@ -4,8 +4,6 @@
 //! clients afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -13,7 +11,7 @@ use std::time::{Duration, Instant};
 use amq_protocol::frame::{gen_frame, parse_frame, AMQPContentHeader, AMQPFrame};
 use amq_protocol::protocol::{basic, channel, connection, queue, tx, AMQPClass};
 use amq_protocol::types::{FieldTable, LongString};
-use common::TestGateway;
+use ringmq_e2e::TestGateway;
 
 /// The longest wait for an answer.
 const WAIT: Duration = Duration::from_secs(5);

@@ -1,5 +1,6 @@
-//! Single-shard synchronisation primitives: a wake-up flag and a one-shot
-//! reply slot. `!Send` by design; cross-shard traffic goes through the mesh.
+//! Single-executor synchronisation primitives: a wake-up flag, a latch, a
+//! one-shot reply slot and a gate that counts live tasks. `!Send` by design;
+//! traffic between executors goes through channels.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! A TCP connection split into a read half and a write half that two tasks
-//! of the same shard can drive at once. Both halves share the stream through
+//! of the same executor can drive at once. Both halves share the stream through
 //! `Rc<RefCell<_>>`, borrowed only inside `poll_*` (never across an await).
 
 use std::cell::RefCell;

@@ -1,14 +1,15 @@
-//! Errors of the engine.
+//! [`Refusal`]: the one error type for closing a channel or a connection,
+//! in the broker and in the gateway alike.
 //!
-//! [`Refusal`] is a request-tier error: the broker answers it with an error
-//! code and text, closing the channel for soft codes (404, 405, 406, 403) or
-//! the connection for hard ones (see `ErrorCode::is_connection_level`). The
-//! texts follow RabbitMQ's (`NOT_FOUND - no queue 'q' in vhost '/'`) so that
-//! clients and people searching for them find what they expect.
+//! A refusal is an error code and a reply text. Whoever meets it closes the
+//! channel for soft codes (404, 405, 406, 403) or the connection for hard
+//! ones ([`ErrorCode::is_connection_level`]). The texts follow RabbitMQ's
+//! (`NOT_FOUND - no queue 'q' in vhost '/'`) so that clients and people
+//! searching for them find what they expect.
 
-use ringmq_protocol::ErrorCode;
+use crate::code::ErrorCode;
 
-/// A request the broker refuses.
+/// A request refused: the code sent on the wire and the reply text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{text}")]
 pub struct Refusal {
@@ -25,6 +26,20 @@ impl Refusal {
             code,
             text: format!("{} - {}", code.name(), detail),
         }
+    }
+
+    /// A refusal whose text is already complete (a peer's reply text
+    /// passed on).
+    pub fn with_text(code: ErrorCode, text: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            text: text.into(),
+        }
+    }
+
+    /// True when it closes the connection rather than the channel.
+    pub fn is_connection_level(&self) -> bool {
+        self.code.is_connection_level()
     }
 
     /// 404 for a missing queue.
