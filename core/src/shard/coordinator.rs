@@ -8,8 +8,9 @@ use std::rc::Rc;
 use base64::Engine as _;
 use ringmq_protocol::ErrorCode;
 
-use crate::meta::{Declared, MetaOp, QueueDef};
+use crate::meta::{Declared, MetaOp, QueueDef, SessionId};
 use crate::queue::args::QueueArgs;
+use ringmq_protocol::FieldTable;
 use ringmq_protocol::Refusal;
 
 use super::mesh::{CallReq, CallResp};
@@ -39,7 +40,7 @@ impl Shard {
         req: CallReq,
         turn: MetaTurn,
     ) -> Result<CallResp, Refusal> {
-        let mut turn = Some(turn);
+        let turn = &mut Some(turn);
         match req {
             CallReq::DeclareExchange {
                 vhost,
@@ -52,7 +53,7 @@ impl Shard {
                     .borrow()
                     .check_exchange_declare(&vhost, &def, &kind_name, passive)?;
                 if declared == Declared::Create {
-                    self.replicate(&mut turn, MetaOp::DeclareExchange { vhost, def })
+                    self.replicate(turn, MetaOp::DeclareExchange { vhost, def })
                         .await?;
                 }
                 Ok(CallResp::Done)
@@ -62,12 +63,12 @@ impl Shard {
                 name,
                 if_unused,
             } => {
-                if self
+                let exists = self
                     .meta
                     .borrow()
-                    .check_exchange_delete(&vhost, &name, if_unused)?
-                {
-                    self.replicate(&mut turn, MetaOp::DeleteExchange { vhost, name })
+                    .check_exchange_delete(&vhost, &name, if_unused)?;
+                if exists {
+                    self.replicate(turn, MetaOp::DeleteExchange { vhost, name })
                         .await?;
                 }
                 Ok(CallResp::Done)
@@ -81,59 +82,15 @@ impl Shard {
                 arguments,
                 session,
             } => {
-                let server_named = name.is_empty();
-                let existing = if server_named {
-                    // A fresh name: nothing to compare with.
-                    if self.meta.borrow().vhost(&vhost).is_none() {
-                        return Err(Refusal::new(
-                            ErrorCode::NotAllowed,
-                            format_args!("vhost '{vhost}' not found"),
-                        ));
-                    }
-                    None
-                } else {
-                    self.meta
-                        .borrow()
-                        .check_queue_declare(
-                            &vhost,
-                            &name,
-                            false,
-                            durable,
-                            exclusive,
-                            auto_delete,
-                            &arguments,
-                            session,
-                        )?
-                        .cloned()
-                };
-                let name = if server_named {
-                    server_named_queue()
-                } else {
-                    name
-                };
-                if let Some(def) = existing {
-                    return Ok(CallResp::Queue(def));
-                }
-                let args = QueueArgs::parse(&arguments, &name, &vhost, durable, exclusive)?;
-                let def = QueueDef {
-                    id: self.new_queue_id(),
-                    shard: placement::owner(&vhost, &name, usize::from(self.count)),
+                let wanted = WantedQueue {
                     name,
                     durable,
+                    exclusive,
                     auto_delete,
-                    exclusive_owner: exclusive.then_some(session),
                     arguments,
-                    args,
+                    session,
                 };
-                self.replicate(
-                    &mut turn,
-                    MetaOp::DeclareQueue {
-                        vhost,
-                        def: def.clone(),
-                    },
-                )
-                .await?;
-                Ok(CallResp::Created(def))
+                self.declare_queue(turn, vhost, wanted).await
             }
             CallReq::DeleteQueue {
                 vhost,
@@ -142,31 +99,8 @@ impl Shard {
                 if_empty,
                 session,
             } => {
-                let def = {
-                    let meta = self.meta.borrow();
-                    let Some(q) = meta.vhost(&vhost).and_then(|v| v.queue(&name)) else {
-                        // Deleting a missing queue succeeds, as in RabbitMQ.
-                        return Ok(CallResp::Count(0));
-                    };
-                    if !q.accessible_by(session) {
-                        return Err(Refusal::locked(&vhost, &name));
-                    }
-                    q.clone()
-                };
-                if if_unused || if_empty {
-                    let check = CallReq::CheckDelete {
-                        queue: def.id,
-                        if_unused,
-                        if_empty,
-                    };
-                    if let CallResp::Refused(r) = self.call(def.shard, check).await {
-                        return Err(r);
-                    }
-                }
-                let deleted = self
-                    .replicate(&mut turn, MetaOp::DeleteQueue { vhost, id: def.id })
-                    .await?;
-                Ok(CallResp::Count(deleted.unwrap_or(0)))
+                self.delete_queue(turn, vhost, name, (if_unused, if_empty), session)
+                    .await
             }
             CallReq::DropQueue { vhost, id } => {
                 let exists = self
@@ -175,7 +109,7 @@ impl Shard {
                     .vhost(&vhost)
                     .is_some_and(|v| v.queue_by_id(id).is_some());
                 if exists {
-                    self.replicate(&mut turn, MetaOp::DeleteQueue { vhost, id })
+                    self.replicate(turn, MetaOp::DeleteQueue { vhost, id })
                         .await?;
                 }
                 Ok(CallResp::Done)
@@ -209,7 +143,7 @@ impl Shard {
                         args,
                     }
                 };
-                self.replicate(&mut turn, op).await?;
+                self.replicate(turn, op).await?;
                 Ok(CallResp::Done)
             }
             other => Err(Refusal::new(
@@ -217,6 +151,103 @@ impl Shard {
                 format_args!("request {other:?} sent to the coordinator"),
             )),
         }
+    }
+
+    /// queue.declare: an equivalent existing queue is returned as it is; a
+    /// new one (server-named when the name is empty) is placed and created.
+    async fn declare_queue(
+        self: &Rc<Self>,
+        turn: &mut Option<MetaTurn>,
+        vhost: String,
+        q: WantedQueue,
+    ) -> Result<CallResp, Refusal> {
+        let server_named = q.name.is_empty();
+        let existing = if server_named {
+            // A fresh name: nothing to compare with.
+            if self.meta.borrow().vhost(&vhost).is_none() {
+                return Err(Refusal::new(
+                    ErrorCode::NotAllowed,
+                    format_args!("vhost '{vhost}' not found"),
+                ));
+            }
+            None
+        } else {
+            self.meta
+                .borrow()
+                .check_queue_declare(
+                    &vhost,
+                    &q.name,
+                    false,
+                    q.durable,
+                    q.exclusive,
+                    q.auto_delete,
+                    &q.arguments,
+                    q.session,
+                )?
+                .cloned()
+        };
+        if let Some(def) = existing {
+            return Ok(CallResp::Queue(def));
+        }
+        let name = if server_named {
+            server_named_queue()
+        } else {
+            q.name
+        };
+        let args = QueueArgs::parse(&q.arguments, &name, &vhost, q.durable, q.exclusive)?;
+        let def = QueueDef {
+            id: self.new_queue_id(),
+            shard: placement::owner(&vhost, &name, usize::from(self.count)),
+            name,
+            durable: q.durable,
+            auto_delete: q.auto_delete,
+            exclusive_owner: q.exclusive.then_some(q.session),
+            arguments: q.arguments,
+            args,
+        };
+        let op = MetaOp::DeclareQueue {
+            vhost,
+            def: def.clone(),
+        };
+        self.replicate(turn, op).await?;
+        Ok(CallResp::Created(def))
+    }
+
+    /// queue.delete by name: a missing queue is deleted already; the
+    /// `(if_unused, if_empty)` conditions are checked by the owner.
+    async fn delete_queue(
+        self: &Rc<Self>,
+        turn: &mut Option<MetaTurn>,
+        vhost: String,
+        name: String,
+        (if_unused, if_empty): (bool, bool),
+        session: SessionId,
+    ) -> Result<CallResp, Refusal> {
+        let def = {
+            let meta = self.meta.borrow();
+            let Some(q) = meta.vhost(&vhost).and_then(|v| v.queue(&name)) else {
+                // Deleting a missing queue succeeds, as in RabbitMQ.
+                return Ok(CallResp::Count(0));
+            };
+            if !q.accessible_by(session) {
+                return Err(Refusal::locked(&vhost, &name));
+            }
+            q.clone()
+        };
+        if if_unused || if_empty {
+            let check = CallReq::CheckDelete {
+                queue: def.id,
+                if_unused,
+                if_empty,
+            };
+            if let CallResp::Refused(r) = self.call(def.shard, check).await {
+                return Err(r);
+            }
+        }
+        let deleted = self
+            .replicate(turn, MetaOp::DeleteQueue { vhost, id: def.id })
+            .await?;
+        Ok(CallResp::Count(deleted.unwrap_or(0)))
     }
 
     /// Applies `op` here, then on every other shard; resolves when all have
@@ -266,6 +297,16 @@ impl Shard {
         }
         Ok(deleted)
     }
+}
+
+/// The properties a queue.declare asks for.
+struct WantedQueue {
+    name: String,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+    arguments: FieldTable,
+    session: SessionId,
 }
 
 /// The coordinator's turn to change metadata: changes are checked and

@@ -6,7 +6,8 @@
 
 use ringmq_protocol::FieldTable;
 
-use crate::exchange::{ExchangeDef, QueueId, QueueRef};
+use super::clients::Delivery;
+use crate::exchange::{ExchangeDef, QueueId};
 use crate::message::Message;
 use crate::meta::{DestName, MetaOp, QueueDef, SessionId};
 use crate::queue::{ConsumerId, ConsumerSpec, MsgId};
@@ -57,18 +58,8 @@ pub enum ShardMsg {
     Deliver {
         /// The consumer's session.
         session: SessionId,
-        /// The consumer.
-        consumer: ConsumerId,
-        /// The queue it came from.
-        queue: QueueRef,
-        /// Its id in the queue.
-        id: MsgId,
-        /// Delivered before.
-        redelivered: bool,
-        /// Needs no ack (already settled at the queue).
-        no_ack: bool,
-        /// The message.
-        msg: Message,
+        /// The delivery.
+        delivery: Delivery,
     },
     /// Settle one delivery; optionally give its consumer one more credit.
     Settle {

@@ -1,0 +1,235 @@
+//! Channels: their state, opening and closing them, refusals (a soft error
+//! closes the channel, a hard one the connection), and releasing what a
+//! channel or the whole connection holds.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use ringmq_protocol::frame::Kind;
+use ringmq_protocol::message::{self as pm, Message as Wire};
+use ringmq_protocol::{ErrorCode, Refusal};
+use rustc_hash::FxHashMap;
+use tracing::debug;
+
+use super::confirms::Confirms;
+use super::output::PendingDelivery;
+use super::{Session, Stop};
+use crate::exchange::QueueRef;
+use crate::queue::{ConsumerId, MsgId};
+use crate::shard::mesh::{CallReq, ShardMsg};
+
+/// A delivery awaiting its ack.
+pub(super) struct Unacked {
+    pub tag: u64,
+    pub queue: QueueRef,
+    pub id: MsgId,
+    /// Consumer to credit when settled (prefetch-limited consumers).
+    pub credit: Option<ConsumerId>,
+}
+
+#[derive(Default)]
+pub(super) struct Channel {
+    /// The server closed it and waits for `ChannelCloseOk`.
+    pub closing: bool,
+    pub next_tag: u64,
+    pub unacked: VecDeque<Unacked>,
+    pub prefetch: u16,
+    pub prefetch_global: bool,
+    pub confirms: Option<Confirms>,
+    pub consumers: FxHashMap<Rc<str>, ConsumerId>,
+    /// channel.flow active (deliveries allowed).
+    pub flow: bool,
+    /// Credit held back while flow is off.
+    pub held_credit: Vec<(QueueRef, ConsumerId, u32)>,
+    pub deliveries: Vec<PendingDelivery>,
+    pub returns: Vec<pm::Return>,
+    /// Listed in the session's `dirty_channels`.
+    pub dirty: bool,
+}
+
+impl Channel {
+    /// Takes the next delivery tag.
+    pub fn take_tag(&mut self) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        tag
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ChanState {
+    Open,
+    Closing,
+    Missing,
+}
+
+impl Session {
+    pub(super) fn channel_state(&self, ch: u16) -> ChanState {
+        match self.st.borrow().channels.get(&ch) {
+            None => ChanState::Missing,
+            Some(c) if c.closing => ChanState::Closing,
+            Some(_) => ChanState::Open,
+        }
+    }
+
+    /// The state of a channel a `kind` frame names; a channel that was
+    /// never opened is a connection error.
+    pub(super) fn usable_channel(&self, ch: u16, kind: Kind) -> Result<ChanState, Stop> {
+        match self.channel_state(ch) {
+            ChanState::Missing => Err(Stop::new(
+                ErrorCode::ChannelError,
+                format_args!("channel {ch} is not open (expected ChannelOpen before {kind})"),
+                kind.as_u16(),
+                ch,
+            )),
+            state => Ok(state),
+        }
+    }
+
+    pub(super) fn channel_open(&self, corr: u64, ch: u16) -> Result<(), Stop> {
+        let kind = Kind::ChannelOpen.as_u16();
+        let mut st = self.st.borrow_mut();
+        if ch == 0 || ch > st.channel_max {
+            return Err(Stop::new(
+                ErrorCode::ChannelError,
+                format_args!("channel number {ch} out of range 1..={}", st.channel_max),
+                kind,
+                ch,
+            ));
+        }
+        if st.channels.contains_key(&ch) {
+            return Err(Stop::new(
+                ErrorCode::ChannelError,
+                format_args!("second ChannelOpen for channel {ch}"),
+                kind,
+                ch,
+            ));
+        }
+        st.channels.insert(
+            ch,
+            Channel {
+                next_tag: 1,
+                flow: true,
+                ..Channel::default()
+            },
+        );
+        drop(st);
+        self.send(corr, &Wire::ChannelOpenOk(ch));
+        Ok(())
+    }
+
+    /// The client closes a channel.
+    pub(super) fn channel_close(&self, corr: u64, ch: u16) {
+        let known = self.st.borrow().channels.contains_key(&ch);
+        if known {
+            self.close_channel(ch);
+        }
+        self.send(corr, &Wire::ChannelCloseOk(ch));
+    }
+
+    /// The client confirms our close of a channel: its number is free.
+    pub(super) fn channel_close_ok(&self, ch: u16) {
+        let mut st = self.st.borrow_mut();
+        if st.channels.get(&ch).is_some_and(|c| c.closing) {
+            st.channels.remove(&ch);
+        }
+    }
+
+    /// Turns a refusal into a channel close (soft) or connection close
+    /// (hard).
+    pub(super) fn refuse(&self, r: Refusal, kind: u16, ch: u16, corr: u64) -> Result<(), Stop> {
+        if r.is_connection_level() || ch == 0 {
+            return Err(Stop::Close {
+                refusal: r,
+                kind,
+                channel: ch,
+            });
+        }
+        debug!(channel = ch, code = r.code.as_u16(), text = %r.text, "closing channel");
+        self.close_channel(ch);
+        // Keep the number taken, discarding its frames, until ChannelCloseOk.
+        self.st.borrow_mut().channels.insert(
+            ch,
+            Channel {
+                closing: true,
+                ..Channel::default()
+            },
+        );
+        self.send(
+            corr,
+            &Wire::ChannelClose(pm::ChannelClose {
+                channel: ch,
+                code: r.code.as_u16(),
+                text: r.text,
+                failed_kind: kind,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Gives a channel's unacked deliveries back to their queues.
+    pub(super) fn requeue_unacked(&self, ch: u16) {
+        let unacked = match self.st.borrow_mut().channels.get_mut(&ch) {
+            Some(c) => std::mem::take(&mut c.unacked),
+            None => return,
+        };
+        let mut by_queue: FxHashMap<QueueRef, Vec<MsgId>> = FxHashMap::default();
+        for u in unacked {
+            by_queue.entry(u.queue).or_default().push(u.id);
+        }
+        for (q, ids) in by_queue {
+            self.shard
+                .post(q.shard, ShardMsg::Requeue { queue: q.id, ids });
+        }
+    }
+
+    /// Releases a channel's resources: consumers are cancelled at their
+    /// queues and unacked deliveries requeued (in that order, so they do not
+    /// go back to this channel).
+    pub(super) fn close_channel(&self, ch: u16) {
+        let consumers: Vec<(ConsumerId, QueueRef)> = {
+            let st = self.st.borrow();
+            match st.channels.get(&ch) {
+                Some(c) => c
+                    .consumers
+                    .values()
+                    .filter_map(|id| st.consumers.get(id).map(|i| (*id, i.queue)))
+                    .collect(),
+                None => return,
+            }
+        };
+        for (id, q) in consumers {
+            self.shard.post(
+                q.shard,
+                ShardMsg::DropConsumer {
+                    queue: q.id,
+                    consumer: id,
+                },
+            );
+            self.forget_consumer(id);
+        }
+        self.requeue_unacked(ch);
+        self.st.borrow_mut().channels.remove(&ch);
+    }
+
+    /// The connection ended: everything it held is released.
+    pub(super) async fn teardown(self: &Rc<Self>) {
+        self.barrier().await;
+        self.release().await;
+        self.shard.remove_session(self.id);
+        debug!("connection closed");
+    }
+
+    /// Closes every channel and deletes the connection's exclusive queues
+    /// (idempotent).
+    pub(super) async fn release(self: &Rc<Self>) {
+        let channels: Vec<u16> = self.st.borrow().channels.keys().copied().collect();
+        for ch in channels {
+            self.close_channel(ch);
+        }
+        let exclusive = std::mem::take(&mut self.st.borrow_mut().exclusive);
+        for (vhost, id) in exclusive {
+            self.shard.call(0, CallReq::DropQueue { vhost, id }).await;
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The handshake: `Hello` (credentials, tuning, and the vhost unless it is
+//! deferred) and the deferred `Open` that names the vhost.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use ringmq_protocol::field::FieldTable;
+use ringmq_protocol::frame::{Frame, Kind};
+use ringmq_protocol::message::{self as pm, Message as Wire, PROTOCOL_VERSION};
+use ringmq_protocol::{ErrorCode, FieldValue};
+use tracing::info;
+
+use super::{Phase, Session, Stop};
+use crate::auth::{self, LoginError};
+use crate::shard::clients::Client as _;
+
+impl Session {
+    /// Handles the first frame, which must be a `Hello`.
+    pub(super) fn handshake(
+        self: &Rc<Self>,
+        corr: u64,
+        frame: &Frame,
+        kind: Kind,
+    ) -> Result<(), Stop> {
+        let raw = kind.as_u16();
+        if kind != Kind::Hello {
+            return Err(Stop::new(
+                ErrorCode::HandshakeRequired,
+                format_args!("expected Hello, got {kind}"),
+                raw,
+                0,
+            ));
+        }
+        let Ok(Wire::Hello(h)) = Wire::decode(frame) else {
+            return Err(Stop::new(
+                ErrorCode::InvalidBody,
+                "Hello body is not a valid Hello table",
+                raw,
+                0,
+            ));
+        };
+        self.check_hello(&h)?;
+        let config = &self.shard.config;
+        let deferred = h.vhost.is_empty();
+        let heartbeat = match (h.heartbeat, config.server.heartbeat) {
+            (0, _) | (_, 0) => 0,
+            (c, s) => c.min(s),
+        };
+        let channel_max = match h.channel_max {
+            0 => config.limits.channel_max,
+            c => c.min(config.limits.channel_max),
+        };
+        {
+            let mut st = self.st.borrow_mut();
+            st.phase = if deferred {
+                Phase::AwaitingOpen
+            } else {
+                Phase::Open
+            };
+            st.user = h.username.clone();
+            st.vhost = h.vhost.clone();
+            st.heartbeat = heartbeat;
+            st.channel_max = channel_max;
+        }
+        if !deferred {
+            self.shard.add_session(self.clone());
+            info!(user = %h.username, vhost = %h.vhost, heartbeat, "connection open");
+        }
+        let mut props = FieldTable::new();
+        props.insert("product", FieldValue::string("ringmq"));
+        props.insert("version", FieldValue::string(env!("CARGO_PKG_VERSION")));
+        self.send(
+            corr,
+            &Wire::HelloOk(pm::HelloOk {
+                version: PROTOCOL_VERSION,
+                server_properties: props,
+                heartbeat,
+                frame_max: config.limits.frame_max,
+                channel_max,
+                connection_id: self.id,
+            }),
+        );
+        if !deferred {
+            self.tell_alarm();
+        }
+        Ok(())
+    }
+
+    /// Checks a Hello's version, mechanism and credentials (and its vhost,
+    /// unless it is deferred to `Open`).
+    fn check_hello(&self, h: &pm::Hello) -> Result<(), Stop> {
+        let kind = Kind::Hello.as_u16();
+        if h.version != PROTOCOL_VERSION {
+            return Err(Stop::new(
+                ErrorCode::UnsupportedVersion,
+                format_args!(
+                    "protocol version {} not supported (server speaks {PROTOCOL_VERSION})",
+                    h.version
+                ),
+                kind,
+                0,
+            ));
+        }
+        if !h.mechanism.is_empty() && h.mechanism != "PLAIN" {
+            return Err(Stop::new(
+                ErrorCode::AccessRefused,
+                format_args!("unsupported authentication mechanism '{}'", h.mechanism),
+                kind,
+                0,
+            ));
+        }
+        let config = &self.shard.config;
+        let from_loopback = self.client_ip(h).is_loopback();
+        let checked = if h.vhost.is_empty() {
+            auth::authenticate(config, &h.username, &h.password, from_loopback)
+        } else {
+            auth::login(config, &h.username, &h.password, &h.vhost, from_loopback)
+        };
+        checked.map_err(|e| {
+            info!(user = %h.username, vhost = %h.vhost, reason = ?e, "login refused");
+            let (code, text) = login_refusal(e, &h.username, &h.vhost);
+            Stop::new(code, text, kind, 0)
+        })
+    }
+
+    /// Handles the frame after a Hello without a vhost: only `Open` (or a
+    /// close) is valid.
+    pub(super) fn open_vhost(
+        self: &Rc<Self>,
+        corr: u64,
+        frame: &Frame,
+        kind: Kind,
+    ) -> Result<(), Stop> {
+        let raw = kind.as_u16();
+        let vhost = match Wire::decode(frame) {
+            Ok(Wire::Open { vhost }) => vhost,
+            Ok(Wire::Close(_)) => {
+                self.send(corr, &Wire::CloseOk);
+                self.closed.set(true);
+                return Err(Stop::Done);
+            }
+            Ok(Wire::Heartbeat) => return Ok(()),
+            Ok(_) => {
+                return Err(Stop::new(
+                    ErrorCode::CommandInvalid,
+                    format_args!("expected Open after a Hello without a vhost, got {kind}"),
+                    raw,
+                    0,
+                ))
+            }
+            Err(e) => return Err(Stop::new(e.code(), &e, raw, 0)),
+        };
+        let user = self.st.borrow().user.clone();
+        if let Err(e) = auth::open_vhost(&self.shard.config, &user, &vhost) {
+            info!(user = %user, vhost = %vhost, reason = ?e, "vhost refused");
+            let (code, text) = login_refusal(e, &user, &vhost);
+            return Err(Stop::new(code, text, raw, 0));
+        }
+        {
+            let mut st = self.st.borrow_mut();
+            st.phase = Phase::Open;
+            st.vhost = vhost.clone();
+        }
+        self.shard.add_session(self.clone());
+        info!(user = %user, vhost = %vhost, "connection open");
+        self.send(corr, &Wire::OpenOk);
+        self.tell_alarm();
+        Ok(())
+    }
+
+    /// The client's address: the socket peer, or the address a gateway on
+    /// loopback forwards.
+    fn client_ip(&self, h: &pm::Hello) -> IpAddr {
+        let ip = self.peer.ip();
+        if ip.is_loopback() {
+            if let Some(f) = &h.forwarded_for {
+                if let Ok(addr) = f.parse::<SocketAddr>() {
+                    return addr.ip();
+                }
+                if let Ok(addr) = f.parse::<IpAddr>() {
+                    return addr;
+                }
+            }
+        }
+        ip
+    }
+
+    /// Tells a newly opened connection about a storage alarm in force.
+    fn tell_alarm(&self) {
+        let alarm = self.shard.alarm.borrow().clone();
+        if let Some(reason) = alarm {
+            self.blocked(&reason);
+        }
+    }
+}
+
+/// The code and text for a refused login, as RabbitMQ words them.
+fn login_refusal(e: LoginError, user: &str, vhost: &str) -> (ErrorCode, String) {
+    match e {
+        LoginError::BadCredentials | LoginError::LoopbackOnly => (
+            ErrorCode::AccessRefused,
+            "Login was refused using authentication mechanism PLAIN. For details see the broker logfile.".to_owned(),
+        ),
+        LoginError::NoVhost => (ErrorCode::NotAllowed, format!("vhost {vhost} not found")),
+        LoginError::VhostRefused => (
+            ErrorCode::NotAllowed,
+            format!("access to vhost '{vhost}' refused for user '{user}'"),
+        ),
+    }
+}

@@ -1,0 +1,419 @@
+//! One client connection: its reader and writer tasks, its phase and its
+//! heartbeats. What the frames mean lives in the rooms beside this one:
+//!
+//! | File | Concern |
+//! |---|---|
+//! | `frames.rs` | The frame router: phases, hot paths first, pipelining order |
+//! | `handshake.rs` | `Hello`, the deferred `Open`, login refusals |
+//! | `channel.rs` | Channel state, open and close, refusals, releasing a connection |
+//! | `publish.rs` | Routing publishes to queues, returns, confirm accounting |
+//! | `confirms.rs` | A channel's publisher-confirm sequence numbers |
+//! | `settle.rs` | Acks, nacks and rejects |
+//! | `requests.rs` | One function per synchronous request kind |
+//! | `pipeline.rs` | Declares, binds and deletes issued in frame order, answered in order |
+//! | `consume.rs` | Consumers and the credit they are given |
+//! | `output.rs` | What the shard hands a session (deliveries, confirms, cancels, alarms) and the flush that encodes it |
+//!
+//! The reader task decodes frames and handles them in order; requests that
+//! need another shard (declares, consume, get…) await the answer, which
+//! holds up later frames of the same connection, as AMQP's synchronous
+//! methods do. Publishes and settlements never wait: they are routed here
+//! and posted to the owning shards. Output (replies, deliveries, returns,
+//! confirms) goes into one buffer that a writer task drains; credit for
+//! deliveries is given back to queues only once they reached the socket, so
+//! a slow client slows its queues instead of growing memory.
+
+mod channel;
+mod confirms;
+mod consume;
+mod frames;
+mod handshake;
+mod output;
+mod pipeline;
+mod publish;
+mod requests;
+mod settle;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use ringmq_rt::connection::{split, ReadHalf, WriteHalf};
+use ringmq_rt::local::{GatePass, Latch, Notify, Slot};
+use rustc_hash::FxHashMap;
+use tracing::{debug, Instrument};
+
+use ringmq_protocol::frame::{FrameDecoder, Kind};
+use ringmq_protocol::message::{self as pm, Message as Wire};
+use ringmq_protocol::{Encoder, ErrorCode, Refusal};
+
+use self::channel::Channel;
+use self::consume::ConsumerInfo;
+use crate::exchange::{QueueId, QueueRef};
+use crate::meta::SessionId;
+use crate::queue::ConsumerId;
+use crate::shard::clients::Client as _;
+use crate::shard::Shard;
+
+/// How long a closing connection waits for the peer's `CloseOk`.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Why the reader stops.
+enum Stop {
+    /// The peer closed the socket or the close handshake finished.
+    Done,
+    /// Close the connection with this refusal, naming the frame kind and
+    /// channel that caused it.
+    Close {
+        refusal: Refusal,
+        kind: u16,
+        channel: u16,
+    },
+}
+
+impl Stop {
+    fn new(code: ErrorCode, text: impl std::fmt::Display, kind: u16, channel: u16) -> Stop {
+        Stop::Close {
+            refusal: Refusal::new(code, text),
+            kind,
+            channel,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    /// Authenticated; waiting for `Open` to name the vhost.
+    AwaitingOpen,
+    Open,
+    /// We sent `Close`; waiting for `CloseOk`.
+    Closing,
+}
+
+struct State {
+    phase: Phase,
+    user: String,
+    vhost: String,
+    heartbeat: u16,
+    channel_max: u16,
+    channels: FxHashMap<u16, Channel>,
+    consumers: FxHashMap<ConsumerId, ConsumerInfo>,
+    exclusive: Vec<(String, QueueId)>,
+    dirty_channels: Vec<u16>,
+    /// Credit to give back once the buffered output reached the socket.
+    owed: FxHashMap<(QueueRef, ConsumerId), u32>,
+    encoder: Encoder,
+}
+
+/// A connection.
+pub struct Session {
+    /// Server-wide id.
+    pub id: SessionId,
+    shard: Rc<Shard>,
+    peer: SocketAddr,
+    st: RefCell<State>,
+    out: RefCell<BytesMut>,
+    wake_writer: Notify,
+    closed: Cell<bool>,
+    /// When the client last sent bytes / the writer last wrote.
+    last_read: Cell<Instant>,
+    last_write: Cell<Instant>,
+    /// Set when the client missed two heartbeat intervals.
+    silent: Latch,
+    /// Completion of the last pipelined request (see `pipeline.rs`).
+    tail: RefCell<Option<Slot<()>>>,
+    /// A pipelined request failed with a connection-level error.
+    fatal: RefCell<Option<Stop>>,
+    fatal_set: Latch,
+}
+
+impl Session {
+    /// A session for a new connection.
+    pub fn new(shard: Rc<Shard>, peer: SocketAddr) -> Rc<Session> {
+        let id = shard.new_session_id();
+        let channel_max = shard.config.limits.channel_max;
+        Rc::new(Session {
+            id,
+            shard,
+            peer,
+            st: RefCell::new(State {
+                phase: Phase::Handshake,
+                user: String::new(),
+                vhost: String::new(),
+                heartbeat: 0,
+                channel_max,
+                channels: FxHashMap::default(),
+                consumers: FxHashMap::default(),
+                exclusive: Vec::new(),
+                dirty_channels: Vec::new(),
+                owed: FxHashMap::default(),
+                encoder: Encoder::new(),
+            }),
+            out: RefCell::new(BytesMut::with_capacity(64 * 1024)),
+            wake_writer: Notify::new(),
+            closed: Cell::new(false),
+            last_read: Cell::new(Instant::now()),
+            last_write: Cell::new(Instant::now()),
+            silent: Latch::new(),
+            tail: RefCell::new(None),
+            fatal: RefCell::new(None),
+            fatal_set: Latch::new(),
+        })
+    }
+
+    /// Serves the connection until it closes.
+    pub async fn run(self: Rc<Self>, stream: TcpStream, _pass: GatePass) {
+        let span = tracing::info_span!("session", conn = self.id, peer = %self.peer, shard = self.shard.id);
+        let me = self.clone();
+        async move {
+            let _ = stream.set_nodelay(true);
+            let (mut reader, writer) = split(stream);
+            let writer_task = glommio::spawn_local(me.clone().run_writer(writer));
+            let stop = me.read_loop(&mut reader).await;
+            if let Stop::Close {
+                refusal,
+                kind,
+                channel,
+            } = stop
+            {
+                if !me.closed.get() {
+                    me.close_with(refusal, kind, channel, &mut reader).await;
+                }
+            }
+            me.closed.set(true);
+            me.wake_writer.notify();
+            // A peer that stopped reading must not keep the session alive.
+            futures_lite::future::or(writer_task, glommio::timer::sleep(CLOSE_WAIT)).await;
+            me.teardown().await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Sends `Close` and waits (briefly) for the peer's `CloseOk`.
+    async fn close_with(&self, refusal: Refusal, kind: u16, channel: u16, reader: &mut ReadHalf) {
+        debug!(code = refusal.code.as_u16(), text = %refusal.text, "closing connection");
+        self.send(
+            0,
+            &Wire::Close(pm::Close {
+                code: refusal.code.as_u16(),
+                text: refusal.text,
+                failed_kind: kind,
+                channel,
+            }),
+        );
+        self.st.borrow_mut().phase = Phase::Closing;
+        self.wait_close_ok(reader).await;
+    }
+
+    /// Reads until the connection ends: frames are handled in order, then
+    /// the output is flushed and the shard's outboxes get room.
+    async fn read_loop(self: &Rc<Self>, reader: &mut ReadHalf) -> Stop {
+        let limits = &self.shard.config.limits;
+        let mut decoder = FrameDecoder::new(limits.frame_max);
+        let mut buf = vec![0u8; 256 * 1024];
+        let _ = reader.set_timeout(Some(Duration::from_millis(
+            limits.handshake_timeout_ms.max(1),
+        )));
+        loop {
+            let read =
+                futures_lite::future::or(async { Some(reader.read(&mut buf).await) }, async {
+                    futures_lite::future::or(
+                        futures_lite::future::or(self.shard.stopping.wait(), self.silent.wait()),
+                        self.fatal_set.wait(),
+                    )
+                    .await;
+                    None
+                })
+                .await;
+            if let Some(stop) = self.fatal.borrow_mut().take() {
+                return stop;
+            }
+            let n = match read {
+                Some(Ok(0)) => return Stop::Done,
+                Some(Ok(n)) => n,
+                other => return self.read_ended(other),
+            };
+            self.last_read.set(Instant::now());
+            decoder.extend(&buf[..n]);
+            if let Err(stop) = self.handle_frames(&mut decoder, reader).await {
+                return stop;
+            }
+            self.flush();
+            self.shard.wait_for_room().await;
+        }
+    }
+
+    /// Why reading ended without bytes: shutdown, silence, a timeout or a
+    /// socket error.
+    fn read_ended(&self, read: Option<std::io::Result<usize>>) -> Stop {
+        let missed = || {
+            Stop::new(
+                ErrorCode::HeartbeatTimeout,
+                "missed heartbeats from client, timeout",
+                0,
+                0,
+            )
+        };
+        match read {
+            None if self.silent.is_set() => missed(),
+            None => Stop::new(
+                ErrorCode::ConnectionForced,
+                "broker forced connection closure with reason 'shutdown'",
+                0,
+                0,
+            ),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                if matches!(self.st.borrow().phase, Phase::Open) {
+                    missed()
+                } else {
+                    Stop::new(ErrorCode::HandshakeRequired, "handshake timed out", 0, 0)
+                }
+            }
+            Some(Err(e)) => {
+                debug!(error = %e, "read failed");
+                Stop::Done
+            }
+            Some(Ok(_)) => Stop::Done,
+        }
+    }
+
+    /// Handles every whole frame in the decoder; once the handshake is
+    /// over, lifts its deadline and starts the heartbeat task.
+    async fn handle_frames(
+        self: &Rc<Self>,
+        decoder: &mut FrameDecoder,
+        reader: &mut ReadHalf,
+    ) -> Result<(), Stop> {
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Stop::new(e.code(), e, 0, 0)),
+            };
+            let was_open = matches!(self.st.borrow().phase, Phase::Open);
+            if let Err(stop) = self.handle_frame(frame).await {
+                self.flush();
+                return Err(stop);
+            }
+            if let Some(stop) = self.fatal.borrow_mut().take() {
+                return Err(stop);
+            }
+            if !was_open && matches!(self.st.borrow().phase, Phase::Open) {
+                // The handshake deadline is over; heartbeats are watched
+                // by their own task, not by a timer on every read.
+                let _ = reader.set_timeout(None);
+                decoder.set_max_frame(self.shard.config.limits.frame_max);
+                let hb = self.st.borrow().heartbeat;
+                if hb > 0 {
+                    glommio::spawn_local(self.clone().heartbeats(hb)).detach();
+                }
+            }
+        }
+    }
+
+    /// Sends a heartbeat when the connection was quiet for an interval and
+    /// closes it when the client was silent for two: one timer per interval
+    /// for the whole connection instead of one per read and write.
+    async fn heartbeats(self: Rc<Self>, hb: u16) {
+        let interval = Duration::from_secs(u64::from(hb));
+        loop {
+            glommio::timer::sleep(interval / 2).await;
+            if self.closed.get() {
+                return;
+            }
+            if self.last_read.get().elapsed() >= interval * 2 {
+                self.silent.set();
+                return;
+            }
+            if self.last_write.get().elapsed() >= interval / 2 && self.out.borrow().is_empty() {
+                ringmq_protocol::frame::put_frame(
+                    &mut self.out.borrow_mut(),
+                    Kind::Heartbeat,
+                    0,
+                    &[],
+                );
+                self.wake_writer.notify();
+            }
+        }
+    }
+
+    async fn wait_close_ok(&self, reader: &mut ReadHalf) {
+        self.flush();
+        let _ = reader.set_timeout(Some(CLOSE_WAIT));
+        let mut decoder = FrameDecoder::new(self.shard.config.limits.frame_max);
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = Instant::now() + CLOSE_WAIT;
+        while Instant::now() < deadline {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => decoder.extend(&buf[..n]),
+            }
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some(f)) => {
+                        if f.header.kind == Kind::CloseOk.as_u16()
+                            || f.header.kind == Kind::Close.as_u16()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    // The rest of a stream that lost its framing: no CloseOk
+                    // can be found in it, so stop waiting.
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+
+    /// Drains the output buffer to the socket; once a chunk is written, the
+    /// credit its deliveries earned goes back to their queues.
+    async fn run_writer(self: Rc<Self>, mut w: WriteHalf) {
+        loop {
+            self.wake_writer.wait().await;
+            loop {
+                let chunk = self.out.borrow_mut().split();
+                if chunk.is_empty() {
+                    break;
+                }
+                let owed = std::mem::take(&mut self.st.borrow_mut().owed);
+                if let Err(e) = w.write_all(&chunk).await {
+                    debug!(error = %e, "write failed");
+                    self.closed.set(true);
+                    return;
+                }
+                self.last_write.set(Instant::now());
+                for ((queue, consumer), credit) in owed {
+                    let ch = self.st.borrow().consumers.get(&consumer).map(|c| c.channel);
+                    // Through `grant`, which holds it back while the
+                    // channel's flow is off.
+                    if let Some(ch) = ch {
+                        self.grant(ch, queue, consumer, credit);
+                    }
+                }
+            }
+            if self.closed.get() {
+                let _ = w.close().await;
+                return;
+            }
+        }
+    }
+
+    /// Appends a reply or notification frame.
+    fn send(&self, corr_id: u64, msg: &Wire) {
+        let mut st = self.st.borrow_mut();
+        st.encoder.encode(&mut self.out.borrow_mut(), corr_id, msg);
+        drop(st);
+        self.wake_writer.notify();
+    }
+
+    fn vhost(&self) -> String {
+        self.st.borrow().vhost.clone()
+    }
+}

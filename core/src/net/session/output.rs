@@ -1,0 +1,207 @@
+//! What the shard hands a session — deliveries, confirm answers, consumer
+//! cancellations, storage alarms — and the flush that encodes the pending
+//! output of each channel (returns, then deliveries, then confirms) into
+//! the buffer the writer drains.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ringmq_protocol::message::{self as pm, encode_deliveries, Message as Wire, OutDelivery};
+use ringmq_protocol::Properties;
+
+use super::channel::Unacked;
+use super::Session;
+use crate::message::Message;
+use crate::meta::SessionId;
+use crate::queue::ConsumerId;
+use crate::shard::clients::{Client, Delivery};
+
+/// Target size of one delivery frame.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// A delivery waiting in its channel for the next flush.
+pub(super) struct PendingDelivery {
+    tag: Rc<str>,
+    delivery_tag: u64,
+    redelivered: bool,
+    msg: Message,
+}
+
+impl OutDelivery for PendingDelivery {
+    fn consumer_tag(&self) -> &str {
+        &self.tag
+    }
+
+    fn delivery_tag(&self) -> u64 {
+        self.delivery_tag
+    }
+
+    fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    fn exchange(&self) -> &str {
+        self.msg.exchange.as_str()
+    }
+
+    fn routing_key(&self) -> &str {
+        self.msg.routing_key.as_str()
+    }
+
+    fn properties(&self) -> Option<&Properties> {
+        self.msg.props.as_deref()
+    }
+
+    fn body(&self) -> &[u8] {
+        &self.msg.body
+    }
+
+    /// By identity: one consumer's tag and one publish's properties are
+    /// shared, not copied.
+    fn continues_run(&self, next: &PendingDelivery) -> bool {
+        next.delivery_tag == self.delivery_tag + 1
+            && Rc::ptr_eq(&self.tag, &next.tag)
+            && self.msg.exchange == next.msg.exchange
+            && self.msg.routing_key == next.msg.routing_key
+            && match (&self.msg.props, &next.msg.props) {
+                (None, None) => true,
+                (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+                _ => false,
+            }
+    }
+}
+
+impl Session {
+    /// Marks a channel as having output for the next flush.
+    fn mark_channel(&self, ch: u16) {
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        if let Some(chan) = st.channels.get_mut(&ch) {
+            if !chan.dirty {
+                chan.dirty = true;
+                st.dirty_channels.push(ch);
+            }
+        }
+    }
+}
+
+impl Client for Session {
+    fn id(&self) -> SessionId {
+        self.id
+    }
+
+    fn deliver(&self, d: Delivery) -> bool {
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        let Some(info) = st.consumers.get(&d.consumer) else {
+            return false;
+        };
+        let (ch, tag, prefetch) = (info.channel, info.tag.clone(), info.prefetch);
+        let Some(chan) = st.channels.get_mut(&ch) else {
+            return false;
+        };
+        if chan.closing {
+            return false;
+        }
+        let delivery_tag = chan.take_tag();
+        if !d.no_ack {
+            chan.unacked.push_back(Unacked {
+                tag: delivery_tag,
+                queue: d.queue,
+                id: d.id,
+                credit: (prefetch > 0).then_some(d.consumer),
+            });
+        }
+        if prefetch == 0 {
+            *st.owed.entry((d.queue, d.consumer)).or_default() += 1;
+        }
+        chan.deliveries.push(PendingDelivery {
+            tag,
+            delivery_tag,
+            redelivered: d.redelivered,
+            msg: d.msg,
+        });
+        if !chan.dirty {
+            chan.dirty = true;
+            st.dirty_channels.push(ch);
+        }
+        true
+    }
+
+    fn confirmed(&self, ch: u16, seq: u64, nack: bool) {
+        let ready = {
+            let mut st = self.st.borrow_mut();
+            match st.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
+                Some(c) => {
+                    c.complete(seq, nack);
+                    !c.out.is_empty()
+                }
+                None => false,
+            }
+        };
+        if ready {
+            self.mark_channel(ch);
+        }
+    }
+
+    fn blocked(&self, reason: &str) {
+        self.send(
+            0,
+            &Wire::Blocked {
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    fn server_cancel(&self, consumer: ConsumerId) {
+        let info = self
+            .st
+            .borrow()
+            .consumers
+            .get(&consumer)
+            .map(|i| (i.channel, i.tag.clone()));
+        let Some((ch, tag)) = info else { return };
+        self.forget_consumer(consumer);
+        self.send(
+            0,
+            &Wire::ServerCancel(pm::ConsumerTag {
+                channel: ch,
+                consumer_tag: tag.to_string(),
+            }),
+        );
+    }
+
+    fn flush(&self) {
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        if st.dirty_channels.is_empty() {
+            return;
+        }
+        let mut out = self.out.borrow_mut();
+        for ch in std::mem::take(&mut st.dirty_channels) {
+            let Some(chan) = st.channels.get_mut(&ch) else {
+                continue;
+            };
+            chan.dirty = false;
+            if !chan.returns.is_empty() {
+                let returns = std::mem::take(&mut chan.returns);
+                let batch = pm::ReturnBatch {
+                    channel: ch,
+                    returns,
+                };
+                st.encoder.encode(&mut out, 0, &Wire::Return(batch));
+            }
+            if !chan.deliveries.is_empty() {
+                encode_deliveries(&mut st.encoder, &mut out, ch, &chan.deliveries, BATCH_BYTES);
+                chan.deliveries.clear();
+            }
+            if let Some(c) = chan.confirms.as_mut().filter(|c| !c.out.is_empty()) {
+                let items = std::mem::take(&mut c.out);
+                let batch = pm::ConfirmBatch { channel: ch, items };
+                st.encoder.encode(&mut out, 0, &Wire::Confirm(batch));
+            }
+        }
+        drop(out);
+        self.wake_writer.notify();
+    }
+}

@@ -1,0 +1,294 @@
+//! Publishing: a `PublishBatch` is read straight from its verified view,
+//! each message routed on this core with the local metadata replica and
+//! posted to the shards that own its queues; unroutable mandatory messages
+//! are returned; confirms are accounted for as each message is routed.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ringmq_protocol::flatbuffers::{ForwardsUOffset, Vector};
+use ringmq_protocol::frame::{Frame, Kind};
+use ringmq_protocol::message as pm;
+use ringmq_protocol::verify::{body_slice, dense_bodies, view};
+use ringmq_protocol::{wire, ErrorCode, Properties, Refusal};
+
+use super::channel::{ChanState, Channel};
+use super::confirms::Confirms;
+use super::{Session, Stop};
+use crate::exchange::{Exchange, Targets};
+use crate::message::{Message, Text};
+use crate::meta::Vhost;
+use crate::queue::args::Overflow;
+use crate::shard::mesh::ConfirmRef;
+
+impl Session {
+    /// Handles a `Publish` frame.
+    pub(super) fn publish(self: &Rc<Self>, frame: &Frame) -> Result<(), Stop> {
+        let kind = Kind::Publish.as_u16();
+        let batch = view::<wire::PublishBatch>(Kind::Publish, &frame.body)
+            .map_err(|e| Stop::new(e.code(), &e, kind, 0))?;
+        let ch = batch.channel();
+        if self.usable_channel(ch, Kind::Publish)? == ChanState::Closing {
+            return Ok(());
+        }
+        let result = match (batch.dense(), batch.messages()) {
+            (Some(_), Some(m)) if !m.is_empty() => Err(Refusal::new(
+                ErrorCode::SyntaxError,
+                "PublishBatch has both `messages` and `dense`",
+            )),
+            (Some(dense), _) => self.publish_dense(frame, ch, dense),
+            (None, Some(messages)) => self.publish_all(frame, ch, messages),
+            (None, None) => Ok(()),
+        };
+        result.or_else(|r| self.refuse(r, kind, ch, 0))
+    }
+
+    /// The per-message form: each message is checked and routed.
+    fn publish_all(
+        self: &Rc<Self>,
+        frame: &Frame,
+        ch: u16,
+        messages: Vector<'_, ForwardsUOffset<wire::Publish<'_>>>,
+    ) -> Result<(), Refusal> {
+        let limits = &self.shard.config.limits;
+        let meta = self.shard.meta.borrow();
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        let Some(vhost) = meta.vhost(&st.vhost) else {
+            return Err(Refusal::new(ErrorCode::NotAllowed, "vhost was deleted"));
+        };
+        let user = st.user.as_str();
+        let Some(channel) = st.channels.get_mut(&ch) else {
+            return Ok(());
+        };
+        let mut out = Routed::new(self, vhost, channel, ch);
+        let mut targets = Targets::default();
+        let mut cached: Option<(&str, &Exchange)> = None;
+        let result = (|| {
+            for p in messages.iter() {
+                if p.immediate() {
+                    return Err(Refusal::new(ErrorCode::NotImplemented, "immediate=true"));
+                }
+                let body = body_slice(&frame.body, p.body());
+                check_size(body.len(), limits.max_message_size)?;
+                let xname = p.exchange().unwrap_or("");
+                let x = match cached {
+                    Some((n, x)) if n == xname => x,
+                    _ => {
+                        let x = publish_target(vhost, xname)?;
+                        cached = Some((xname, x));
+                        x
+                    }
+                };
+                let props = checked_props(p.properties(), user)?;
+                let routing_key = p.routing_key().unwrap_or("");
+                check_publish_names(xname, routing_key, limits.max_name_len)?;
+                let msg = Message {
+                    exchange: Text::slice_of(&frame.body, xname),
+                    routing_key: Text::slice_of(&frame.body, routing_key),
+                    props,
+                    body,
+                    publisher: self.id,
+                };
+                check_expiration(&msg)?;
+                targets.clear();
+                vhost.route(x, routing_key, msg.headers(), &mut targets);
+                out.accept(msg, &targets, p.mandatory());
+            }
+            Ok(())
+        })();
+        out.finish(&mut st.dirty_channels);
+        result
+    }
+
+    /// The dense form: one exchange, routing key and set of properties for
+    /// the whole batch, so the message is routed once.
+    fn publish_dense(
+        self: &Rc<Self>,
+        frame: &Frame,
+        ch: u16,
+        dense: wire::DensePublish<'_>,
+    ) -> Result<(), Refusal> {
+        let limits = &self.shard.config.limits;
+        let bodies = dense_bodies("DensePublish", dense.sizes(), dense.bodies())
+            .map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
+        let meta = self.shard.meta.borrow();
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        let Some(vhost) = meta.vhost(&st.vhost) else {
+            return Err(Refusal::new(ErrorCode::NotAllowed, "vhost was deleted"));
+        };
+        let user = st.user.as_str();
+        let Some(channel) = st.channels.get_mut(&ch) else {
+            return Ok(());
+        };
+        let xname = dense.exchange().unwrap_or("");
+        let x = publish_target(vhost, xname)?;
+        let props = checked_props(dense.properties(), user)?;
+        let routing_key = dense.routing_key().unwrap_or("");
+        check_publish_names(xname, routing_key, limits.max_name_len)?;
+        let template = Message {
+            exchange: Text::slice_of(&frame.body, xname),
+            routing_key: Text::slice_of(&frame.body, routing_key),
+            props,
+            body: bytes::Bytes::new(),
+            publisher: self.id,
+        };
+        check_expiration(&template)?;
+        let mut targets = Targets::default();
+        vhost.route(x, routing_key, template.headers(), &mut targets);
+        let mut out = Routed::new(self, vhost, channel, ch);
+        let mut result = Ok(());
+        for body in bodies {
+            if let Err(e) = check_size(body.len(), limits.max_message_size) {
+                result = Err(e);
+                break;
+            }
+            let mut msg = template.clone();
+            msg.body = frame.body.slice_ref(body);
+            out.accept(msg, &targets, dense.mandatory());
+        }
+        out.finish(&mut st.dirty_channels);
+        result
+    }
+}
+
+/// Where routed publishes go: queues, returns, confirms of one channel.
+struct Routed<'a> {
+    session: &'a Rc<Session>,
+    vhost: &'a Vhost,
+    channel: &'a mut Channel,
+    ch: u16,
+    dirty: bool,
+}
+
+impl<'a> Routed<'a> {
+    fn new(
+        session: &'a Rc<Session>,
+        vhost: &'a Vhost,
+        channel: &'a mut Channel,
+        ch: u16,
+    ) -> Routed<'a> {
+        Routed {
+            session,
+            vhost,
+            channel,
+            ch,
+            dirty: false,
+        }
+    }
+
+    /// Sends a routed message to its queues, or returns it (mandatory),
+    /// and accounts for its confirm.
+    fn accept(&mut self, msg: Message, targets: &Targets, mandatory: bool) {
+        let seq = self.channel.confirms.as_ref().map(Confirms::next_seq);
+        if targets.is_empty() {
+            if mandatory {
+                self.channel.returns.push(pm::Return {
+                    reply_code: ErrorCode::NoRoute.as_u16(),
+                    reply_text: "NO_ROUTE".to_owned(),
+                    exchange: msg.exchange.as_str().to_owned(),
+                    routing_key: msg.routing_key.as_str().to_owned(),
+                    properties: msg.props.as_deref().cloned().unwrap_or_default(),
+                    body: msg.body.clone(),
+                });
+                self.dirty = true;
+            }
+            if let Some(c) = &mut self.channel.confirms {
+                c.register(0, false);
+                self.dirty = true;
+            }
+            return;
+        }
+        let confirm = seq.map(|seq| ConfirmRef {
+            session: self.session.id,
+            channel: self.ch,
+            seq,
+        });
+        let persistent = msg.is_persistent();
+        let shard = &self.session.shard;
+        let vhost = self.vhost;
+        let waiting = shard.enqueue_all(targets, msg, confirm, |q| {
+            confirm.is_some()
+                && vhost.queue_by_id(q.id).is_some_and(|d| {
+                    d.args.overflow != Overflow::DropHead
+                        && (d.args.max_length.is_some() || d.args.max_length_bytes.is_some())
+                        || (d.durable && persistent && shard.persists())
+                })
+        });
+        if let Some(c) = &mut self.channel.confirms {
+            c.register(waiting, false);
+            self.dirty = true;
+        }
+    }
+
+    fn finish(self, dirty_channels: &mut Vec<u16>) {
+        if self.dirty && !self.channel.dirty {
+            self.channel.dirty = true;
+            dirty_channels.push(self.ch);
+        }
+    }
+}
+
+/// AMQP names and routing keys are short strings: at most 255 bytes.
+fn check_publish_names(exchange: &str, routing_key: &str, max: usize) -> Result<(), Refusal> {
+    super::requests::check_name("exchange name", exchange, max)?;
+    super::requests::check_name("routing key", routing_key, max)
+}
+
+fn check_size(len: usize, max: usize) -> Result<(), Refusal> {
+    if len > max {
+        return Err(Refusal::new(
+            ErrorCode::PreconditionFailed,
+            format_args!("message size {len} is larger than configured max size {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The exchange a client publishes to, if it may.
+fn publish_target<'v>(vhost: &'v Vhost, xname: &str) -> Result<&'v Exchange, Refusal> {
+    let x = vhost
+        .exchange(xname)
+        .ok_or_else(|| Refusal::no_exchange(&vhost.name, xname))?;
+    if x.def.internal {
+        return Err(Refusal::new(
+            ErrorCode::AccessRefused,
+            format_args!(
+                "cannot publish to internal exchange '{xname}' in vhost '{}'",
+                vhost.name
+            ),
+        ));
+    }
+    Ok(x)
+}
+
+/// Decodes publish properties and checks `user_id` against the login.
+fn checked_props(
+    view: Option<wire::Properties<'_>>,
+    user: &str,
+) -> Result<Option<Arc<Properties>>, Refusal> {
+    let Some(view) = view else { return Ok(None) };
+    let props =
+        Properties::decode(Some(view)).map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
+    if let Some(u) = &props.user_id {
+        if u != user {
+            return Err(Refusal::new(
+                ErrorCode::PreconditionFailed,
+                format_args!("user_id property set to '{u}' but authenticated user was '{user}'"),
+            ));
+        }
+    }
+    Ok(Some(Arc::new(props)))
+}
+
+fn check_expiration(msg: &Message) -> Result<(), Refusal> {
+    msg.expiration_ms().map(|_| ()).map_err(|bad| {
+        Refusal::new(
+            ErrorCode::PreconditionFailed,
+            format_args!(
+                "invalid expiration '{bad}': not a non-negative integer number of milliseconds"
+            ),
+        )
+    })
+}

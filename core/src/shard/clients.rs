@@ -1,0 +1,81 @@
+//! The shard's view of the client connections it hosts: a small trait the
+//! sessions implement (so the shard never names the session type, and the
+//! two modules do not import each other), and the registry of live ones.
+
+use std::rc::Rc;
+
+use crate::exchange::QueueRef;
+use crate::message::Message;
+use crate::meta::SessionId;
+use crate::queue::{ConsumerId, MsgId};
+
+use super::Shard;
+
+/// A delivery for one of a session's consumers.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The consumer.
+    pub consumer: ConsumerId,
+    /// The queue it came from.
+    pub queue: QueueRef,
+    /// Its id in the queue.
+    pub id: MsgId,
+    /// Delivered before.
+    pub redelivered: bool,
+    /// Needs no ack (already settled at the queue).
+    pub no_ack: bool,
+    /// The message.
+    pub msg: Message,
+}
+
+/// What the shard asks of a client connection living on it.
+pub trait Client {
+    /// The session's server-wide id.
+    fn id(&self) -> SessionId;
+    /// A delivery for one of its consumers. Returns false when the consumer
+    /// or its channel is gone (the caller requeues).
+    fn deliver(&self, d: Delivery) -> bool;
+    /// A queue answered for a publish awaiting its confirm.
+    fn confirmed(&self, channel: u16, seq: u64, nack: bool);
+    /// A queue cancelled one of its consumers (the queue was deleted).
+    fn server_cancel(&self, consumer: ConsumerId);
+    /// A storage alarm: publishing is blocked.
+    fn blocked(&self, reason: &str);
+    /// Encodes pending output and wakes the writer; called once per batch
+    /// of shard work that touched the session.
+    fn flush(&self);
+}
+
+impl Shard {
+    /// Registers a session once its connection is open.
+    pub fn add_session(&self, s: Rc<dyn Client>) {
+        self.sessions.borrow_mut().insert(s.id(), s);
+    }
+
+    /// Forgets a session.
+    pub fn remove_session(&self, id: SessionId) {
+        self.sessions.borrow_mut().remove(&id);
+    }
+
+    pub(super) fn session(&self, id: SessionId) -> Option<Rc<dyn Client>> {
+        self.sessions.borrow().get(&id).cloned()
+    }
+
+    /// Every live session.
+    pub(super) fn all_sessions(&self) -> Vec<Rc<dyn Client>> {
+        self.sessions.borrow().values().cloned().collect()
+    }
+
+    /// Marks a session as having output to flush at the end of the batch.
+    pub(super) fn mark_dirty(&self, s: &Rc<dyn Client>) {
+        self.dirty.borrow_mut().push(s.clone());
+    }
+
+    /// Flushes sessions that got output while handling a batch.
+    pub fn flush_dirty(&self) {
+        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        for s in dirty {
+            s.flush();
+        }
+    }
+}

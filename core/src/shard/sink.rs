@@ -1,0 +1,226 @@
+//! The queues' effects carried out on this shard ([`Sink`]): deliveries
+//! posted to the consumers' shards, dead-lettering through the local
+//! metadata replica, and the log records of persistent messages.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ringmq_protocol::{FieldValue, Properties};
+use tracing::debug;
+
+use super::clients::Delivery;
+use super::mesh::ShardMsg;
+use super::Shard;
+use crate::exchange::{QueueId, QueueRef, Targets};
+use crate::log::record::Record;
+use crate::log::LogLoc;
+use crate::message::{DeathReason, Message};
+use crate::meta::QueueDef;
+use crate::queue::{ConsumerSpec, QueuedMsg, Sink};
+
+/// Properties shared by many messages (one `Arc`) and their record encoding.
+pub(super) type EncodedProps = (Arc<Properties>, Rc<Vec<u8>>);
+
+/// Carries out a queue's effects on this shard.
+pub(super) struct ShardSink<'a> {
+    shard: &'a Shard,
+    vhost: &'a str,
+    /// The record and id of the last message persisted (for its confirm).
+    pub last_loc: Option<(LogLoc, u64)>,
+    /// A queue's head needs paging in.
+    pub page_in: bool,
+    /// Deleting a whole queue: one QueueDeleted record instead of a
+    /// settle per message.
+    pub bulk_delete: bool,
+}
+
+impl<'a> ShardSink<'a> {
+    pub fn new(shard: &'a Shard, vhost: &'a str) -> ShardSink<'a> {
+        ShardSink {
+            shard,
+            vhost,
+            last_loc: None,
+            page_in: false,
+            bulk_delete: false,
+        }
+    }
+}
+
+impl Sink for ShardSink<'_> {
+    fn deliver(&mut self, queue: QueueId, consumer: &ConsumerSpec, qm: &QueuedMsg) {
+        self.shard.post(
+            consumer.shard,
+            ShardMsg::Deliver {
+                session: consumer.session,
+                delivery: Delivery {
+                    consumer: consumer.id,
+                    queue: QueueRef {
+                        id: queue,
+                        shard: self.shard.id,
+                    },
+                    id: qm.id,
+                    redelivered: qm.redelivered,
+                    no_ack: consumer.no_ack,
+                    msg: qm.msg.clone(),
+                },
+            },
+        );
+    }
+
+    fn dead_letter(&mut self, queue: &QueueDef, mut msg: Message, reason: DeathReason) {
+        let Some(dlx) = queue.args.dead_letter_exchange.as_deref() else {
+            return;
+        };
+        let routing_key = queue
+            .args
+            .dead_letter_routing_key
+            .clone()
+            .unwrap_or_else(|| msg.routing_key.as_str().to_owned());
+        msg.exchange = dlx.into();
+        msg.routing_key = routing_key.as_str().into();
+        let meta = self.shard.meta.borrow();
+        let Some(v) = meta.vhost(self.vhost) else {
+            return;
+        };
+        let Some(x) = v.exchange(dlx) else {
+            return; // a missing DLX drops the message, as in RabbitMQ
+        };
+        let mut targets = Targets::default();
+        v.route(x, &routing_key, msg.headers(), &mut targets);
+        // Cycle protection: without a rejection in the history, a message
+        // never re-enters a queue it already died in.
+        let deaths = death_queues(&msg);
+        if reason != DeathReason::Rejected && !deaths.rejected {
+            targets.queues.retain(|t| {
+                v.queue_by_id(t.id)
+                    .is_none_or(|d| !deaths.queues.contains(&d.name))
+            });
+        }
+        drop(meta);
+        for t in &targets.queues {
+            self.shard.post(
+                t.shard,
+                ShardMsg::Enqueue {
+                    queue: t.id,
+                    msg: msg.clone(),
+                    confirm: None,
+                },
+            );
+        }
+    }
+
+    fn settled(&mut self, queue: QueueId, qm: &QueuedMsg) {
+        let Some(loc) = qm.loc else { return };
+        if qm.resident {
+            self.shard
+                .resident
+                .set(self.shard.resident.get().saturating_sub(u64::from(qm.size)));
+        }
+        let Some(log) = self.shard.log() else { return };
+        if !self.bulk_delete {
+            if let Err(e) = log.append(&Record::Settle {
+                queue: queue.0,
+                id: qm.id,
+            }) {
+                debug!(error = %e, "settlement not recorded");
+            }
+        }
+        log.release(loc);
+    }
+
+    fn persist(&mut self, queue: &QueueDef, qm: &mut QueuedMsg) -> bool {
+        self.last_loc = None;
+        if !(queue.durable && qm.msg.is_persistent()) {
+            return true;
+        }
+        let Some(log) = self.shard.log() else {
+            return true;
+        };
+        // Messages of one dense publish share their properties: encode once.
+        let props = match &qm.msg.props {
+            None => Rc::new(Vec::new()),
+            Some(p) => {
+                let mut cache = self.shard.props_cache.borrow_mut();
+                match &*cache {
+                    Some((cached, bytes)) if Arc::ptr_eq(cached, p) => bytes.clone(),
+                    _ => {
+                        let bytes = Rc::new(p.to_flatbuffer());
+                        *cache = Some((p.clone(), bytes.clone()));
+                        bytes
+                    }
+                }
+            }
+        };
+        let rec = Record::Enqueue {
+            queue: queue.id.0,
+            id: qm.id,
+            expires_at: qm.expires_at.unwrap_or(0),
+            exchange: qm.msg.exchange.as_str(),
+            routing_key: qm.msg.routing_key.as_str(),
+            props: &props[..],
+            body: &qm.msg.body,
+        };
+        match log.append(&rec) {
+            Ok(loc) => {
+                qm.loc = Some(loc);
+                self.last_loc = Some((loc, qm.id));
+                let budget = self.shard.config.storage.memory_budget_bytes;
+                let size = u64::from(qm.size);
+                if self.shard.resident.get() + size > budget {
+                    qm.msg.body = bytes::Bytes::new();
+                    qm.resident = false;
+                } else {
+                    self.shard.resident.set(self.shard.resident.get() + size);
+                }
+                // Keep only the message's own bytes, not the frame it came in.
+                qm.msg.detach();
+                true
+            }
+            Err(e) => {
+                debug!(error = %e, "persistent message refused");
+                false
+            }
+        }
+    }
+
+    fn delivered(&mut self, queue: QueueId, qm: &QueuedMsg) {
+        if qm.loc.is_none() {
+            return;
+        }
+        if let Some(log) = self.shard.log() {
+            let _ = log.append(&Record::Delivered {
+                queue: queue.0,
+                id: qm.id,
+            });
+        }
+    }
+
+    fn page_in(&mut self, _queue: QueueId) {
+        self.page_in = true;
+    }
+}
+
+struct Deaths {
+    queues: Vec<String>,
+    rejected: bool,
+}
+
+fn death_queues(msg: &Message) -> Deaths {
+    let mut d = Deaths {
+        queues: Vec::new(),
+        rejected: false,
+    };
+    if let Some(FieldValue::Array(items)) = msg.headers().and_then(|h| h.get("x-death")) {
+        for item in items {
+            if let FieldValue::Table(t) = item {
+                if let Some(q) = t.get("queue").and_then(FieldValue::as_str) {
+                    d.queues.push(q.to_owned());
+                }
+                if t.get("reason").and_then(FieldValue::as_str) == Some("rejected") {
+                    d.rejected = true;
+                }
+            }
+        }
+    }
+    d
+}

@@ -1,0 +1,245 @@
+//! The shard's side of durability: putting recovered messages back into
+//! their queues, confirms that wait for the log to commit their record,
+//! the storage alarm when a write or sync fails, and reclaiming segments
+//! (deleting settled ones, compacting mostly dead ones).
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringmq_protocol::Properties;
+use tracing::warn;
+
+use super::mesh::{ConfirmRef, ShardMsg};
+use super::Shard;
+use crate::exchange::QueueId;
+use crate::log::meta_store::MetaStore;
+use crate::log::record::Record;
+use crate::log::recovery::{Recovered, RecoveredMsg};
+use crate::log::{Log, LogError, LogLoc, Pos};
+use crate::message::Message;
+use crate::queue::QueuedMsg;
+
+impl Shard {
+    /// True when persistent messages on durable queues go to a log (the
+    /// durability seam: until the segment log exists, nothing is logged).
+    pub fn persists(&self) -> bool {
+        self.log.borrow().is_some()
+    }
+
+    /// The shard's log, if it persists.
+    pub fn log(&self) -> Option<Rc<Log>> {
+        self.log.borrow().clone()
+    }
+
+    /// Installs the log (at start, after recovery).
+    pub fn set_log(&self, log: Rc<Log>) {
+        *self.log.borrow_mut() = Some(log);
+    }
+
+    /// Installs the metadata store (coordinator, at start).
+    pub fn set_meta_store(&self, store: Rc<MetaStore>) {
+        *self.meta_store.borrow_mut() = Some(store);
+    }
+
+    /// Puts recovered messages into the queues this shard owns; records
+    /// of queues that no longer exist are marked deleted.
+    pub fn restore(&self, log: &Rc<Log>, recovered: Recovered) {
+        let mut resident = 0u64;
+        let mut restored = 0usize;
+        for (qid, msgs) in recovered.queues {
+            let mut queues = self.queues.borrow_mut();
+            let Some(q) = queues.get_mut(&QueueId(qid)) else {
+                for m in msgs.values() {
+                    log.release(m.loc);
+                }
+                if let Err(e) = log.append(&Record::QueueDeleted { queue: qid }) {
+                    warn!(error = %e, "cannot record a vanished queue");
+                }
+                continue;
+            };
+            restored += msgs.len();
+            resident += msgs
+                .values()
+                .filter(|m| m.body.is_some())
+                .map(|m| u64::from(m.size))
+                .sum::<u64>();
+            let entries: Vec<QueuedMsg> = msgs
+                .into_iter()
+                .map(|(id, m)| restored_msg(qid, id, m))
+                .collect();
+            q.restore(entries);
+        }
+        self.resident.set(resident);
+        if restored > 0 {
+            tracing::info!(
+                shard = self.id,
+                messages = restored,
+                "queues restored from the log"
+            );
+        }
+    }
+
+    /// Sends the confirm for a record once the log has committed it.
+    pub(super) fn confirm_when_durable(&self, loc: LogLoc, c: ConfirmRef, queue: QueueId, id: u64) {
+        let end = (loc.seq, loc.offset + u64::from(loc.len));
+        let committed = self.log().map(|l| l.committed());
+        if committed.is_some_and(|p| p >= end) {
+            self.confirm(c, false);
+        } else {
+            self.durable_waiters
+                .borrow_mut()
+                .push_back((end, c, queue, id));
+        }
+    }
+
+    /// The log committed up to `pos` (or failed): send the confirms.
+    pub fn on_commit(self: &Rc<Self>, result: Result<Pos, LogError>) {
+        let e = match result {
+            Ok(pos) => {
+                let mut waiters = self.durable_waiters.borrow_mut();
+                while waiters.front().is_some_and(|(end, ..)| *end <= pos) {
+                    if let Some((_, c, ..)) = waiters.pop_front() {
+                        self.confirm(c, false);
+                    }
+                }
+                return;
+            }
+            Err(e) => e,
+        };
+        let waiting = std::mem::take(&mut *self.durable_waiters.borrow_mut());
+        for (_, c, queue, id) in waiting {
+            // Not durable: the publisher is told, and the message leaves
+            // the queue so a republish does not duplicate it.
+            if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
+                q.discard(id);
+            }
+            self.confirm(c, true);
+        }
+        let reason = format!("disk failure on shard {}: {e}", self.id);
+        for to in 0..self.count {
+            self.post(
+                to,
+                ShardMsg::Alarm {
+                    reason: reason.clone(),
+                },
+            );
+        }
+    }
+
+    /// Deletes the oldest segment once every message in it is settled, and
+    /// compacts it (copying its live records forward) once it is mostly
+    /// dead, so an old unacked message cannot pin gigabytes.
+    pub async fn reclaim_segments(self: Rc<Self>) {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            if self.is_stopping() {
+                return;
+            }
+            let Some(log) = self.log() else { return };
+            while let Some((seq, empty)) = log.reclaimable() {
+                if !empty {
+                    self.compact(&log, seq).await;
+                    if log.reclaimable() != Some((seq, true)) {
+                        break;
+                    }
+                }
+                // Settle records in this segment must not vanish before the
+                // records that make them unnecessary are durable.
+                if let Err(e) = log.delete_segment(seq).await {
+                    warn!(error = %e, seq, "cannot delete a segment");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Copies the live records of segment `seq` into the active segment.
+    async fn compact(self: &Rc<Self>, log: &Rc<Log>, seq: u32) {
+        let live: Vec<(QueueId, crate::queue::Persisted)> = self
+            .queues
+            .borrow()
+            .iter()
+            .map(|(id, q)| (*id, q.persisted_in(seq)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        let mut moved = 0u64;
+        for (qid, msgs) in live {
+            for (msg_id, from, delivered) in msgs {
+                let bytes = match log.read(from).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        warn!(error = %e, "compaction read failed");
+                        return;
+                    }
+                };
+                let Ok((rec, _)) = Record::decode(&bytes) else {
+                    warn!(seq, "compaction: record does not decode");
+                    return;
+                };
+                // The message may have been settled while we read.
+                let still = self.queues.borrow().get(&qid).is_some_and(|q| {
+                    q.persisted_in(seq)
+                        .iter()
+                        .any(|(id, l, _)| *id == msg_id && *l == from)
+                });
+                if !still {
+                    continue;
+                }
+                let Ok(to) = log.append(&rec) else { return };
+                if delivered {
+                    let _ = log.append(&Record::Delivered {
+                        queue: qid.0,
+                        id: msg_id,
+                    });
+                }
+                let relocated = self
+                    .queues
+                    .borrow_mut()
+                    .get_mut(&qid)
+                    .is_some_and(|q| q.relocate(msg_id, from, to));
+                if relocated {
+                    log.release(from);
+                    moved += 1;
+                } else {
+                    // Settled meanwhile: the copy is dead too.
+                    let _ = log.append(&Record::Settle {
+                        queue: qid.0,
+                        id: msg_id,
+                    });
+                    log.release(to);
+                }
+            }
+        }
+        // The copies must be durable before the old segment goes.
+        log.sync_all().await;
+        tracing::info!(shard = self.id, seq, moved, "segment compacted");
+    }
+}
+
+/// A recovered message as a queue entry.
+fn restored_msg(queue: u64, id: u64, m: RecoveredMsg) -> QueuedMsg {
+    let props = match Properties::from_flatbuffer(&m.props) {
+        Ok(p) if !p.is_empty() => Some(Arc::new(p)),
+        Ok(_) => None,
+        Err(e) => {
+            warn!(queue, msg = id, error = %e, "recovered properties do not decode; dropped");
+            None
+        }
+    };
+    QueuedMsg {
+        id,
+        msg: Message {
+            exchange: m.exchange.as_str().into(),
+            routing_key: m.routing_key.as_str().into(),
+            props,
+            body: m.body.clone().unwrap_or_default(),
+            publisher: 0,
+        },
+        redelivered: m.redelivered,
+        expires_at: (m.expires_at > 0).then_some(m.expires_at),
+        loc: Some(m.loc),
+        resident: m.body.is_some(),
+        size: m.size,
+    }
+}
