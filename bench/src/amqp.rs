@@ -16,13 +16,18 @@
 //! One channel (1) per connection; heartbeats are turned off in
 //! `connection.tune-ok`.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use amq_protocol::frame::{gen_frame, AMQPFrame};
 use amq_protocol::protocol::{basic, channel, confirm, connection, exchange, queue, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+use ringmq_amqp_codec::content::{put_ack, put_body, put_header, put_publish};
+use ringmq_amqp_codec::method::{method_ids, put_heartbeat, put_method};
+use ringmq_amqp_codec::{
+    Decoder, FrameError, RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
+    PROTOCOL_HEADER,
+};
 
 use crate::clock::{now_ns, write_stamp, STAMP_LEN};
 use crate::driver::{self, ConfirmSource, ConsumeConn, PublishConn};
@@ -30,19 +35,6 @@ use crate::error::BenchError;
 use crate::native::tcp_connect;
 use crate::scenario::{Scenario, Topology};
 use crate::target::Target;
-
-/// Method frame.
-pub const FRAME_METHOD: u8 = 1;
-/// Content header frame.
-pub const FRAME_HEADER: u8 = 2;
-/// Content body frame.
-pub const FRAME_BODY: u8 = 3;
-/// Heartbeat frame.
-pub const FRAME_HEARTBEAT: u8 = 8;
-/// Every frame ends with this octet.
-pub const FRAME_END: u8 = 0xCE;
-/// The 0-9-1 protocol header.
-pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 
 /// What a handshake error says when the server does not speak AMQP.
 const NOT_AMQP: &str = "the server does not speak AMQP 0-9-1 (a ringmq native port? use native://)";
@@ -57,36 +49,21 @@ const READ_TICK: Duration = Duration::from_millis(100);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of output that trigger a write.
 const WRITE_BYTES: usize = 64 * 1024;
-/// Read buffer size.
+/// Bytes read from the socket at once.
 const READ_BYTES: usize = 256 * 1024;
-
-/// A frame's place in the read buffer.
-#[derive(Debug, Clone, Copy)]
-struct RawFrame {
-    kind: u8,
-    channel: u16,
-    start: usize,
-    end: usize,
-}
 
 /// Reads a socket in large chunks and splits the bytes into frames.
 struct FrameReader {
     stream: TcpStream,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    frame_max: u32,
+    decoder: Decoder,
     what: String,
 }
 
 impl FrameReader {
-    fn new(stream: TcpStream, what: &str) -> FrameReader {
+    fn new(stream: TcpStream, what: &str, frame_max: u32) -> FrameReader {
         FrameReader {
             stream,
-            buf: vec![0; READ_BYTES],
-            start: 0,
-            end: 0,
-            frame_max: FRAME_MAX,
+            decoder: Decoder::new(frame_max),
             what: what.to_owned(),
         }
     }
@@ -94,25 +71,14 @@ impl FrameReader {
     /// One read, waiting up to the socket timeout; false when nothing
     /// arrived.
     fn fill(&mut self) -> Result<bool, BenchError> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.buf.len() - self.end < 16 * 1024 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        match self.stream.read(&mut self.buf[self.end..]) {
+        match self.decoder.read_from(&mut self.stream, READ_BYTES) {
             Ok(0) => Err(BenchError::Closed {
                 what: self.what.clone(),
                 scope: "connection",
                 code: 0,
                 text: "socket closed by the broker".into(),
             }),
-            Ok(n) => {
-                self.end += n;
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -127,116 +93,24 @@ impl FrameReader {
 
     /// The next whole frame in the buffer.
     fn next(&mut self) -> Result<Option<RawFrame>, BenchError> {
-        let avail = &self.buf[self.start..self.end];
-        if avail.len() < 7 {
-            return Ok(None);
-        }
-        if avail.starts_with(b"AMQP") {
-            return Err(BenchError::protocol(
+        self.decoder.next_frame().map_err(|e| match e {
+            FrameError::BadType(b'A') => BenchError::protocol(
                 &self.what,
                 "the server does not speak AMQP 0-9-1 (it answered with its own protocol header)",
-            ));
-        }
-        let kind = avail[0];
-        let channel = u16::from_be_bytes([avail[1], avail[2]]);
-        let size = u32::from_be_bytes([avail[3], avail[4], avail[5], avail[6]]) as usize;
-        if size + 8 > self.frame_max as usize {
-            return Err(BenchError::protocol(
-                &self.what,
-                format!("frame of {size} bytes exceeds frame_max {}", self.frame_max),
-            ));
-        }
-        if avail.len() < size + 8 {
-            if self.buf.len() < size + 8 + 16 * 1024 {
-                self.buf.resize(size + 8 + 16 * 1024, 0);
-            }
-            return Ok(None);
-        }
-        if avail[size + 7] != FRAME_END {
-            return Err(BenchError::protocol(&self.what, "bad frame-end octet"));
-        }
-        if !matches!(
-            kind,
-            FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
-        ) {
-            return Err(BenchError::protocol(
-                &self.what,
-                format!("unknown frame type {kind}"),
-            ));
-        }
-        let start = self.start + 7;
-        self.start += size + 8;
-        Ok(Some(RawFrame {
-            kind,
-            channel,
-            start,
-            end: start + size,
-        }))
-    }
-
-    fn payload(&self, f: &RawFrame) -> &[u8] {
-        &self.buf[f.start..f.end]
-    }
-}
-
-/// `(class, method)` ids of a method payload.
-fn method_ids(payload: &[u8]) -> (u16, u16) {
-    match payload {
-        [a, b, c, d, ..] => (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])),
-        _ => (0, 0),
+            ),
+            e => BenchError::protocol(&self.what, e.to_string()),
+        })
     }
 }
 
 fn parse_method(payload: &[u8], what: &str) -> Result<AMQPClass, BenchError> {
-    amq_protocol::protocol::parse_class(payload)
-        .map(|(_, class)| class)
-        .map_err(|e| {
-            BenchError::protocol(
-                what,
-                format!("cannot parse a method: {e:?}")
-                    .chars()
-                    .take(200)
-                    .collect::<String>(),
-            )
-        })
+    ringmq_amqp_codec::method::parse_method(payload)
+        .map_err(|e| BenchError::protocol(what, e.to_string()))
 }
 
 fn short(s: &str, what: &str) -> Result<ShortString, BenchError> {
     ShortString::try_new(s)
         .map_err(|_| BenchError::protocol(what, format!("'{s}' is longer than 255 bytes")))
-}
-
-/// Appends a frame generated by amq-protocol.
-fn put_frame(out: &mut Vec<u8>, frame: &AMQPFrame, what: &str) -> Result<(), BenchError> {
-    let buf = std::mem::take(out);
-    *out = cookie_factory::gen_simple(gen_frame(frame), buf)
-        .map_err(|e| BenchError::protocol(what, format!("cannot encode a frame: {e:?}")))?;
-    Ok(())
-}
-
-/// Appends a short string (at most 255 bytes, longer is cut).
-fn put_short(out: &mut Vec<u8>, s: &str) {
-    let b = &s.as_bytes()[..s.len().min(255)];
-    out.push(b.len() as u8);
-    out.extend_from_slice(b);
-}
-
-/// The `basic.publish` method frame for one exchange and routing key.
-pub fn encode_publish_method(channel: u16, exchange: &str, routing_key: &str) -> Vec<u8> {
-    let mut f = Vec::with_capacity(24 + exchange.len() + routing_key.len());
-    f.push(FRAME_METHOD);
-    f.extend_from_slice(&channel.to_be_bytes());
-    f.extend_from_slice(&[0; 4]);
-    f.extend_from_slice(&60u16.to_be_bytes());
-    f.extend_from_slice(&40u16.to_be_bytes());
-    f.extend_from_slice(&0u16.to_be_bytes()); // reserved (ticket)
-    put_short(&mut f, exchange);
-    put_short(&mut f, routing_key);
-    f.push(0); // mandatory, immediate
-    let size = (f.len() - 7) as u32;
-    f[3..7].copy_from_slice(&size.to_be_bytes());
-    f.push(FRAME_END);
-    f
 }
 
 /// The content header and body frames of a message of `body`, split to fit
@@ -246,43 +120,14 @@ pub fn encode_content(
     body: &[u8],
     persistent: bool,
     frame_max: u32,
-) -> (Vec<u8>, usize) {
+) -> Result<(Vec<u8>, usize), BenchError> {
     let mut f = Vec::with_capacity(body.len() + 64);
-    f.push(FRAME_HEADER);
-    f.extend_from_slice(&channel.to_be_bytes());
-    let props: &[u8] = if persistent {
-        &[0x10, 0x00, 2]
-    } else {
-        &[0, 0]
-    };
-    f.extend_from_slice(&(12 + props.len() as u32).to_be_bytes());
-    f.extend_from_slice(&60u16.to_be_bytes());
-    f.extend_from_slice(&0u16.to_be_bytes()); // weight
-    f.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    f.extend_from_slice(props);
-    f.push(FRAME_END);
+    let props = persistent.then(|| basic::AMQPProperties::default().with_delivery_mode(2));
+    put_header(&mut f, channel, props.as_ref(), body.len() as u64)
+        .map_err(|e| BenchError::protocol("content header", e.to_string()))?;
     let body_at = f.len() + 7;
-    let chunk = (frame_max as usize).saturating_sub(8).max(STAMP_LEN);
-    for part in body.chunks(chunk) {
-        f.push(FRAME_BODY);
-        f.extend_from_slice(&channel.to_be_bytes());
-        f.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        f.extend_from_slice(part);
-        f.push(FRAME_END);
-    }
-    (f, body_at)
-}
-
-/// Appends a `basic.ack` frame.
-pub fn put_ack(out: &mut Vec<u8>, channel: u16, delivery_tag: u64, multiple: bool) {
-    out.push(FRAME_METHOD);
-    out.extend_from_slice(&channel.to_be_bytes());
-    out.extend_from_slice(&13u32.to_be_bytes());
-    out.extend_from_slice(&60u16.to_be_bytes());
-    out.extend_from_slice(&80u16.to_be_bytes());
-    out.extend_from_slice(&delivery_tag.to_be_bytes());
-    out.push(u8::from(multiple));
-    out.push(FRAME_END);
+    put_body(&mut f, channel, body, frame_max);
+    Ok((f, body_at))
 }
 
 /// The `closed` error for a `connection.close` or `channel.close` payload.
@@ -324,7 +169,7 @@ impl Link {
         let reader = stream.try_clone().map_err(|e| BenchError::io(what, e))?;
         let mut link = Link {
             stream,
-            rd: FrameReader::new(reader, what),
+            rd: FrameReader::new(reader, what, FRAME_MAX),
             out: Vec::with_capacity(WRITE_BYTES * 2),
             what: what.to_owned(),
             frame_max: FRAME_MAX,
@@ -395,7 +240,7 @@ impl Link {
             n => n.min(FRAME_MAX),
         };
         link.frame_max = frame_max;
-        link.rd.frame_max = frame_max;
+        link.rd.decoder.set_frame_max(frame_max);
         link.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
@@ -443,14 +288,15 @@ impl Link {
     }
 
     fn send_method(&mut self, ch: u16, class: AMQPClass) -> Result<(), BenchError> {
-        put_frame(&mut self.out, &AMQPFrame::Method(ch, class), &self.what)?;
+        put_method(&mut self.out, ch, class)
+            .map_err(|e| BenchError::protocol(&self.what, e.to_string()))?;
         self.write_out()
     }
 
     /// Handles a method nobody waits for: closes become errors (after
     /// answering them); the rest is ignored.
     fn unsolicited_method(&mut self, f: &RawFrame) -> Result<(), BenchError> {
-        let payload = self.rd.payload(f);
+        let payload = &f.payload[..];
         match method_ids(payload) {
             (10, 50) => {
                 let e = close_error(payload, &self.what, "connection");
@@ -483,16 +329,15 @@ impl Link {
             while let Some(f) = self.rd.next()? {
                 match f.kind {
                     FRAME_METHOD => {
-                        let ids = method_ids(self.rd.payload(&f));
+                        let ids = method_ids(&f.payload);
                         if matches!(ids, (10, 50) | (20, 40) | (60, 30)) {
                             self.unsolicited_method(&f)?;
                         } else if f.channel == ch {
-                            return parse_method(self.rd.payload(&f), &self.what);
+                            return parse_method(&f.payload, &self.what);
                         }
                     }
                     FRAME_HEARTBEAT => {
-                        self.out
-                            .extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
+                        put_heartbeat(&mut self.out);
                         self.write_out()?;
                     }
                     _ => {}
@@ -528,7 +373,7 @@ impl Link {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             while let Some(f) = self.rd.next()? {
-                if f.kind == FRAME_METHOD && method_ids(self.rd.payload(&f)) == (10, 51) {
+                if f.kind == FRAME_METHOD && method_ids(&f.payload) == (10, 51) {
                     return Ok(());
                 }
             }
@@ -705,11 +550,15 @@ impl Publisher {
         for (i, b) in body.iter_mut().enumerate().skip(STAMP_LEN) {
             *b = b'a' + (i % 26) as u8;
         }
-        let (content, body_at) = encode_content(CHANNEL, &body, s.persistent, link.frame_max);
+        let (content, body_at) = encode_content(CHANNEL, &body, s.persistent, link.frame_max)?;
         let methods = topo
             .routing_keys
             .iter()
-            .map(|k| encode_publish_method(CHANNEL, &topo.exchange, k))
+            .map(|k| {
+                let mut m = Vec::new();
+                put_publish(&mut m, CHANNEL, &topo.exchange, k);
+                m
+            })
             .collect();
         Ok(Publisher {
             link,
@@ -747,8 +596,7 @@ impl PublishConn for Publisher {
             .stream
             .try_clone()
             .map_err(|e| BenchError::io(&self.link.what, e))?;
-        let mut rd = FrameReader::new(stream, &self.link.what);
-        rd.frame_max = self.link.frame_max;
+        let rd = FrameReader::new(stream, &self.link.what, self.link.frame_max);
         Ok(ConfirmReader { rd })
     }
 
@@ -772,7 +620,7 @@ impl ConfirmSource for ConfirmReader {
             if f.kind != FRAME_METHOD {
                 continue; // returned content, heartbeats
             }
-            let p = self.rd.payload(&f);
+            let p = &f.payload[..];
             match method_ids(p) {
                 (60, 80) | (60, 120) if p.len() >= 13 => {
                     let mut tag = [0u8; 8];
@@ -878,7 +726,7 @@ impl ConsumeConn for Consumer {
         let mut n = 0;
         let bad = |what: &str, reason: &str| BenchError::protocol(what, reason.to_owned());
         while let Some(fr) = self.link.rd.next()? {
-            let p = self.link.rd.payload(&fr);
+            let p = &fr.payload[..];
             match (fr.kind, self.pending) {
                 (FRAME_METHOD, Pending::Idle) if method_ids(p) == (60, 60) => {
                     // consumer-tag (short string), delivery-tag, ...
@@ -936,18 +784,7 @@ impl ConsumeConn for Consumer {
                         };
                     }
                 }
-                (FRAME_HEARTBEAT, _) => {
-                    self.link.out.extend_from_slice(&[
-                        FRAME_HEARTBEAT,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        FRAME_END,
-                    ]);
-                }
+                (FRAME_HEARTBEAT, _) => put_heartbeat(&mut self.link.out),
                 (FRAME_METHOD, _) => self.link.unsolicited_method(&fr)?,
                 (kind, _) => {
                     return Err(BenchError::protocol(
@@ -983,62 +820,30 @@ impl ConsumeConn for Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use amq_protocol::frame::parse_frame;
-
-    fn frames(mut rest: &[u8]) -> Vec<AMQPFrame> {
-        let mut v = Vec::new();
-        while !rest.is_empty() {
-            let (r, f) = parse_frame(rest).unwrap();
-            v.push(f);
-            rest = r;
-        }
-        v
-    }
+    use amq_protocol::frame::{parse_frame, AMQPFrame};
 
     #[test]
-    fn hand_encoded_frames_parse_with_amq_protocol() {
-        let mut bytes = encode_publish_method(1, "bench.x", "eu.s1.trade");
+    fn pre_encoded_content_parses_and_points_at_the_body() {
         let body: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
-        let (content, at) = encode_content(1, &body, true, 4096);
+        let (content, at) = encode_content(1, &body, true, 4096).unwrap();
         assert_eq!(&content[at..at + 16], &body[..16]);
-        bytes.extend_from_slice(&content);
-        put_ack(&mut bytes, 1, 77, true);
-        let f = frames(&bytes);
-        match &f[0] {
-            AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Publish(p))) => {
-                assert_eq!(p.exchange.as_str(), "bench.x");
-                assert_eq!(p.routing_key.as_str(), "eu.s1.trade");
-                assert!(!p.mandatory);
-            }
-            other => panic!("{other:?}"),
-        }
-        match &f[1] {
-            AMQPFrame::Header(1, h) => {
-                assert_eq!(h.body_size, 10_000);
-                assert_eq!(h.properties.delivery_mode(), &Some(2));
-            }
-            other => panic!("{other:?}"),
-        }
+        let mut rest = &content[..];
         let mut got = Vec::new();
-        for fr in &f[2..f.len() - 1] {
-            match fr {
-                AMQPFrame::Body(1, b) => {
-                    assert!(b.len() <= 4096 - 8);
-                    got.extend_from_slice(b);
+        while !rest.is_empty() {
+            let (r, f) = parse_frame(rest).unwrap();
+            rest = r;
+            match f {
+                AMQPFrame::Header(1, h) => {
+                    assert_eq!(h.body_size, 10_000);
+                    assert_eq!(h.properties.delivery_mode(), &Some(2));
                 }
+                AMQPFrame::Body(1, b) => got.extend_from_slice(&b),
                 other => panic!("{other:?}"),
             }
         }
         assert_eq!(got, body);
-        match f.last().unwrap() {
-            AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Ack(a))) => {
-                assert_eq!(a.delivery_tag, 77);
-                assert!(a.multiple);
-            }
-            other => panic!("{other:?}"),
-        }
-        let (transient, _) = encode_content(1, &body[..16], false, 4096);
-        match &frames(&transient)[0] {
+        let (transient, _) = encode_content(1, &body[..16], false, 4096).unwrap();
+        match parse_frame(&transient[..]).unwrap().1 {
             AMQPFrame::Header(1, h) => assert_eq!(h.properties.delivery_mode(), &None),
             other => panic!("{other:?}"),
         }

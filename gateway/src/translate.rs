@@ -12,7 +12,7 @@ use amq_protocol::types::{
 };
 use ringmq_protocol::frame::Kind;
 use ringmq_protocol::message::{self as m, Message};
-use ringmq_protocol::{FieldTable, FieldValue, Properties};
+use ringmq_protocol::{ErrorCode, FieldTable, FieldValue, Properties, Refusal};
 
 /// The AMQP reply-code text limit (a short string).
 const MAX_SHORT: usize = 255;
@@ -182,6 +182,9 @@ pub fn props_to_amqp(p: &Properties) -> basic::AMQPProperties {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Inbound {
+    /// Nothing to send: the method needs no action (the client's
+    /// `channel.flow-ok`).
+    Nothing,
     /// A native request; `nowait` suppresses the AMQP reply.
     Request {
         /// The request.
@@ -201,13 +204,13 @@ pub enum Inbound {
     ConnectionClose,
     /// The client confirms our connection close.
     ConnectionCloseOk,
-    /// A method the client may not send now: hard error with this code.
-    Invalid(u16, String),
+    /// A method the client may not send now: a connection error.
+    Invalid(Refusal),
 }
 
 /// Maps a method the client sent on `ch` (after the handshake).
 pub fn inbound(ch: u16, class: AMQPClass) -> Inbound {
-    use Inbound::{Invalid, Request};
+    use Inbound::Request;
     let req = |msg: Message| Request { msg, nowait: false };
     let nowait_req = |msg: Message, nowait: bool| Request { msg, nowait };
     match class {
@@ -219,11 +222,8 @@ pub fn inbound(ch: u16, class: AMQPClass) -> Inbound {
                 channel: ch,
                 active: f.active,
             })),
-            channel::AMQPMethod::FlowOk(_) => nowait_req(Message::Heartbeat, true),
-            other => Invalid(
-                503,
-                format!("COMMAND_INVALID - unexpected method {other:?}"),
-            ),
+            channel::AMQPMethod::FlowOk(_) => Inbound::Nothing,
+            other => unexpected(other),
         },
         AMQPClass::Exchange(e) => match e {
             exchange::AMQPMethod::Declare(d) => nowait_req(
@@ -267,10 +267,7 @@ pub fn inbound(ch: u16, class: AMQPClass) -> Inbound {
                 }),
                 b.nowait,
             ),
-            other => Invalid(
-                503,
-                format!("COMMAND_INVALID - unexpected method {other:?}"),
-            ),
+            other => unexpected(other),
         },
         AMQPClass::Queue(q) => match q {
             queue::AMQPMethod::Declare(d) => nowait_req(
@@ -318,10 +315,7 @@ pub fn inbound(ch: u16, class: AMQPClass) -> Inbound {
                 }),
                 d.nowait,
             ),
-            other => Invalid(
-                503,
-                format!("COMMAND_INVALID - unexpected method {other:?}"),
-            ),
+            other => unexpected(other),
         },
         AMQPClass::Basic(b) => match b {
             basic::AMQPMethod::Qos(q) => req(Message::Qos(m::Qos {
@@ -384,10 +378,7 @@ pub fn inbound(ch: u16, class: AMQPClass) -> Inbound {
                 }),
                 true,
             ),
-            other => Invalid(
-                503,
-                format!("COMMAND_INVALID - unexpected method {other:?}"),
-            ),
+            other => unexpected(other),
         },
         AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => {
             nowait_req(Message::ConfirmSelect(ch), s.nowait)
@@ -396,10 +387,7 @@ pub fn inbound(ch: u16, class: AMQPClass) -> Inbound {
             tx::AMQPMethod::Select(_) => req(Message::TxSelect(ch)),
             tx::AMQPMethod::Commit(_) => req(Message::TxCommit(ch)),
             tx::AMQPMethod::Rollback(_) => req(Message::TxRollback(ch)),
-            other => Invalid(
-                503,
-                format!("COMMAND_INVALID - unexpected method {other:?}"),
-            ),
+            other => unexpected(other),
         },
         AMQPClass::Connection(amq_protocol::protocol::connection::AMQPMethod::Close(_)) => {
             Inbound::ConnectionClose
@@ -407,11 +395,16 @@ pub fn inbound(ch: u16, class: AMQPClass) -> Inbound {
         AMQPClass::Connection(amq_protocol::protocol::connection::AMQPMethod::CloseOk(_)) => {
             Inbound::ConnectionCloseOk
         }
-        other => Invalid(
-            503,
-            format!("COMMAND_INVALID - unexpected method {other:?}"),
-        ),
+        other => unexpected(other),
     }
+}
+
+/// The refusal of a method a client may not send.
+fn unexpected(method: impl std::fmt::Debug) -> Inbound {
+    Inbound::Invalid(Refusal::new(
+        ErrorCode::CommandInvalid,
+        format_args!("unexpected method {method:?}"),
+    ))
 }
 
 /// The AMQP reply to a native reply (`None` for replies with no AMQP

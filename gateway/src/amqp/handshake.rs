@@ -1,0 +1,293 @@
+//! The AMQP handshake: protocol header, `connection.start`/`start-ok`
+//! (credentials are checked by the broker right away, as RabbitMQ does),
+//! `tune`/`tune-ok`, and `connection.open` (the broker opens the vhost).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use amq_protocol::protocol::{connection, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable as AmqpTable, LongString};
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use ringmq_amqp_codec::method::parse_method;
+use ringmq_amqp_codec::{Decoder, RawFrame, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER};
+use ringmq_protocol::ErrorCode;
+use ringmq_rt::connection::{ReadHalf, WriteHalf};
+use tracing::{debug, info};
+
+use super::connection::{put_amqp, Conn};
+use super::error::{unparsable_method, ConnError, Ended};
+use super::upstream::Upstream;
+
+/// The capabilities announced in `connection.start`.
+const CAPABILITIES: [&str; 7] = [
+    "publisher_confirms",
+    "exchange_exchange_bindings",
+    "basic.nack",
+    "consumer_cancel_notify",
+    "connection.blocked",
+    "authentication_failure_close",
+    "per_consumer_qos",
+];
+
+/// Reads the next frame during the handshake; `None` when the client went
+/// away.
+pub(super) async fn read_frame(
+    r: &mut ReadHalf,
+    decoder: &mut Decoder,
+) -> Result<Option<RawFrame>, ConnError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(f)) => return Ok(Some(f)),
+            Ok(None) => {}
+            Err(e) => return Err(ConnError::new(ErrorCode::FrameError, e)),
+        }
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => decoder.extend(&buf[..n]),
+        }
+    }
+}
+
+/// Reads the next method (heartbeats are skipped).
+async fn read_method(r: &mut ReadHalf, decoder: &mut Decoder) -> Result<AMQPClass, Ended> {
+    loop {
+        let Some(f) = read_frame(r, decoder).await? else {
+            return Err(Ended::Gone);
+        };
+        match f.kind {
+            FRAME_HEARTBEAT => continue,
+            FRAME_METHOD => {
+                return parse_method(&f.payload).map_err(|_| unparsable_method(&f.payload).into())
+            }
+            _ => {
+                return Err(ConnError::new(
+                    ErrorCode::UnexpectedFrame,
+                    "expected a method frame during the handshake",
+                )
+                .into())
+            }
+        }
+    }
+}
+
+/// Writes one handshake method.
+async fn write_method(w: &mut WriteHalf, method: connection::AMQPMethod) -> Result<(), Ended> {
+    let mut out = BytesMut::new();
+    put_amqp(&mut out, 0, AMQPClass::Connection(method));
+    w.write_all(&out).await.map_err(|_| Ended::Gone)
+}
+
+/// The error for a handshake step that got another method.
+fn expected(what: &str) -> Ended {
+    ConnError::new(ErrorCode::CommandInvalid, format_args!("expected {what}")).into()
+}
+
+impl Conn {
+    /// Runs the AMQP handshake and opens the native connection.
+    pub(super) async fn handshake(
+        self: &Rc<Self>,
+        r: &mut ReadHalf,
+        w: &mut WriteHalf,
+        decoder: &mut Decoder,
+    ) -> Result<Upstream, Ended> {
+        let _ = r.set_timeout(Some(Duration::from_millis(self.cfg.handshake_timeout_ms)));
+        protocol_header(r, w, decoder).await?;
+        write_method(w, connection::AMQPMethod::Start(start())).await?;
+        let AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)) =
+            read_method(r, decoder).await?
+        else {
+            return Err(expected("connection.start-ok"));
+        };
+        let mut broker = self.login(&start_ok, w).await?;
+        let tune = connection::Tune {
+            channel_max: self.cfg.channel_max,
+            frame_max: self.cfg.frame_max,
+            heartbeat: self.cfg.heartbeat,
+        };
+        write_method(w, connection::AMQPMethod::Tune(tune)).await?;
+        let AMQPClass::Connection(connection::AMQPMethod::TuneOk(tune_ok)) =
+            read_method(r, decoder).await?
+        else {
+            return Err(expected("connection.tune-ok"));
+        };
+        let frame_max = self.tuned(&tune_ok)?;
+        decoder.set_frame_max(frame_max);
+        let AMQPClass::Connection(connection::AMQPMethod::Open(open)) =
+            read_method(r, decoder).await?
+        else {
+            return Err(expected("connection.open"));
+        };
+        let vhost = open.virtual_host.to_string();
+        broker.open(&vhost).await?;
+        write_method(w, connection::AMQPMethod::OpenOk(connection::OpenOk {})).await?;
+        // Heartbeats are watched by their own task (`Conn::heartbeats`),
+        // not by a timer on every read.
+        let _ = r.set_timeout(None);
+        let heartbeat = tune_ok.heartbeat;
+        info!(vhost = %vhost, heartbeat, frame_max, "AMQP connection open");
+        Ok(broker)
+    }
+
+    /// Checks the `start-ok` credentials with the broker, and records the
+    /// capabilities the client announced.
+    async fn login(
+        &self,
+        start_ok: &connection::StartOk,
+        w: &mut WriteHalf,
+    ) -> Result<Upstream, Ended> {
+        let (user, password) = credentials(start_ok.mechanism.as_str(), &start_ok.response)?;
+        let client_caps = match start_ok.client_properties.inner().get("capabilities") {
+            Some(AMQPValue::FieldTable(t)) => t.clone(),
+            _ => AmqpTable::default(),
+        };
+        let cap = |name: &str| {
+            matches!(
+                client_caps.inner().get(name),
+                Some(AMQPValue::Boolean(true))
+            )
+        };
+        {
+            let mut st = self.st.borrow_mut();
+            st.cancel_notify = cap("consumer_cancel_notify");
+            st.blocked_notify = cap("connection.blocked");
+        }
+        match Upstream::connect(self.cfg.broker, self.peer, &user, &password).await {
+            Ok(up) => Ok(up),
+            Err(e) if e.amqp_code() == 403 && !cap("authentication_failure_close") => {
+                info!(user = %user, "login refused");
+                let _ = w.close().await;
+                Err(Ended::Gone)
+            }
+            Err(e) => Err(e.at(10, 11).into()),
+        }
+    }
+
+    /// Applies `tune-ok`; returns the agreed frame_max.
+    fn tuned(&self, tune_ok: &connection::TuneOk) -> Result<u32, ConnError> {
+        let cfg = &self.cfg;
+        let frame_max = match tune_ok.frame_max {
+            0 => cfg.frame_max,
+            f if f < 4096 => {
+                return Err(ConnError::new(
+                    ErrorCode::NotAllowed,
+                    format_args!("frame_max={f} < 4096 min size"),
+                ))
+            }
+            f if f > cfg.frame_max => {
+                return Err(ConnError::new(
+                    ErrorCode::NotAllowed,
+                    format_args!("frame_max={f} > {} max size", cfg.frame_max),
+                ))
+            }
+            f => f,
+        };
+        let mut st = self.st.borrow_mut();
+        st.frame_max = frame_max;
+        st.heartbeat = tune_ok.heartbeat;
+        st.channel_max = match tune_ok.channel_max {
+            0 => cfg.channel_max,
+            c => c.min(cfg.channel_max),
+        };
+        Ok(frame_max)
+    }
+}
+
+/// Reads the client's protocol header; anything but 0-9-1 is answered
+/// with ours and the socket closes.
+async fn protocol_header(
+    r: &mut ReadHalf,
+    w: &mut WriteHalf,
+    decoder: &mut Decoder,
+) -> Result<(), Ended> {
+    let mut buf = [0u8; 4096];
+    let header = loop {
+        if let Some(h) = decoder.take_raw(8) {
+            break h;
+        }
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return Err(Ended::Gone),
+            Ok(n) => decoder.extend(&buf[..n]),
+        }
+    };
+    if &header[..] != PROTOCOL_HEADER {
+        debug!(header = ?&header[..], "wrong protocol header");
+        let _ = w.write_all(PROTOCOL_HEADER).await;
+        let _ = w.close().await;
+        return Err(Ended::Gone);
+    }
+    Ok(())
+}
+
+/// `connection.start`: server properties, mechanisms and locale.
+fn start() -> connection::Start {
+    let mut caps = AmqpTable::default();
+    for cap in CAPABILITIES {
+        caps.insert(cap.into(), AMQPValue::Boolean(true));
+    }
+    let mut props = AmqpTable::default();
+    for (k, v) in [
+        ("product", "ringmq"),
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("platform", "Rust"),
+        ("cluster_name", "ringmq"),
+    ] {
+        props.insert(k.into(), AMQPValue::LongString(v.into()));
+    }
+    props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+    connection::Start {
+        version_major: 0,
+        version_minor: 9,
+        server_properties: props,
+        mechanisms: "PLAIN AMQPLAIN".into(),
+        locales: "en_US".into(),
+    }
+}
+
+/// The user and password of a `start-ok` response.
+fn credentials(mechanism: &str, response: &LongString) -> Result<(String, String), ConnError> {
+    let bytes = response.as_bytes();
+    let refused = || {
+        ConnError::new(
+            ErrorCode::AccessRefused,
+            format_args!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+        )
+        .at(10, 11)
+    };
+    match mechanism {
+        "PLAIN" => {
+            let mut parts = bytes.split(|b| *b == 0);
+            let _authzid = parts.next();
+            let user = parts.next().ok_or_else(refused)?;
+            let pass = parts.next().ok_or_else(refused)?;
+            Ok((
+                String::from_utf8_lossy(user).into_owned(),
+                String::from_utf8_lossy(pass).into_owned(),
+            ))
+        }
+        "AMQPLAIN" => {
+            // A field table without its length prefix.
+            let mut framed = Vec::with_capacity(bytes.len() + 4);
+            framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            framed.extend_from_slice(bytes);
+            let (_, table) = amq_protocol::types::parsing::parse_field_table(framed.as_slice())
+                .map_err(|_| refused())?;
+            let get = |k: &str| match table.inner().get(k) {
+                Some(AMQPValue::LongString(s)) => {
+                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
+                Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
+                _ => None,
+            };
+            Ok((
+                get("LOGIN").ok_or_else(refused)?,
+                get("PASSWORD").ok_or_else(refused)?,
+            ))
+        }
+        other => Err(ConnError::new(
+            ErrorCode::AccessRefused,
+            format_args!("unsupported authentication mechanism '{other}'"),
+        )),
+    }
+}
