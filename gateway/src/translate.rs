@@ -5,7 +5,7 @@
 //! channel number; every native reply maps back to one AMQP method. See
 //! `docs/amqp-mapping.md` for the table.
 
-use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, tx, AMQPClass};
+use amq_protocol::protocol::{basic, channel, confirm, connection, exchange, queue, tx, AMQPClass};
 use amq_protocol::types::{
     AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable as AmqpTable, LongString,
     ShortString,
@@ -132,48 +132,22 @@ pub fn props_to_native(p: &basic::AMQPProperties) -> Properties {
 /// Native properties as AMQP basic properties (strings over 255 bytes,
 /// which an AMQP client could not have sent, are truncated).
 pub fn props_to_amqp(p: &Properties) -> basic::AMQPProperties {
+    let s = |v: &Option<String>| v.as_deref().map(short);
     let mut out = basic::AMQPProperties::default();
-    if let Some(v) = &p.content_type {
-        out = out.with_content_type(short(v));
+    // `with_x: value` sets the property when the value is `Some`.
+    macro_rules! set {
+        ($($with:ident: $v:expr),* $(,)?) => {
+            $(if let Some(v) = $v { out = out.$with(v); })*
+        };
     }
-    if let Some(v) = &p.content_encoding {
-        out = out.with_content_encoding(short(v));
-    }
-    if let Some(v) = &p.headers {
-        out = out.with_headers(table_to_amqp(v));
-    }
-    if let Some(v) = p.delivery_mode {
-        out = out.with_delivery_mode(v);
-    }
-    if let Some(v) = p.priority {
-        out = out.with_priority(v);
-    }
-    if let Some(v) = &p.correlation_id {
-        out = out.with_correlation_id(short(v));
-    }
-    if let Some(v) = &p.reply_to {
-        out = out.with_reply_to(short(v));
-    }
-    if let Some(v) = &p.expiration {
-        out = out.with_expiration(short(v));
-    }
-    if let Some(v) = &p.message_id {
-        out = out.with_message_id(short(v));
-    }
-    if let Some(v) = p.timestamp {
-        out = out.with_timestamp(v);
-    }
-    if let Some(v) = &p.kind {
-        out = out.with_type(short(v));
-    }
-    if let Some(v) = &p.user_id {
-        out = out.with_user_id(short(v));
-    }
-    if let Some(v) = &p.app_id {
-        out = out.with_app_id(short(v));
-    }
-    if let Some(v) = &p.cluster_id {
-        out = out.with_cluster_id(short(v));
+    set! {
+        with_content_type: s(&p.content_type), with_content_encoding: s(&p.content_encoding),
+        with_headers: p.headers.as_ref().map(table_to_amqp),
+        with_delivery_mode: p.delivery_mode, with_priority: p.priority,
+        with_correlation_id: s(&p.correlation_id), with_reply_to: s(&p.reply_to),
+        with_expiration: s(&p.expiration), with_message_id: s(&p.message_id),
+        with_timestamp: p.timestamp, with_type: s(&p.kind), with_user_id: s(&p.user_id),
+        with_app_id: s(&p.app_id), with_cluster_id: s(&p.cluster_id),
     }
     out
 }
@@ -208,192 +182,177 @@ pub enum Inbound {
     Invalid(Refusal),
 }
 
+/// `native! { Type { field: conv(expr), … } }` builds a native message
+/// struct from AMQP fields, one conversion per field: `v(e)` takes the
+/// value as it is, `s(e)` a short string, `t(e)` a field table.
+macro_rules! native {
+    ($ty:ident { $($field:ident: $conv:ident($($e:tt)*)),* $(,)? }) => {
+        m::$ty { $($field: native!(@$conv $($e)*)),* }
+    };
+    (@v $e:expr) => { $e };
+    (@s $e:expr) => { $e.to_string() };
+    (@t $e:expr) => { table_to_native(&$e) };
+}
+
+/// `bind!(ch, b, dest, source)`: the native bind for an AMQP bind or
+/// unbind `b` whose destination and source fields are `dest` and `source`.
+macro_rules! bind {
+    ($ch:expr, $b:ident, $dest:ident, $source:ident) => {
+        native! { Bind {
+            channel: v($ch), destination: s($b.$dest), source: s($b.$source),
+            routing_key: s($b.routing_key), arguments: t($b.arguments),
+        } }
+    };
+}
+
+/// A request whose reply the client may have waived (`nowait`).
+fn request(msg: Message, nowait: bool) -> Inbound {
+    Inbound::Request { msg, nowait }
+}
+
 /// Maps a method the client sent on `ch` (after the handshake).
 pub fn inbound(ch: u16, class: AMQPClass) -> Inbound {
-    use Inbound::Request;
-    let req = |msg: Message| Request { msg, nowait: false };
-    let nowait_req = |msg: Message, nowait: bool| Request { msg, nowait };
     match class {
-        AMQPClass::Channel(c) => match c {
-            channel::AMQPMethod::Open(_) => req(Message::ChannelOpen(ch)),
-            channel::AMQPMethod::Close(_) => Inbound::ChannelClose,
-            channel::AMQPMethod::CloseOk(_) => Inbound::ChannelCloseOk,
-            channel::AMQPMethod::Flow(f) => req(Message::ChannelFlow(m::ChannelFlow {
-                channel: ch,
-                active: f.active,
-            })),
-            channel::AMQPMethod::FlowOk(_) => Inbound::Nothing,
-            other => unexpected(other),
-        },
-        AMQPClass::Exchange(e) => match e {
-            exchange::AMQPMethod::Declare(d) => nowait_req(
-                Message::ExchangeDeclare(m::ExchangeDeclare {
-                    channel: ch,
-                    exchange: d.exchange.to_string(),
-                    kind: d.kind.to_string(),
-                    passive: d.passive,
-                    durable: d.durable,
-                    auto_delete: d.auto_delete,
-                    internal: d.internal,
-                    arguments: table_to_native(&d.arguments),
-                }),
-                d.nowait,
-            ),
-            exchange::AMQPMethod::Delete(d) => nowait_req(
-                Message::ExchangeDelete(m::ExchangeDelete {
-                    channel: ch,
-                    exchange: d.exchange.to_string(),
-                    if_unused: d.if_unused,
-                }),
-                d.nowait,
-            ),
-            exchange::AMQPMethod::Bind(b) => nowait_req(
-                Message::ExchangeBind(m::Bind {
-                    channel: ch,
-                    destination: b.destination.to_string(),
-                    source: b.source.to_string(),
-                    routing_key: b.routing_key.to_string(),
-                    arguments: table_to_native(&b.arguments),
-                }),
-                b.nowait,
-            ),
-            exchange::AMQPMethod::Unbind(b) => nowait_req(
-                Message::ExchangeUnbind(m::Bind {
-                    channel: ch,
-                    destination: b.destination.to_string(),
-                    source: b.source.to_string(),
-                    routing_key: b.routing_key.to_string(),
-                    arguments: table_to_native(&b.arguments),
-                }),
-                b.nowait,
-            ),
-            other => unexpected(other),
-        },
-        AMQPClass::Queue(q) => match q {
-            queue::AMQPMethod::Declare(d) => nowait_req(
-                Message::QueueDeclare(m::QueueDeclare {
-                    channel: ch,
-                    queue: d.queue.to_string(),
-                    passive: d.passive,
-                    durable: d.durable,
-                    exclusive: d.exclusive,
-                    auto_delete: d.auto_delete,
-                    arguments: table_to_native(&d.arguments),
-                }),
-                d.nowait,
-            ),
-            queue::AMQPMethod::Bind(b) => nowait_req(
-                Message::QueueBind(m::Bind {
-                    channel: ch,
-                    destination: b.queue.to_string(),
-                    source: b.exchange.to_string(),
-                    routing_key: b.routing_key.to_string(),
-                    arguments: table_to_native(&b.arguments),
-                }),
-                b.nowait,
-            ),
-            queue::AMQPMethod::Unbind(b) => req(Message::QueueUnbind(m::Bind {
-                channel: ch,
-                destination: b.queue.to_string(),
-                source: b.exchange.to_string(),
-                routing_key: b.routing_key.to_string(),
-                arguments: table_to_native(&b.arguments),
-            })),
-            queue::AMQPMethod::Purge(p) => nowait_req(
-                Message::QueuePurge(m::QueuePurge {
-                    channel: ch,
-                    queue: p.queue.to_string(),
-                }),
-                p.nowait,
-            ),
-            queue::AMQPMethod::Delete(d) => nowait_req(
-                Message::QueueDelete(m::QueueDelete {
-                    channel: ch,
-                    queue: d.queue.to_string(),
-                    if_unused: d.if_unused,
-                    if_empty: d.if_empty,
-                }),
-                d.nowait,
-            ),
-            other => unexpected(other),
-        },
-        AMQPClass::Basic(b) => match b {
-            basic::AMQPMethod::Qos(q) => req(Message::Qos(m::Qos {
-                channel: ch,
-                prefetch_size: 0,
-                prefetch_count: q.prefetch_count,
-                global: q.global,
-            })),
-            basic::AMQPMethod::Consume(c) => nowait_req(
-                Message::Consume(m::Consume {
-                    channel: ch,
-                    queue: c.queue.to_string(),
-                    consumer_tag: c.consumer_tag.to_string(),
-                    no_local: c.no_local,
-                    no_ack: c.no_ack,
-                    exclusive: c.exclusive,
-                    arguments: table_to_native(&c.arguments),
-                }),
-                c.nowait,
-            ),
-            basic::AMQPMethod::Cancel(c) => nowait_req(
-                Message::Cancel(m::ConsumerTag {
-                    channel: ch,
-                    consumer_tag: c.consumer_tag.to_string(),
-                }),
-                c.nowait,
-            ),
-            basic::AMQPMethod::Publish(p) => Inbound::Publish(p),
-            basic::AMQPMethod::Get(g) => req(Message::Get(m::Get {
-                channel: ch,
-                queue: g.queue.to_string(),
-                no_ack: g.no_ack,
-            })),
-            basic::AMQPMethod::Ack(a) => Inbound::Settle(m::Settle {
-                delivery_tag: a.delivery_tag,
-                op: m::SettleOp::Ack,
-                multiple: a.multiple,
-                requeue: false,
-            }),
-            basic::AMQPMethod::Nack(n) => Inbound::Settle(m::Settle {
-                delivery_tag: n.delivery_tag,
-                op: m::SettleOp::Nack,
-                multiple: n.multiple,
-                requeue: n.requeue,
-            }),
-            basic::AMQPMethod::Reject(r) => Inbound::Settle(m::Settle {
-                delivery_tag: r.delivery_tag,
-                op: m::SettleOp::Reject,
-                multiple: false,
-                requeue: r.requeue,
-            }),
-            basic::AMQPMethod::Recover(r) => req(Message::Recover(m::Recover {
-                channel: ch,
-                requeue: r.requeue,
-            })),
-            basic::AMQPMethod::RecoverAsync(r) => nowait_req(
-                Message::Recover(m::Recover {
-                    channel: ch,
-                    requeue: r.requeue,
-                }),
-                true,
-            ),
-            other => unexpected(other),
-        },
+        AMQPClass::Channel(c) => channel_method(ch, c),
+        AMQPClass::Exchange(e) => exchange_method(ch, e),
+        AMQPClass::Queue(q) => queue_method(ch, q),
+        AMQPClass::Basic(b) => basic_method(ch, b),
         AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => {
-            nowait_req(Message::ConfirmSelect(ch), s.nowait)
+            request(Message::ConfirmSelect(ch), s.nowait)
         }
         AMQPClass::Tx(t) => match t {
-            tx::AMQPMethod::Select(_) => req(Message::TxSelect(ch)),
-            tx::AMQPMethod::Commit(_) => req(Message::TxCommit(ch)),
-            tx::AMQPMethod::Rollback(_) => req(Message::TxRollback(ch)),
+            tx::AMQPMethod::Select(_) => request(Message::TxSelect(ch), false),
+            tx::AMQPMethod::Commit(_) => request(Message::TxCommit(ch), false),
+            tx::AMQPMethod::Rollback(_) => request(Message::TxRollback(ch), false),
             other => unexpected(other),
         },
-        AMQPClass::Connection(amq_protocol::protocol::connection::AMQPMethod::Close(_)) => {
-            Inbound::ConnectionClose
+        AMQPClass::Connection(connection::AMQPMethod::Close(_)) => Inbound::ConnectionClose,
+        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Inbound::ConnectionCloseOk,
+        other => unexpected(other),
+    }
+}
+
+fn channel_method(ch: u16, c: channel::AMQPMethod) -> Inbound {
+    match c {
+        channel::AMQPMethod::Open(_) => request(Message::ChannelOpen(ch), false),
+        channel::AMQPMethod::Close(_) => Inbound::ChannelClose,
+        channel::AMQPMethod::CloseOk(_) => Inbound::ChannelCloseOk,
+        channel::AMQPMethod::Flow(f) => {
+            let flow = native! { ChannelFlow { channel: v(ch), active: v(f.active) } };
+            request(Message::ChannelFlow(flow), false)
         }
-        AMQPClass::Connection(amq_protocol::protocol::connection::AMQPMethod::CloseOk(_)) => {
-            Inbound::ConnectionCloseOk
+        channel::AMQPMethod::FlowOk(_) => Inbound::Nothing,
+        other => unexpected(other),
+    }
+}
+
+fn exchange_method(ch: u16, e: exchange::AMQPMethod) -> Inbound {
+    match e {
+        exchange::AMQPMethod::Declare(d) => {
+            let declare = native! { ExchangeDeclare {
+                channel: v(ch), exchange: s(d.exchange), kind: s(d.kind), passive: v(d.passive),
+                durable: v(d.durable), auto_delete: v(d.auto_delete), internal: v(d.internal),
+                arguments: t(d.arguments),
+            } };
+            request(Message::ExchangeDeclare(declare), d.nowait)
+        }
+        exchange::AMQPMethod::Delete(d) => {
+            let delete = native! { ExchangeDelete {
+                channel: v(ch), exchange: s(d.exchange), if_unused: v(d.if_unused),
+            } };
+            request(Message::ExchangeDelete(delete), d.nowait)
+        }
+        exchange::AMQPMethod::Bind(b) => request(
+            Message::ExchangeBind(bind!(ch, b, destination, source)),
+            b.nowait,
+        ),
+        exchange::AMQPMethod::Unbind(b) => request(
+            Message::ExchangeUnbind(bind!(ch, b, destination, source)),
+            b.nowait,
+        ),
+        other => unexpected(other),
+    }
+}
+
+fn queue_method(ch: u16, q: queue::AMQPMethod) -> Inbound {
+    match q {
+        queue::AMQPMethod::Declare(d) => {
+            let declare = native! { QueueDeclare {
+                channel: v(ch), queue: s(d.queue), passive: v(d.passive), durable: v(d.durable),
+                exclusive: v(d.exclusive), auto_delete: v(d.auto_delete),
+                arguments: t(d.arguments),
+            } };
+            request(Message::QueueDeclare(declare), d.nowait)
+        }
+        queue::AMQPMethod::Bind(b) => {
+            request(Message::QueueBind(bind!(ch, b, queue, exchange)), b.nowait)
+        }
+        queue::AMQPMethod::Unbind(b) => {
+            request(Message::QueueUnbind(bind!(ch, b, queue, exchange)), false)
+        }
+        queue::AMQPMethod::Purge(p) => {
+            let purge = native! { QueuePurge { channel: v(ch), queue: s(p.queue) } };
+            request(Message::QueuePurge(purge), p.nowait)
+        }
+        queue::AMQPMethod::Delete(d) => {
+            let delete = native! { QueueDelete {
+                channel: v(ch), queue: s(d.queue), if_unused: v(d.if_unused),
+                if_empty: v(d.if_empty),
+            } };
+            request(Message::QueueDelete(delete), d.nowait)
+        }
+        other => unexpected(other),
+    }
+}
+
+fn basic_method(ch: u16, b: basic::AMQPMethod) -> Inbound {
+    let settle = |delivery_tag, op, multiple, requeue| {
+        Inbound::Settle(m::Settle {
+            delivery_tag,
+            op,
+            multiple,
+            requeue,
+        })
+    };
+    match b {
+        basic::AMQPMethod::Qos(q) => {
+            let qos = native! { Qos {
+                channel: v(ch), prefetch_size: v(0), prefetch_count: v(q.prefetch_count),
+                global: v(q.global),
+            } };
+            request(Message::Qos(qos), false)
+        }
+        basic::AMQPMethod::Consume(c) => {
+            let consume = native! { Consume {
+                channel: v(ch), queue: s(c.queue), consumer_tag: s(c.consumer_tag),
+                no_local: v(c.no_local), no_ack: v(c.no_ack), exclusive: v(c.exclusive),
+                arguments: t(c.arguments),
+            } };
+            request(Message::Consume(consume), c.nowait)
+        }
+        basic::AMQPMethod::Cancel(c) => {
+            let tag = native! { ConsumerTag { channel: v(ch), consumer_tag: s(c.consumer_tag) } };
+            request(Message::Cancel(tag), c.nowait)
+        }
+        basic::AMQPMethod::Publish(p) => Inbound::Publish(p),
+        basic::AMQPMethod::Get(g) => {
+            let get = native! { Get { channel: v(ch), queue: s(g.queue), no_ack: v(g.no_ack) } };
+            request(Message::Get(get), false)
+        }
+        basic::AMQPMethod::Ack(a) => settle(a.delivery_tag, m::SettleOp::Ack, a.multiple, false),
+        basic::AMQPMethod::Nack(n) => {
+            settle(n.delivery_tag, m::SettleOp::Nack, n.multiple, n.requeue)
+        }
+        basic::AMQPMethod::Reject(r) => {
+            settle(r.delivery_tag, m::SettleOp::Reject, false, r.requeue)
+        }
+        basic::AMQPMethod::Recover(r) => {
+            let recover = native! { Recover { channel: v(ch), requeue: v(r.requeue) } };
+            request(Message::Recover(recover), false)
+        }
+        basic::AMQPMethod::RecoverAsync(r) => {
+            let recover = native! { Recover { channel: v(ch), requeue: v(r.requeue) } };
+            request(Message::Recover(recover), true)
         }
         other => unexpected(other),
     }

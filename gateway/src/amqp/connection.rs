@@ -129,12 +129,12 @@ async fn serve_peer(stream: TcpStream, peer: SocketAddr, cfg: Rc<GatewayConfig>,
             return;
         }
     };
-    let client_writer = glommio::spawn_local(conn.clone().client_writer(client_w));
+    let client_writer = glommio::spawn_local(conn.clone().writer(client_w, true));
     let hb = conn.st.borrow().heartbeat;
     if hb > 0 {
         glommio::spawn_local(conn.clone().heartbeats(hb)).detach();
     }
-    let broker_writer = glommio::spawn_local(conn.clone().broker_writer(broker.w));
+    let broker_writer = glommio::spawn_local(conn.clone().writer(broker.w, false));
     let from_broker = glommio::spawn_local(conn.clone().from_broker(broker.r, broker.decoder));
     let end = conn
         .from_client(&mut client_r, &mut decoder, &stopping)
@@ -352,36 +352,27 @@ impl Conn {
         }
     }
 
-    async fn client_writer(self: Rc<Self>, mut w: WriteHalf) {
+    /// Drains the client's (`to_client`) or the broker's output buffer to
+    /// its socket until the connection is done.
+    async fn writer(self: Rc<Self>, mut w: WriteHalf, to_client: bool) {
+        let (out, wake, drained) = if to_client {
+            (&self.client_out, &self.client_wake, &self.client_drained)
+        } else {
+            (&self.broker_out, &self.broker_wake, &self.broker_drained)
+        };
         loop {
-            futures_lite::future::or(self.client_wake.wait(), self.done.wait()).await;
-            if !self
-                .drain_to(&mut w, &self.client_out, &self.client_drained)
-                .await
-            {
+            futures_lite::future::or(wake.wait(), self.done.wait()).await;
+            if !self.drain_to(&mut w, out, drained).await {
                 return;
             }
-            self.last_client_write.set(Instant::now());
+            if to_client {
+                self.last_client_write.set(Instant::now());
+            }
             if self.done.is_set() {
-                if !self.close_ok_sent.get() {
+                // After close-ok the socket is the client's to close.
+                if !(to_client && self.close_ok_sent.get()) {
                     let _ = w.close().await;
                 }
-                return;
-            }
-        }
-    }
-
-    async fn broker_writer(self: Rc<Self>, mut w: WriteHalf) {
-        loop {
-            futures_lite::future::or(self.broker_wake.wait(), self.done.wait()).await;
-            if !self
-                .drain_to(&mut w, &self.broker_out, &self.broker_drained)
-                .await
-            {
-                return;
-            }
-            if self.done.is_set() {
-                let _ = w.close().await;
                 return;
             }
         }

@@ -254,18 +254,22 @@ impl Conn {
         Ok(())
     }
 
+    /// True when content frames on `ch` are to be discarded (a close is
+    /// in progress); an error when the channel is not open.
+    fn discards_content(&self, ch: u16) -> Result<bool, ConnError> {
+        let st = self.st.borrow();
+        let c = st.channels.get(&ch).ok_or_else(|| not_open(ch))?;
+        Ok(c.closing)
+    }
+
     fn on_header(&self, ch: u16, f: &RawFrame) -> Result<(), ConnError> {
-        {
-            let st = self.st.borrow();
-            let c = st.channels.get(&ch).ok_or_else(|| not_open(ch))?;
-            if c.closing {
-                return Ok(());
-            }
-            if c.content.as_ref().is_none_or(Content::has_header) {
-                return Err(content_error(content::unexpected(
-                    "content header without basic.publish",
-                )));
-            }
+        if self.discards_content(ch)? {
+            return Ok(());
+        }
+        if self.content_of(ch, |c| c.has_header()) != Some(false) {
+            return Err(content_error(content::unexpected(
+                "content header without basic.publish",
+            )));
         }
         let header =
             parse_header(&f.payload).map_err(|e| ConnError::new(ErrorCode::SyntaxError, e))?;
@@ -285,12 +289,8 @@ impl Conn {
     }
 
     fn on_body(&self, ch: u16, f: &RawFrame) -> Result<(), ConnError> {
-        {
-            let st = self.st.borrow();
-            let c = st.channels.get(&ch).ok_or_else(|| not_open(ch))?;
-            if c.closing {
-                return Ok(());
-            }
+        if self.discards_content(ch)? {
+            return Ok(());
         }
         let progress = self
             .content_of(ch, |c| c.body(&f.payload))
