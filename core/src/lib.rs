@@ -181,6 +181,38 @@ fn check_layout(dir: &std::path::Path, shards: usize) -> Result<(), StartError> 
     }
 }
 
+/// Restores a shard's durable state: the metadata first (it creates the
+/// queues this shard owns), then this shard's log, whose messages go into
+/// those queues; shard 0 also opens the metadata store.
+async fn open_storage(
+    shard: &Rc<Shard>,
+    config: &Config,
+    meta_ops: &[meta::MetaOp],
+) -> Result<(), String> {
+    let id = shard.id;
+    let now = shard::now_ms();
+    for op in meta_ops {
+        shard.apply_meta(op, now);
+    }
+    let storage = &config.storage;
+    let log_dir = storage.data_dir.join(format!("shard-{id}"));
+    let (log, recovered) = log::Log::open(id, &log_dir, storage)
+        .await
+        .map_err(|e| format!("shard {id}: {e}"))?;
+    shard.restore(&log, recovered);
+    shard.set_log(log.clone());
+    let s = shard.clone();
+    glommio::spawn_local(log.run(move |r| s.on_commit(r))).detach();
+    glommio::spawn_local(shard.clone().reclaim_segments()).detach();
+    if id == 0 {
+        let store = log::meta_store::MetaStore::open(&storage.data_dir.join("meta"))
+            .await
+            .map_err(|e| e.to_string())?;
+        shard.set_meta_store(store);
+    }
+    Ok(())
+}
+
 async fn run_shard(
     config: Arc<Config>,
     mesh: MeshBuilder<Vec<ShardMsg>, glommio::channels::channel_mesh::Full>,
@@ -204,35 +236,9 @@ async fn run_shard(
         Rc::new((*config).clone()),
         Some(senders),
     ));
-    // Durable metadata first (creates the queues this shard owns), then
-    // this shard's log, whose messages go into those queues.
-    let now = shard::now_ms();
-    for op in meta_ops.iter() {
-        shard.apply_meta(op, now);
-    }
-    let storage = &config.storage;
-    let log_dir = storage.data_dir.join(format!("shard-{id}"));
-    match log::Log::open(id, &log_dir, storage).await {
-        Ok((log, recovered)) => {
-            shard.restore(&log, recovered);
-            shard.set_log(log.clone());
-            let s = shard.clone();
-            glommio::spawn_local(log.run(move |r| s.on_commit(r))).detach();
-            glommio::spawn_local(shard.clone().reclaim_segments()).detach();
-        }
-        Err(e) => {
-            ready.fail(format_args!("shard {id}: {e}"));
-            return;
-        }
-    }
-    if id == 0 {
-        match log::meta_store::MetaStore::open(&storage.data_dir.join("meta")).await {
-            Ok(store) => shard.set_meta_store(store),
-            Err(e) => {
-                ready.fail(e);
-                return;
-            }
-        }
+    if let Err(why) = open_storage(&shard, &config, &meta_ops).await {
+        ready.fail(why);
+        return;
     }
     for (peer, rx) in receivers.streams() {
         let shard = shard.clone();

@@ -177,7 +177,12 @@ pub fn record_death(msg: &mut Message, queue: &str, reason: DeathReason, now_sec
             let FieldValue::Table(mut t) = deaths.remove(at) else {
                 unreachable!("position matched a table")
             };
-            let count = t.get("count").and_then(FieldValue::as_i64).unwrap_or(0) + 1;
+            // Saturating: the count may come from a client's header.
+            let count = t
+                .get("count")
+                .and_then(FieldValue::as_i64)
+                .unwrap_or(0)
+                .saturating_add(1);
             t.insert("count", FieldValue::I64(count));
             t.insert("time", FieldValue::Timestamp(now_secs));
             t
@@ -244,5 +249,24 @@ mod tests {
             Some("expired")
         );
         assert_eq!(m.properties().expiration, None);
+    }
+
+    #[test]
+    fn a_client_supplied_death_count_saturates() {
+        let mut m = msg();
+        let mut entry = FieldTable::new();
+        entry.insert("queue", FieldValue::string("q1"));
+        entry.insert("reason", FieldValue::string("rejected"));
+        entry.insert("count", FieldValue::I64(i64::MAX));
+        let headers = m.props_mut().headers.get_or_insert_with(FieldTable::new);
+        headers.insert("x-death", FieldValue::Array(vec![FieldValue::Table(entry)]));
+        record_death(&mut m, "q1", DeathReason::Rejected, 10);
+        let Some(FieldValue::Array(deaths)) = m.headers().unwrap().get("x-death") else {
+            panic!("no x-death")
+        };
+        let FieldValue::Table(first) = &deaths[0] else {
+            panic!()
+        };
+        assert_eq!(first.get("count").unwrap().as_i64(), Some(i64::MAX));
     }
 }

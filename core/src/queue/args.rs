@@ -71,101 +71,112 @@ impl QueueArgs {
         durable: bool,
         exclusive: bool,
     ) -> Result<QueueArgs, Refusal> {
-        let bad = |arg: &str, why: String| Refusal::invalid_arg(arg, "queue", queue, vhost, why);
-        let int = |arg: &str, min: i64, max: u64| -> Result<Option<u64>, Refusal> {
-            match args.get(arg) {
-                None => Ok(None),
-                Some(v) => match v.as_i64() {
-                    None => Err(bad(arg, format!("{{unacceptable_type,{}}}", type_name(v)))),
-                    Some(n) if n < min => Err(bad(
-                        arg,
-                        if n < 0 {
-                            format!("{{value_negative,{n}}}")
-                        } else {
-                            format!("{{value_zero,{n}}}")
-                        },
-                    )),
-                    Some(n) if n as u64 > max => {
-                        Err(bad(arg, format!("{{value_too_large,{n},{max}}}")))
-                    }
-                    Some(n) => Ok(Some(n as u64)),
-                },
-            }
-        };
-        let string = |arg: &str| -> Result<Option<String>, Refusal> {
-            match args.get(arg) {
-                None => Ok(None),
-                Some(v) => match v.as_str() {
-                    Some(s) => Ok(Some(s.to_owned())),
-                    None => Err(bad(arg, format!("{{unacceptable_type,{}}}", type_name(v)))),
-                },
-            }
-        };
-        let overflow = match string("x-overflow")?.as_deref() {
+        let r = ArgReader { args, queue, vhost };
+        let overflow = match r.string("x-overflow")?.as_deref() {
             None | Some("drop-head") => Overflow::DropHead,
             Some("reject-publish") => Overflow::RejectPublish,
             Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
-            Some(other) => {
-                return Err(bad(
-                    "x-overflow",
-                    format!("{{unacceptable_value,<<\"{other}\">>}}"),
-                ))
-            }
+            Some(other) => return Err(r.unacceptable("x-overflow", other)),
         };
-        let dead_letter_exchange = string("x-dead-letter-exchange")?;
-        let dead_letter_routing_key = string("x-dead-letter-routing-key")?;
+        let dead_letter_exchange = r.string("x-dead-letter-exchange")?;
+        let dead_letter_routing_key = r.string("x-dead-letter-routing-key")?;
         if dead_letter_routing_key.is_some() && dead_letter_exchange.is_none() {
-            return Err(bad(
+            return Err(r.bad(
                 "x-dead-letter-routing-key",
-                "Key x-dead-letter-routing-key should be specified with x-dead-letter-exchange"
-                    .to_owned(),
+                "Key x-dead-letter-routing-key should be specified with x-dead-letter-exchange",
             ));
         }
-        let single_active_consumer = match args.get("x-single-active-consumer") {
-            None => false,
-            Some(v) => v.as_bool().ok_or_else(|| {
-                bad(
-                    "x-single-active-consumer",
-                    format!("{{unacceptable_type,{}}}", type_name(v)),
-                )
-            })?,
-        };
-        match string("x-queue-type")?.as_deref() {
+        let single_active_consumer = r.boolean("x-single-active-consumer")?.unwrap_or(false);
+        match r.string("x-queue-type")?.as_deref() {
             None | Some("classic") => {}
             Some("quorum") if durable && !exclusive => {}
             Some("quorum") => {
-                return Err(bad(
+                return Err(r.bad(
                     "x-queue-type",
-                    "quorum queues must be durable and not exclusive".to_owned(),
+                    "quorum queues must be durable and not exclusive",
                 ))
             }
             Some(other) => {
-                return Err(bad(
+                return Err(r.bad(
                     "x-queue-type",
-                    format!("queue type '{other}' is not supported by ringmq (classic, quorum)"),
+                    format_args!(
+                        "queue type '{other}' is not supported by ringmq (classic, quorum)"
+                    ),
                 ))
             }
         }
-        match string("x-queue-mode")?.as_deref() {
+        match r.string("x-queue-mode")?.as_deref() {
             None | Some("default") | Some("lazy") => {}
-            Some(other) => {
-                return Err(bad(
-                    "x-queue-mode",
-                    format!("{{unacceptable_value,<<\"{other}\">>}}"),
-                ))
-            }
+            Some(other) => return Err(r.unacceptable("x-queue-mode", other)),
         }
         Ok(QueueArgs {
-            message_ttl: int("x-message-ttl", 0, MAX_TTL_MS)?,
-            expires: int("x-expires", 1, MAX_TTL_MS)?,
-            max_length: int("x-max-length", 0, u64::MAX)?,
-            max_length_bytes: int("x-max-length-bytes", 0, u64::MAX)?,
+            message_ttl: r.int("x-message-ttl", 0, MAX_TTL_MS)?,
+            expires: r.int("x-expires", 1, MAX_TTL_MS)?,
+            max_length: r.int("x-max-length", 0, u64::MAX)?,
+            max_length_bytes: r.int("x-max-length-bytes", 0, u64::MAX)?,
             overflow,
             dead_letter_exchange,
             dead_letter_routing_key,
-            max_priority: int("x-max-priority", 0, 255)?.map(|p| p as u8),
+            max_priority: r.int("x-max-priority", 0, 255)?.map(|p| p as u8),
             single_active_consumer,
         })
+    }
+}
+
+/// Reads typed declare arguments, refusing them with RabbitMQ's texts.
+struct ArgReader<'a> {
+    args: &'a FieldTable,
+    queue: &'a str,
+    vhost: &'a str,
+}
+
+impl ArgReader<'_> {
+    fn bad(&self, arg: &str, why: impl std::fmt::Display) -> Refusal {
+        Refusal::invalid_arg(arg, "queue", self.queue, self.vhost, why)
+    }
+
+    fn unacceptable(&self, arg: &str, value: &str) -> Refusal {
+        self.bad(arg, format_args!("{{unacceptable_value,<<\"{value}\">>}}"))
+    }
+
+    fn wrong_type(&self, arg: &str, v: &FieldValue) -> Refusal {
+        self.bad(arg, format_args!("{{unacceptable_type,{}}}", type_name(v)))
+    }
+
+    /// An integer argument within `min..=max`.
+    fn int(&self, arg: &str, min: i64, max: u64) -> Result<Option<u64>, Refusal> {
+        let Some(v) = self.args.get(arg) else {
+            return Ok(None);
+        };
+        match v.as_i64() {
+            None => Err(self.wrong_type(arg, v)),
+            Some(n) if n < min && n < 0 => {
+                Err(self.bad(arg, format_args!("{{value_negative,{n}}}")))
+            }
+            Some(n) if n < min => Err(self.bad(arg, format_args!("{{value_zero,{n}}}"))),
+            Some(n) if n as u64 > max => {
+                Err(self.bad(arg, format_args!("{{value_too_large,{n},{max}}}")))
+            }
+            Some(n) => Ok(Some(n as u64)),
+        }
+    }
+
+    /// A string argument.
+    fn string(&self, arg: &str) -> Result<Option<String>, Refusal> {
+        let Some(v) = self.args.get(arg) else {
+            return Ok(None);
+        };
+        v.as_str()
+            .map(|s| Some(s.to_owned()))
+            .ok_or_else(|| self.wrong_type(arg, v))
+    }
+
+    /// A boolean argument.
+    fn boolean(&self, arg: &str) -> Result<Option<bool>, Refusal> {
+        let Some(v) = self.args.get(arg) else {
+            return Ok(None);
+        };
+        v.as_bool().map(Some).ok_or_else(|| self.wrong_type(arg, v))
     }
 }
 

@@ -6,14 +6,12 @@
 use std::rc::Rc;
 
 use base64::Engine as _;
-use ringmq_protocol::ErrorCode;
+use ringmq_protocol::{ErrorCode, Refusal};
 
-use crate::meta::{Declared, MetaOp, QueueDef, SessionId};
+use crate::meta::{Declared, MetaOp, QueueDef};
 use crate::queue::args::QueueArgs;
-use ringmq_protocol::FieldTable;
-use ringmq_protocol::Refusal;
 
-use super::mesh::{CallReq, CallResp};
+use super::mesh::{CallReq, CallResp, DeclareQueue, DeleteQueue};
 use super::{now_ms, placement, Shard};
 
 /// A server-chosen queue name, `amq.gen-` and 22 URL-safe characters.
@@ -73,35 +71,8 @@ impl Shard {
                 }
                 Ok(CallResp::Done)
             }
-            CallReq::DeclareQueue {
-                vhost,
-                name,
-                durable,
-                exclusive,
-                auto_delete,
-                arguments,
-                session,
-            } => {
-                let wanted = WantedQueue {
-                    name,
-                    durable,
-                    exclusive,
-                    auto_delete,
-                    arguments,
-                    session,
-                };
-                self.declare_queue(turn, vhost, wanted).await
-            }
-            CallReq::DeleteQueue {
-                vhost,
-                name,
-                if_unused,
-                if_empty,
-                session,
-            } => {
-                self.delete_queue(turn, vhost, name, (if_unused, if_empty), session)
-                    .await
-            }
+            CallReq::DeclareQueue(q) => self.declare_queue(turn, q).await,
+            CallReq::DeleteQueue(q) => self.delete_queue(turn, q).await,
             CallReq::DropQueue { vhost, id } => {
                 let exists = self
                     .meta
@@ -114,35 +85,26 @@ impl Shard {
                 }
                 Ok(CallResp::Done)
             }
-            CallReq::Bind {
-                vhost,
-                source,
-                dest,
-                key,
-                args,
-                unbind,
-                session,
-            } => {
-                self.meta
-                    .borrow()
-                    .check_bind(&vhost, &source, &dest, &args, session)?;
-                let op = if unbind {
-                    MetaOp::Unbind {
-                        vhost,
-                        source,
-                        dest,
-                        key,
-                        args,
-                    }
-                } else {
-                    MetaOp::Bind {
-                        vhost,
-                        source,
-                        dest,
-                        key,
-                        args,
-                    }
-                };
+            CallReq::Bind { op, session } => {
+                if let MetaOp::Bind {
+                    vhost,
+                    source,
+                    dest,
+                    args,
+                    ..
+                }
+                | MetaOp::Unbind {
+                    vhost,
+                    source,
+                    dest,
+                    args,
+                    ..
+                } = &op
+                {
+                    self.meta
+                        .borrow()
+                        .check_bind(vhost, source, dest, args, session)?;
+                }
                 self.replicate(turn, op).await?;
                 Ok(CallResp::Done)
             }
@@ -158,9 +120,9 @@ impl Shard {
     async fn declare_queue(
         self: &Rc<Self>,
         turn: &mut Option<MetaTurn>,
-        vhost: String,
-        q: WantedQueue,
+        q: DeclareQueue,
     ) -> Result<CallResp, Refusal> {
+        let vhost = q.vhost;
         let server_named = q.name.is_empty();
         let existing = if server_named {
             // A fresh name: nothing to compare with.
@@ -218,11 +180,15 @@ impl Shard {
     async fn delete_queue(
         self: &Rc<Self>,
         turn: &mut Option<MetaTurn>,
-        vhost: String,
-        name: String,
-        (if_unused, if_empty): (bool, bool),
-        session: SessionId,
+        q: DeleteQueue,
     ) -> Result<CallResp, Refusal> {
+        let DeleteQueue {
+            vhost,
+            name,
+            if_unused,
+            if_empty,
+            session,
+        } = q;
         let def = {
             let meta = self.meta.borrow();
             let Some(q) = meta.vhost(&vhost).and_then(|v| v.queue(&name)) else {
@@ -297,16 +263,6 @@ impl Shard {
         }
         Ok(deleted)
     }
-}
-
-/// The properties a queue.declare asks for.
-struct WantedQueue {
-    name: String,
-    durable: bool,
-    exclusive: bool,
-    auto_delete: bool,
-    arguments: FieldTable,
-    session: SessionId,
 }
 
 /// The coordinator's turn to change metadata: changes are checked and

@@ -13,7 +13,11 @@ use super::{now_ms, Shard};
 use crate::exchange::QueueId;
 use crate::message::Message;
 use crate::meta::SessionId;
-use crate::queue::{Accepted, Queue};
+use crate::queue::{Accepted, Got, Queue};
+
+/// Page-ins a `basic.get` tries before it gives up on a head it cannot
+/// read back.
+const GET_PAGE_IN_TRIES: usize = 4;
 
 impl Shard {
     /// Handles a batch from `from` and flushes the sessions it touched.
@@ -216,35 +220,51 @@ impl Shard {
         no_ack: bool,
         now: u64,
     ) {
-        let resident = self.queues.borrow().get(&queue).map(Queue::head_resident);
-        if resident != Some(false) {
-            let resp = self.get(queue, session, no_ack, now);
+        if let Some(resp) = self.get(queue, session, no_ack, now) {
             self.reply(from, call, resp);
             return;
         }
         let me = self.clone();
         glommio::spawn_local(async move {
-            me.page_in(queue).await;
-            let resp = me.get(queue, session, no_ack, now_ms());
+            let mut resp = None;
+            // Expiry may uncover another paged-out head between a page-in
+            // and the get: look again, a few times.
+            for _ in 0..GET_PAGE_IN_TRIES {
+                if !me.page_in(queue).await {
+                    break;
+                }
+                resp = me.get(queue, session, no_ack, now_ms());
+                if resp.is_some() {
+                    break;
+                }
+            }
+            let resp = resp.unwrap_or_else(|| {
+                CallResp::Refused(Refusal::new(
+                    ErrorCode::InternalError,
+                    "the message at the head of the queue cannot be read from the log",
+                ))
+            });
             me.reply(from, call, resp);
             me.flush_dirty();
         })
         .detach();
     }
 
-    fn get(&self, queue: QueueId, session: SessionId, no_ack: bool, now: u64) -> CallResp {
-        self.with_queue(queue, now, |q, sink| {
-            CallResp::Got(
-                q.get(session, no_ack, now, sink)
-                    .map(|(qm, remaining)| GotMessage {
-                        id: qm.id,
-                        redelivered: qm.redelivered,
-                        remaining: remaining as u32,
-                        msg: qm.msg,
-                    }),
-            )
-        })
-        .unwrap_or_else(gone)
+    /// `basic.get` on an owned queue; `None` when the head must be paged in
+    /// first.
+    fn get(&self, queue: QueueId, session: SessionId, no_ack: bool, now: u64) -> Option<CallResp> {
+        let got = self.with_queue(queue, now, |q, sink| q.get(session, no_ack, now, sink));
+        match got {
+            None => Some(gone()),
+            Some(Got::Paged) => None,
+            Some(Got::Empty) => Some(CallResp::Got(None)),
+            Some(Got::Message(qm, remaining)) => Some(CallResp::Got(Some(GotMessage {
+                id: qm.id,
+                redelivered: qm.redelivered,
+                remaining: remaining as u32,
+                msg: qm.msg,
+            }))),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use ringmq_protocol::FieldTable;
 use super::clients::Delivery;
 use crate::exchange::{ExchangeDef, QueueId};
 use crate::message::Message;
-use crate::meta::{DestName, MetaOp, QueueDef, SessionId};
+use crate::meta::{MetaOp, QueueDef, SessionId};
 use crate::queue::{ConsumerId, ConsumerSpec, MsgId};
 use ringmq_protocol::Refusal;
 
@@ -160,35 +160,9 @@ pub enum CallReq {
         if_unused: bool,
     },
     /// To the coordinator: declare a queue.
-    DeclareQueue {
-        /// Virtual host.
-        vhost: String,
-        /// Name ("" for server-named).
-        name: String,
-        /// Survives restarts.
-        durable: bool,
-        /// Exclusive to `session`.
-        exclusive: bool,
-        /// Deleted with its last consumer.
-        auto_delete: bool,
-        /// Arguments.
-        arguments: FieldTable,
-        /// The declaring session.
-        session: SessionId,
-    },
+    DeclareQueue(DeclareQueue),
     /// To the coordinator: delete a queue by name (client request).
-    DeleteQueue {
-        /// Virtual host.
-        vhost: String,
-        /// Name.
-        name: String,
-        /// Refuse if it has consumers.
-        if_unused: bool,
-        /// Refuse if it has messages.
-        if_empty: bool,
-        /// The requesting session.
-        session: SessionId,
-    },
+    DeleteQueue(DeleteQueue),
     /// To the coordinator: delete a queue incarnation (exclusive owner
     /// gone, auto-delete, x-expires).
     DropQueue {
@@ -199,18 +173,8 @@ pub enum CallReq {
     },
     /// To the coordinator: bind or unbind.
     Bind {
-        /// Virtual host.
-        vhost: String,
-        /// Source exchange.
-        source: String,
-        /// Destination.
-        dest: DestName,
-        /// Key.
-        key: String,
-        /// Arguments.
-        args: FieldTable,
-        /// Unbind instead.
-        unbind: bool,
+        /// `MetaOp::Bind` or `MetaOp::Unbind`.
+        op: MetaOp,
         /// The requesting session.
         session: SessionId,
     },
@@ -256,6 +220,40 @@ pub enum CallReq {
         /// The queue.
         queue: QueueId,
     },
+}
+
+/// A queue.declare for the coordinator.
+#[derive(Debug)]
+pub struct DeclareQueue {
+    /// Virtual host.
+    pub vhost: String,
+    /// Name ("" for server-named).
+    pub name: String,
+    /// Survives restarts.
+    pub durable: bool,
+    /// Exclusive to `session`.
+    pub exclusive: bool,
+    /// Deleted with its last consumer.
+    pub auto_delete: bool,
+    /// Arguments.
+    pub arguments: FieldTable,
+    /// The declaring session.
+    pub session: SessionId,
+}
+
+/// A queue.delete by name for the coordinator.
+#[derive(Debug)]
+pub struct DeleteQueue {
+    /// Virtual host.
+    pub vhost: String,
+    /// Name.
+    pub name: String,
+    /// Refuse if it has consumers.
+    pub if_unused: bool,
+    /// Refuse if it has messages.
+    pub if_empty: bool,
+    /// The requesting session.
+    pub session: SessionId,
 }
 
 /// Answers to [`CallReq`].

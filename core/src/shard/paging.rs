@@ -27,24 +27,25 @@ impl Shard {
     }
 
     /// Reads back the bodies of the next non-resident messages of a queue,
-    /// then dispatches.
-    pub(crate) async fn page_in(self: &Rc<Self>, id: QueueId) {
+    /// then dispatches. False when the head could not be read back.
+    pub(crate) async fn page_in(self: &Rc<Self>, id: QueueId) -> bool {
         const BATCH: usize = 256;
-        let Some(log) = self.log() else { return };
+        let Some(log) = self.log() else { return false };
         loop {
             let wanted = match self.queues.borrow().get(&id) {
                 Some(q) => q.paged_head(BATCH),
-                None => return,
+                None => return true,
             };
             if wanted.is_empty() {
                 break;
             }
+            let mut filled_any = false;
             for (msg_id, loc) in wanted {
                 let bytes = match log.read(loc).await {
                     Ok(bytes) => bytes,
                     Err(e) => {
                         error!(queue = %id, error = %e, "page-in failed");
-                        return;
+                        return false;
                     }
                 };
                 let body = match Record::decode(&bytes) {
@@ -63,6 +64,12 @@ impl Shard {
                 if filled {
                     self.resident.set(self.resident.get() + len);
                 }
+                // Read back (or settled meanwhile): progress either way.
+                filled_any = true;
+            }
+            if !filled_any {
+                // Nothing could be read back: asking again would spin.
+                return false;
             }
             let now = now_ms();
             self.with_queue(id, now, |q, sink| q.dispatch(now, sink));
@@ -73,8 +80,9 @@ impl Shard {
                 .get(&id)
                 .is_none_or(|q| q.head_resident());
             if head_ok {
-                break;
+                return true;
             }
         }
+        true
     }
 }

@@ -129,13 +129,24 @@ async fn serve_peer(stream: TcpStream, peer: SocketAddr, cfg: Rc<GatewayConfig>,
             return;
         }
     };
-    let client_writer = glommio::spawn_local(conn.clone().writer(client_w, true));
+    // The connection's tasks log under its span too.
+    let span = tracing::Span::current();
+    let client_writer =
+        glommio::spawn_local(conn.clone().writer(client_w, true).instrument(span.clone()));
     let hb = conn.st.borrow().heartbeat;
     if hb > 0 {
-        glommio::spawn_local(conn.clone().heartbeats(hb)).detach();
+        glommio::spawn_local(conn.clone().heartbeats(hb).instrument(span.clone())).detach();
     }
-    let broker_writer = glommio::spawn_local(conn.clone().writer(broker.w, false));
-    let from_broker = glommio::spawn_local(conn.clone().from_broker(broker.r, broker.decoder));
+    let broker_writer = glommio::spawn_local(
+        conn.clone()
+            .writer(broker.w, false)
+            .instrument(span.clone()),
+    );
+    let from_broker = glommio::spawn_local(
+        conn.clone()
+            .from_broker(broker.r, broker.decoder)
+            .instrument(span),
+    );
     let end = conn
         .from_client(&mut client_r, &mut decoder, &stopping)
         .await;

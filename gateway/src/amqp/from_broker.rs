@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use futures_lite::AsyncReadExt;
 use ringmq_amqp_codec::content::{put_content, put_deliver};
 use ringmq_protocol::frame::{Frame, FrameDecoder, Kind};
-use ringmq_protocol::message::Message;
+use ringmq_protocol::message::{self as m, Message};
 use ringmq_protocol::verify::{dense_bodies, view};
 use ringmq_protocol::{wire, DecodeError, ErrorCode, Properties};
 use ringmq_rt::connection::ReadHalf;
@@ -78,42 +78,8 @@ impl Conn {
         let is_reply = frame.header.kind & 0x8000 != 0;
         match msg {
             Message::Heartbeat => {}
-            Message::Return(b) => {
-                let frame_max = self.st.borrow().frame_max;
-                let mut out = self.client_out.borrow_mut();
-                for ret in b.returns {
-                    let method = basic::Return {
-                        reply_code: ret.reply_code,
-                        reply_text: translate::short(&ret.reply_text),
-                        exchange: translate::short(&ret.exchange),
-                        routing_key: translate::short(&ret.routing_key),
-                    };
-                    put_amqp(
-                        &mut out,
-                        b.channel,
-                        AMQPClass::Basic(basic::AMQPMethod::Return(method)),
-                    );
-                    put_message(&mut out, b.channel, &ret.properties, &ret.body, frame_max);
-                }
-            }
-            Message::Confirm(b) => {
-                let mut out = self.client_out.borrow_mut();
-                for c in b.items {
-                    let method = if c.nack {
-                        basic::AMQPMethod::Nack(basic::Nack {
-                            delivery_tag: c.delivery_tag,
-                            multiple: c.multiple,
-                            requeue: false,
-                        })
-                    } else {
-                        basic::AMQPMethod::Ack(basic::Ack {
-                            delivery_tag: c.delivery_tag,
-                            multiple: c.multiple,
-                        })
-                    };
-                    put_amqp(&mut out, b.channel, AMQPClass::Basic(method));
-                }
-            }
+            Message::Return(b) => self.returns(b),
+            Message::Confirm(b) => self.confirms(b),
             Message::ServerCancel(t) if self.st.borrow().cancel_notify => {
                 let cancel = basic::Cancel {
                     consumer_tag: translate::short(&t.consumer_tag),
@@ -164,6 +130,47 @@ impl Conn {
             other => debug!(kind = %other.kind(), "ignored frame from the broker"),
         }
         Ok(())
+    }
+
+    /// Returned messages: `basic.return` and the content of each.
+    fn returns(&self, b: m::ReturnBatch) {
+        let frame_max = self.st.borrow().frame_max;
+        let mut out = self.client_out.borrow_mut();
+        for ret in b.returns {
+            let method = basic::Return {
+                reply_code: ret.reply_code,
+                reply_text: translate::short(&ret.reply_text),
+                exchange: translate::short(&ret.exchange),
+                routing_key: translate::short(&ret.routing_key),
+            };
+            put_amqp(
+                &mut out,
+                b.channel,
+                AMQPClass::Basic(basic::AMQPMethod::Return(method)),
+            );
+            put_message(&mut out, b.channel, &ret.properties, &ret.body, frame_max);
+        }
+    }
+
+    /// Publisher confirms: `basic.ack` or `basic.nack` each.
+    fn confirms(&self, b: m::ConfirmBatch) {
+        let mut out = self.client_out.borrow_mut();
+        for c in b.items {
+            let (delivery_tag, multiple) = (c.delivery_tag, c.multiple);
+            let method = if c.nack {
+                basic::AMQPMethod::Nack(basic::Nack {
+                    delivery_tag,
+                    multiple,
+                    requeue: false,
+                })
+            } else {
+                basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag,
+                    multiple,
+                })
+            };
+            put_amqp(&mut out, b.channel, AMQPClass::Basic(method));
+        }
     }
 
     /// A reply to a request of the client.

@@ -13,8 +13,8 @@ use ringmq_rt::local::slot;
 use super::channel::ChanState;
 use super::requests::{check_name, exchange_declare_req, unexpected};
 use super::Session;
-use crate::meta::{DestName, QueueDef};
-use crate::shard::mesh::{CallReq, CallResp};
+use crate::meta::{DestName, MetaOp, QueueDef};
+use crate::shard::mesh::{CallReq, CallResp, DeclareQueue, DeleteQueue};
 
 /// How a pipelined request is answered.
 #[allow(clippy::large_enum_variant)]
@@ -111,7 +111,7 @@ impl Session {
             Wire::QueueDeclare(d) if !d.passive => {
                 let ch = d.channel;
                 let req = check_name("queue name", &d.queue, max).map(|()| {
-                    let req = CallReq::DeclareQueue {
+                    let req = CallReq::DeclareQueue(DeclareQueue {
                         vhost: vhost.clone(),
                         name: d.queue,
                         durable: d.durable,
@@ -119,7 +119,7 @@ impl Session {
                         auto_delete: d.auto_delete,
                         arguments: d.arguments,
                         session: self.id,
-                    };
+                    });
                     (req, Then::QueueDeclared { ch, vhost })
                 });
                 (ch, req)
@@ -127,13 +127,13 @@ impl Session {
             Wire::QueueDelete(d) => {
                 let ch = d.channel;
                 let req = check_name("queue name", &d.queue, max).map(|()| {
-                    let req = CallReq::DeleteQueue {
+                    let req = CallReq::DeleteQueue(DeleteQueue {
                         vhost,
                         name: d.queue,
                         if_unused: d.if_unused,
                         if_empty: d.if_empty,
                         session: self.id,
-                    };
+                    });
                     (req, Then::QueueDeleted(ch))
                 });
                 (ch, req)
@@ -164,13 +164,26 @@ impl Session {
             } else {
                 DestName::Exchange(b.destination)
             };
+            let (source, key, args) = (b.source, b.routing_key, b.arguments);
+            let op = if unbind {
+                MetaOp::Unbind {
+                    vhost,
+                    source,
+                    dest,
+                    key,
+                    args,
+                }
+            } else {
+                MetaOp::Bind {
+                    vhost,
+                    source,
+                    dest,
+                    key,
+                    args,
+                }
+            };
             let req = CallReq::Bind {
-                vhost,
-                source: b.source,
-                dest,
-                key: b.routing_key,
-                args: b.arguments,
-                unbind,
+                op,
                 session: self.id,
             };
             (req, Then::Reply(ok(ch)))
