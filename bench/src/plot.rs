@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{fmt_us, Percentiles, RunSummary};
+use crate::report::{fmt_us, RunSummary};
 
 /// Plot settings.
 #[derive(Debug, Clone)]
@@ -56,62 +56,102 @@ fn percentile_label(n: u32) -> String {
 
 /// Renders the runs as an SVG document.
 pub fn svg(runs: &[RunSummary], opts: &PlotOptions) -> String {
+    let series = collect_series(runs);
+    let scale = Scale::fit(&series, opts.linear);
+    let mut s = String::new();
+    write_title(&mut s, runs, opts);
+    write_axes(&mut s, &scale);
+    write_curves(&mut s, &series, &scale);
+    write_legend(&mut s, &series);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// One curve per run and latency kind (end-to-end solid, confirm dashed).
+fn collect_series(runs: &[RunSummary]) -> Vec<Series<'_>> {
     let mut series = Vec::new();
     for (i, r) in runs.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let base = format!("{} · {}", r.label, r.scenario.name);
-        let mut add = |p: &'_ Option<Percentiles>, what: &str, dashed: bool| {
+        for (p, what, dashed) in [
+            (&r.latency.end_to_end, "end-to-end", false),
+            (&r.latency.confirm, "confirm", true),
+        ] {
             if let Some(p) = p {
-                series.push((
-                    format!("{base} {what} (p99 {})", fmt_us(p.p99_us)),
+                series.push(Series {
+                    name: format!("{base} {what} (p99 {})", fmt_us(p.p99_us)),
                     colour,
                     dashed,
-                    p.curve.clone(),
-                ));
+                    curve: &p.curve,
+                });
             }
-        };
-        add(&r.latency.end_to_end, "end-to-end", false);
-        add(&r.latency.confirm, "confirm", true);
+        }
     }
-    let series: Vec<Series<'_>> = series
-        .iter()
-        .map(|(name, colour, dashed, curve)| Series {
-            name: name.clone(),
-            colour,
-            dashed: *dashed,
-            curve,
-        })
-        .collect();
+    series
+}
 
-    let max_nines = series
-        .iter()
-        .flat_map(|s| s.curve.iter().filter_map(|&(q, _)| nines(q)))
-        .fold(0.0f64, f64::max);
-    let x_max = max_nines.ceil().clamp(2.0, 7.0);
-    let values = || series.iter().flat_map(|s| s.curve.iter().map(|&(_, v)| v));
-    let v_min = values().fold(f64::INFINITY, f64::min).max(0.1);
-    let v_max = values().fold(0.0f64, f64::max).max(v_min * 10.0);
-    let (y_lo, y_hi) = if opts.linear {
-        (0.0, nice_ceiling(v_max))
-    } else {
-        (
-            10f64.powf(v_min.log10().floor()),
-            10f64.powf(v_max.log10().ceil()),
-        )
-    };
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let x_of = |n: f64| LEFT + plot_w * (n / x_max);
-    let y_of = |v: f64| {
-        let f = if opts.linear {
-            (v - y_lo) / (y_hi - y_lo)
+/// Where values land on the plot.
+struct Scale {
+    /// Nines shown on the x axis.
+    x_max: f64,
+    /// Latency range of the y axis.
+    y_lo: f64,
+    y_hi: f64,
+    linear: bool,
+}
+
+impl Scale {
+    /// Axes that fit every curve.
+    fn fit(series: &[Series<'_>], linear: bool) -> Scale {
+        let max_nines = series
+            .iter()
+            .flat_map(|s| s.curve.iter().filter_map(|&(q, _)| nines(q)))
+            .fold(0.0f64, f64::max);
+        let values = || series.iter().flat_map(|s| s.curve.iter().map(|&(_, v)| v));
+        let v_min = values().fold(f64::INFINITY, f64::min).max(0.1);
+        let v_max = values().fold(0.0f64, f64::max).max(v_min * 10.0);
+        let (y_lo, y_hi) = if linear {
+            (0.0, nice_ceiling(v_max))
         } else {
-            (v.max(y_lo).log10() - y_lo.log10()) / (y_hi.log10() - y_lo.log10())
+            (
+                10f64.powf(v_min.log10().floor()),
+                10f64.powf(v_max.log10().ceil()),
+            )
         };
-        TOP + plot_h * (1.0 - f)
-    };
+        Scale {
+            x_max: max_nines.ceil().clamp(2.0, 7.0),
+            y_lo,
+            y_hi,
+            linear,
+        }
+    }
 
-    let mut s = String::new();
+    fn plot_w() -> f64 {
+        WIDTH - LEFT - RIGHT
+    }
+
+    fn plot_h() -> f64 {
+        HEIGHT - TOP - BOTTOM
+    }
+
+    fn x(&self, nines: f64) -> f64 {
+        LEFT + Scale::plot_w() * (nines / self.x_max)
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        let (lo, hi) = (self.y_lo, self.y_hi);
+        let f = if self.linear {
+            (v - lo) / (hi - lo)
+        } else {
+            (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10())
+        };
+        TOP + Scale::plot_h() * (1.0 - f)
+    }
+}
+
+/// The document's opening, background, title and (when every run shares
+/// it) the machine line.
+fn write_title(s: &mut String, runs: &[RunSummary], opts: &PlotOptions) {
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
@@ -140,9 +180,13 @@ pub fn svg(runs: &[RunSummary], opts: &PlotOptions) -> String {
             escape(&r.machine.cpu)
         );
     }
-    // Grid and axes.
-    for n in 0..=(x_max as u32) {
-        let x = x_of(f64::from(n));
+}
+
+/// Grid lines, tick labels, the frame and the axis names.
+fn write_axes(s: &mut String, scale: &Scale) {
+    let (plot_w, plot_h) = (Scale::plot_w(), Scale::plot_h());
+    for n in 0..=(scale.x_max as u32) {
+        let x = scale.x(f64::from(n));
         let _ = writeln!(
             s,
             r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
@@ -151,8 +195,8 @@ pub fn svg(runs: &[RunSummary], opts: &PlotOptions) -> String {
             percentile_label(n)
         );
     }
-    for v in y_ticks(y_lo, y_hi, opts.linear) {
-        let y = y_of(v);
+    for v in y_ticks(scale.y_lo, scale.y_hi, scale.linear) {
+        let y = scale.y(v);
         let _ = writeln!(
             s,
             r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
@@ -177,48 +221,53 @@ pub fn svg(runs: &[RunSummary], opts: &PlotOptions) -> String {
         r#"<text transform="translate(22 {:.1}) rotate(-90)" text-anchor="middle">latency</text>"#,
         TOP + plot_h / 2.0
     );
-    // Curves.
-    for se in &series {
+}
+
+/// The stroke attribute of a dashed series.
+fn dash(se: &Series<'_>) -> &'static str {
+    if se.dashed {
+        r#" stroke-dasharray="6 4""#
+    } else {
+        ""
+    }
+}
+
+/// One polyline per series.
+fn write_curves(s: &mut String, series: &[Series<'_>], scale: &Scale) {
+    for se in series {
         let mut points = String::new();
         for &(q, v) in se.curve {
-            let n = nines(q).map_or(x_max, |n| n.min(x_max));
-            let _ = write!(points, "{:.1},{:.1} ", x_of(n), y_of(v));
+            let n = nines(q).map_or(scale.x_max, |n| n.min(scale.x_max));
+            let _ = write!(points, "{:.1},{:.1} ", scale.x(n), scale.y(v));
         }
-        let dash = if se.dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
         let _ = writeln!(
             s,
-            r#"<polyline fill="none" stroke="{}" stroke-width="2"{dash} points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{}" stroke-width="2"{} points="{}"/>"#,
             se.colour,
+            dash(se),
             points.trim_end()
         );
     }
-    // Legend, top left (the empty corner of a latency curve).
+}
+
+/// The legend, top left (the empty corner of a latency curve).
+fn write_legend(s: &mut String, series: &[Series<'_>]) {
     for (i, se) in series.iter().enumerate() {
         let y = TOP + 18.0 + 18.0 * i as f64;
-        let dash = if se.dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
         let _ = writeln!(
             s,
-            r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2"{}/><text x="{:.1}" y="{:.1}">{}</text>"#,
             LEFT + 12.0,
             y - 4.0,
             LEFT + 42.0,
             y - 4.0,
             se.colour,
+            dash(se),
             LEFT + 48.0,
             y,
             escape(&se.name)
         );
     }
-    s.push_str("</svg>\n");
-    s
 }
 
 /// A latency axis label: "200 µs", "1 ms", "2.5 s".

@@ -211,112 +211,127 @@ impl Scenario {
     /// # Errors
     /// [`BenchError::BadScenario`].
     pub fn validate(&self) -> Result<(), BenchError> {
-        let bad = |key: &'static str, reason: String| {
-            Err(BenchError::BadScenario {
+        self.check_sizes()
+            .and_then(|()| self.check_routing())
+            .and_then(|()| self.check_flow())
+            .map_err(|(key, reason)| BenchError::BadScenario {
                 scenario: self.name.clone(),
                 key,
                 reason,
             })
-        };
+    }
+
+    /// Publishers, queues, consumers and message size.
+    fn check_sizes(&self) -> Result<(), (&'static str, String)> {
         if self.publishers == 0 || self.publishers > 1000 {
-            return bad("publishers", "must be 1..=1000".into());
+            return Err(("publishers", "must be 1..=1000".into()));
         }
         if self.queues == 0 || self.queues > 100_000 {
-            return bad("queues", "must be 1..=100000".into());
+            return Err(("queues", "must be 1..=100000".into()));
         }
         if self.consumers > 0 && self.consumers < self.queues {
-            return bad(
+            return Err((
                 "consumers",
                 format!(
                     "{} consumers cannot drain {} queues: use 0 (publish only) or at least one per queue",
                     self.consumers, self.queues
                 ),
-            );
+            ));
         }
         if self.consumers > 1000 {
-            return bad("consumers", "at most 1000".into());
+            return Err(("consumers", "at most 1000".into()));
         }
         if self.message_size < STAMP_LEN || self.message_size > MAX_MESSAGE_SIZE {
-            return bad(
+            return Err((
                 "message_size",
                 format!(
                     "{} bytes: must be {STAMP_LEN}..={MAX_MESSAGE_SIZE} (the first {STAMP_LEN} carry the time stamp and id)",
                     self.message_size
                 ),
-            );
+            ));
         }
+        Ok(())
+    }
+
+    /// Exchange type, bindings and routing keys.
+    fn check_routing(&self) -> Result<(), (&'static str, String)> {
         match self.exchange {
             ExchangeType::Topic => {
                 if self.bindings < self.queues {
-                    return bad(
+                    return Err((
                         "bindings",
                         format!(
                             "a topic scenario needs at least one binding per queue ({} < {})",
                             self.bindings, self.queues
                         ),
-                    );
+                    ));
                 }
                 if self.bindings > 10_000_000 {
-                    return bad("bindings", "at most 10000000".into());
+                    return Err(("bindings", "at most 10000000".into()));
                 }
                 if self.routing_keys > self.bindings {
-                    return bad(
+                    return Err((
                         "routing_keys",
                         "at most one per binding (each key matches exactly one)".into(),
-                    );
+                    ));
                 }
             }
             _ => {
                 if self.bindings != 0 {
-                    return bad("bindings", "only for exchange = \"topic\"".into());
+                    return Err(("bindings", "only for exchange = \"topic\"".into()));
                 }
                 if self.routing_keys > self.queues {
-                    return bad(
+                    return Err((
                         "routing_keys",
                         "at most one per queue for default and direct exchanges".into(),
-                    );
+                    ));
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Confirms, acks, run length, rate and draining.
+    fn check_flow(&self) -> Result<(), (&'static str, String)> {
         if self.confirms && (self.in_flight == 0 || self.in_flight > 1_000_000) {
-            return bad("in_flight", "must be 1..=1000000 with confirms".into());
+            return Err(("in_flight", "must be 1..=1000000 with confirms".into()));
         }
         if !self.auto_ack {
             if self.ack_every == 0 {
-                return bad("ack_every", "must be at least 1".into());
+                return Err(("ack_every", "must be at least 1".into()));
             }
             if self.prefetch > 0 && self.ack_every > u32::from(self.prefetch) {
-                return bad(
+                return Err((
                     "ack_every",
                     format!(
                         "{} exceeds prefetch {}: the consumer would wait for deliveries the broker holds back",
                         self.ack_every, self.prefetch
                     ),
-                );
+                ));
             }
         }
         match self.messages {
-            Some(0) => return bad("messages", "must be at least 1".into()),
+            Some(0) => return Err(("messages", "must be at least 1".into())),
             Some(_) => {}
             None => {
                 if !(self.duration > 0.0 && self.duration.is_finite()) {
-                    return bad("duration", "must be a positive number of seconds".into());
+                    return Err(("duration", "must be a positive number of seconds".into()));
                 }
             }
         }
         if let Some(r) = self.rate {
             if !(r > 0.0 && r.is_finite()) {
-                return bad("rate", "must be a positive number of msg/s".into());
+                return Err(("rate", "must be a positive number of msg/s".into()));
             }
         }
         if self.spin_us > 100_000 {
-            return bad("spin_us", "at most 100000".into());
+            return Err(("spin_us", "at most 100000".into()));
         }
         if !(self.drain_timeout > 0.0 && self.drain_timeout.is_finite()) {
-            return bad(
+            return Err((
                 "drain_timeout",
                 "must be a positive number of seconds".into(),
-            );
+            ));
         }
         Ok(())
     }

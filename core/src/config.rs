@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::auth;
+use crate::password;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -138,7 +138,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             users: vec![UserConfig {
                 name: "guest".to_owned(),
-                password_hash: auth::hash_password_with_salt("guest", [0x90, 0x8d, 0xc6, 0x0a]),
+                password_hash: password::hash_password_with_salt("guest", [0x90, 0x8d, 0xc6, 0x0a]),
                 vhosts: default_user_vhosts(),
             }],
             vhosts: vec!["/".to_owned()],
@@ -260,7 +260,7 @@ impl Config {
             return bad("vhosts", "at least one virtual host is needed");
         }
         for u in &self.users {
-            if auth::decode_hash(&u.password_hash).is_none() {
+            if password::decode_hash(&u.password_hash).is_none() {
                 return bad(
                     &format!("users.{}.password_hash", u.name),
                     "not a RabbitMQ SHA-256 password hash (base64 of 36 bytes); use `ringmq hash-password`",

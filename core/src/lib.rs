@@ -24,6 +24,7 @@ pub mod log;
 pub mod message;
 pub mod meta;
 pub mod net;
+pub mod password;
 pub mod queue;
 pub mod shard;
 

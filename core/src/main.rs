@@ -43,7 +43,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::HashPassword { password }) = &cli.command {
-        println!("{}", ringmq_core::auth::hash_password(password));
+        println!("{}", ringmq_core::password::hash_password(password));
         return Ok(());
     }
     ringmq_rt::process::init_tracing();

@@ -53,48 +53,83 @@ async fn run(uri: String, window: Duration, size: usize) {
     let publisher_conn = Connection::connect(&uri, ConnectionProperties::default())
         .await
         .expect("publisher connects");
-    let cch = consumer_conn.create_channel().await.unwrap();
-    cch.queue_declare(
-        queue.as_str().into(),
-        QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..QueueDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("queue.declare");
+    let counts = Counts::default();
+    let consuming = consume(&consumer_conn, &queue, size, counts.consumed.clone()).await;
+    let publishing = publish(&publisher_conn, &queue, size, &counts).await;
+    let servers: Vec<u32> = std::env::var("SERVER_PIDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    tokio::time::sleep(WARMUP).await;
+    let before = Sample::take(&counts, &servers);
+    tokio::time::sleep(window).await;
+    let after = Sample::take(&counts, &servers);
+    counts.stop.store(true, Ordering::Relaxed);
+    publishing.await.unwrap();
+    report(&uri, size, &servers, &before, &after);
+    let _ = publisher_conn.close(200, "done".into()).await;
+    let _ = consumer_conn.close(200, "done".into()).await;
+    consuming.abort();
+}
+
+/// Messages published and consumed so far, and the publisher's stop flag.
+#[derive(Default)]
+struct Counts {
+    published: Arc<AtomicU64>,
+    consumed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Declares the queue and consumes it (auto-ack), counting deliveries.
+async fn consume(
+    conn: &Connection,
+    queue: &str,
+    size: usize,
+    counter: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    let cch = conn.create_channel().await.unwrap();
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    cch.queue_declare(queue.into(), exclusive, FieldTable::default())
+        .await
+        .expect("queue.declare");
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
     let mut consumer = cch
-        .basic_consume(
-            queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
+        .basic_consume(queue.into(), "".into(), no_ack, FieldTable::default())
         .await
         .expect("basic.consume");
-
-    let published = Arc::new(AtomicU64::new(0));
-    let consumed = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-
-    let counter = consumed.clone();
-    let consuming = tokio::spawn(async move {
+    tokio::spawn(async move {
         while let Some(d) = consumer.next().await {
             let d = d.expect("delivery");
             debug_assert_eq!(d.data.len(), size);
             counter.fetch_add(1, Ordering::Relaxed);
         }
-    });
+    })
+}
 
-    let pch = publisher_conn.create_channel().await.unwrap();
-    let (p, c, s) = (published.clone(), consumed.clone(), stop.clone());
-    let key = queue.clone();
-    let publishing = tokio::spawn(async move {
+/// Publishes to the queue until stopped, at most `WINDOW` ahead of the
+/// consumer.
+async fn publish(
+    conn: &Connection,
+    queue: &str,
+    size: usize,
+    counts: &Counts,
+) -> tokio::task::JoinHandle<()> {
+    let pch = conn.create_channel().await.unwrap();
+    let (p, c, s) = (
+        counts.published.clone(),
+        counts.consumed.clone(),
+        counts.stop.clone(),
+    );
+    let key = queue.to_owned();
+    tokio::spawn(async move {
         let body = vec![0x5a_u8; size];
         while !s.load(Ordering::Relaxed) {
             if p.load(Ordering::Relaxed) >= c.load(Ordering::Relaxed) + WINDOW {
@@ -113,56 +148,52 @@ async fn run(uri: String, window: Duration, size: usize) {
                 .expect("basic.publish");
             p.fetch_add(1, Ordering::Relaxed);
         }
-    });
+    })
+}
 
-    let servers: Vec<u32> = std::env::var("SERVER_PIDS")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|p| p.trim().parse().ok())
-        .collect();
-    let server_cpu = || -> u64 { servers.iter().map(|p| cpu_micros(&p.to_string())).sum() };
-    tokio::time::sleep(WARMUP).await;
-    let (c0, p0, cpu0, s0, t0) = (
-        consumed.load(Ordering::Relaxed),
-        published.load(Ordering::Relaxed),
-        cpu_micros("self"),
-        server_cpu(),
-        Instant::now(),
-    );
-    tokio::time::sleep(window).await;
-    let (c1, p1, cpu1, s1, elapsed) = (
-        consumed.load(Ordering::Relaxed),
-        published.load(Ordering::Relaxed),
-        cpu_micros("self"),
-        server_cpu(),
-        t0.elapsed(),
-    );
-    stop.store(true, Ordering::Relaxed);
-    publishing.await.unwrap();
+/// Counters and CPU times at one instant.
+struct Sample {
+    consumed: u64,
+    published: u64,
+    cpu: u64,
+    server_cpu: u64,
+    at: Instant,
+}
 
-    let n = c1 - c0;
-    let secs = elapsed.as_secs_f64();
-    let cpu = cpu1.saturating_sub(cpu0);
+impl Sample {
+    fn take(counts: &Counts, servers: &[u32]) -> Sample {
+        Sample {
+            consumed: counts.consumed.load(Ordering::Relaxed),
+            published: counts.published.load(Ordering::Relaxed),
+            cpu: cpu_micros("self"),
+            server_cpu: servers.iter().map(|p| cpu_micros(&p.to_string())).sum(),
+            at: Instant::now(),
+        }
+    }
+}
+
+/// Prints rates and CPU per message over the window between two samples.
+fn report(uri: &str, size: usize, servers: &[u32], before: &Sample, after: &Sample) {
+    let n = after.consumed - before.consumed;
+    let published = after.published - before.published;
+    let secs = (after.at - before.at).as_secs_f64();
+    let cpu = after.cpu.saturating_sub(before.cpu);
     println!(
-        "uri={uri} body={size}B window={secs:.2}s consumed={n} published={} \
+        "uri={uri} body={size}B window={secs:.2}s consumed={n} published={published} \
          consume_rate={:.0} msg/s publish_rate={:.0} msg/s cpu={:.2} us/msg ({:.0}% of a core)",
-        p1 - p0,
         n as f64 / secs,
-        (p1 - p0) as f64 / secs,
+        published as f64 / secs,
         cpu as f64 / n.max(1) as f64,
         cpu as f64 / 1e6 / secs * 100.0,
     );
     if !servers.is_empty() {
-        let cpu = s1.saturating_sub(s0);
+        let cpu = after.server_cpu.saturating_sub(before.server_cpu);
         println!(
             "server pids {servers:?}: cpu={:.2} us/msg ({:.0}% of a core)",
             cpu as f64 / n.max(1) as f64,
             cpu as f64 / 1e6 / secs * 100.0,
         );
     }
-    let _ = publisher_conn.close(200, "done".into()).await;
-    let _ = consumer_conn.close(200, "done".into()).await;
-    consuming.abort();
 }
 
 /// User + system CPU time of process `pid` ("self": this one) so far,

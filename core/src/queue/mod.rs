@@ -13,6 +13,7 @@
 //!   (ack, no-ack delivery, drop, expiry, purge, dead-lettering, delete).
 
 pub mod args;
+mod storage;
 
 use std::collections::VecDeque;
 
@@ -593,106 +594,6 @@ impl Queue {
                 .args
                 .expires
                 .is_some_and(|e| now >= self.last_used.saturating_add(e))
-    }
-
-    /// Removes a message that could not be made durable (its publisher was
-    /// nacked), wherever it is, without settling it through the sink.
-    pub fn discard(&mut self, id: MsgId) -> bool {
-        if self.unacked.remove(&id).is_some() {
-            return true;
-        }
-        for level in &mut self.ready {
-            let at = level.partition_point(|m| m.id < id);
-            if level.get(at).is_some_and(|m| m.id == id) {
-                if let Some(qm) = level.remove(at) {
-                    self.ready_count -= 1;
-                    self.ready_bytes -= u64::from(qm.size);
-                }
-                return true;
-            }
-        }
-        false
-    }
-
-    /// True when the next message `get` would take is in memory (or there
-    /// is none).
-    pub fn head_resident(&self) -> bool {
-        self.peek_ready().is_none_or(|m| m.resident)
-    }
-
-    /// Up to `n` messages near the head that are not in memory, in
-    /// delivery order, with their log locations.
-    pub fn paged_head(&self, n: usize) -> Vec<(MsgId, LogLoc)> {
-        let mut out = Vec::new();
-        for level in self.ready.iter().rev() {
-            for m in level {
-                if out.len() >= n {
-                    return out;
-                }
-                if let (false, Some(loc)) = (m.resident, m.loc) {
-                    out.push((m.id, loc));
-                }
-            }
-        }
-        out
-    }
-
-    /// Puts a paged-in message's body back. Returns false if the message
-    /// is no longer ready (or was in memory already).
-    pub fn fill(&mut self, id: MsgId, body: bytes::Bytes) -> bool {
-        for level in &mut self.ready {
-            let at = level.partition_point(|m| m.id < id);
-            if let Some(m) = level.get_mut(at).filter(|m| m.id == id && !m.resident) {
-                m.msg.body = body;
-                m.resident = true;
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Restores messages recovered from the log (in id order).
-    pub fn restore(&mut self, msgs: impl IntoIterator<Item = QueuedMsg>) {
-        for qm in msgs {
-            self.next_id = self.next_id.max(qm.id + 1);
-            self.push_ready(qm);
-        }
-    }
-
-    /// Persisted messages (ready or unacked) whose record is in segment
-    /// `seq`: id, location, and whether it was delivered.
-    pub fn persisted_in(&self, seq: u32) -> Persisted {
-        let ready = self.ready.iter().flatten().map(|m| (m, m.redelivered));
-        let unacked = self.unacked.values().map(|u| (&u.qm, true));
-        ready
-            .chain(unacked)
-            .filter_map(|(m, delivered)| {
-                m.loc.filter(|l| l.seq == seq).map(|l| (m.id, l, delivered))
-            })
-            .collect()
-    }
-
-    /// Moves a persisted message's record (compaction). False if the
-    /// message is gone or its record moved already.
-    pub fn relocate(&mut self, id: MsgId, from: LogLoc, to: LogLoc) -> bool {
-        if let Some(u) = self.unacked.get_mut(&id) {
-            if u.qm.loc == Some(from) {
-                u.qm.loc = Some(to);
-                return true;
-            }
-            return false;
-        }
-        for level in &mut self.ready {
-            let at = level.partition_point(|m| m.id < id);
-            if let Some(m) = level
-                .get_mut(at)
-                .filter(|m| m.id == id && m.loc == Some(from))
-            {
-                m.loc = Some(to);
-                return true;
-            }
-        }
-        false
     }
 
     /// The unacked deliveries held by `owner`.

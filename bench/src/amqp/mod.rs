@@ -161,8 +161,7 @@ struct Link {
 impl Link {
     /// Connects, logs in, opens the vhost and channel 1.
     fn connect(target: &Target, what: &str) -> Result<Link, BenchError> {
-        let addr = target.addr();
-        let stream = tcp_connect(&addr, what)?;
+        let stream = tcp_connect(&target.addr(), what)?;
         stream
             .set_read_timeout(Some(READ_TICK))
             .map_err(|e| BenchError::io(what, e))?;
@@ -174,16 +173,24 @@ impl Link {
             what: what.to_owned(),
             frame_max: FRAME_MAX,
         };
-        let handshake = |reason: String| BenchError::Handshake {
-            addr: addr.clone(),
-            reason,
-        };
         link.out.extend_from_slice(PROTOCOL_HEADER);
         link.write_out()?;
-        let start = match link.wait_method(0) {
+        link.log_in(target)?;
+        link.tune(target)?;
+        link.open_vhost(target)?;
+        link.call(
+            CHANNEL,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        )?;
+        Ok(link)
+    }
+
+    /// `connection.start` and `start-ok` with PLAIN credentials.
+    fn log_in(&mut self, target: &Target) -> Result<(), BenchError> {
+        let start = match self.wait_method(0) {
             Ok(AMQPClass::Connection(connection::AMQPMethod::Start(s))) => s,
             Ok(_) | Err(BenchError::Protocol { .. } | BenchError::Closed { .. }) => {
-                return Err(handshake(NOT_AMQP.into()))
+                return Err(handshake_error(target, NOT_AMQP))
             }
             Err(e) => return Err(e),
         };
@@ -191,7 +198,10 @@ impl Link {
             .split(' ')
             .any(|m| m == "PLAIN")
         {
-            return Err(handshake("the server does not offer PLAIN login".into()));
+            return Err(handshake_error(
+                target,
+                "the server does not offer PLAIN login",
+            ));
         }
         let mut caps = FieldTable::default();
         caps.insert("publisher_confirms".into(), AMQPValue::Boolean(true));
@@ -209,7 +219,7 @@ impl Link {
         );
         props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
         let response = format!("\0{}\0{}", target.username, target.password);
-        link.send_method(
+        self.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
                 client_properties: props,
@@ -217,64 +227,68 @@ impl Link {
                 response: LongString::from(response),
                 locale: "en_US".into(),
             })),
-        )?;
-        let tune =
-            match link.wait_method(0) {
-                Ok(AMQPClass::Connection(connection::AMQPMethod::Tune(t))) => t,
-                Ok(other) => {
-                    return Err(handshake(format!(
-                        "expected connection.tune, got {other:?}"
-                    )))
-                }
-                Err(BenchError::Closed { code, text, .. }) if code != 0 => {
-                    return Err(handshake(format!("login refused: {code} {text}")))
-                }
-                Err(BenchError::Closed { .. } | BenchError::Io { .. }) => return Err(handshake(
-                    "the server closed the connection after the login (wrong user or password?)"
-                        .into(),
-                )),
-                Err(e) => return Err(e),
-            };
+        )
+    }
+
+    /// `connection.tune` and `tune-ok`: heartbeats off, the smaller
+    /// frame_max.
+    fn tune(&mut self, target: &Target) -> Result<(), BenchError> {
+        let tune = match self.wait_method(0) {
+            Ok(AMQPClass::Connection(connection::AMQPMethod::Tune(t))) => t,
+            Ok(other) => {
+                return Err(handshake_error(
+                    target,
+                    format!("expected connection.tune, got {other:?}"),
+                ))
+            }
+            Err(BenchError::Closed { code, text, .. }) if code != 0 => {
+                return Err(handshake_error(
+                    target,
+                    format!("login refused: {code} {text}"),
+                ))
+            }
+            Err(BenchError::Closed { .. } | BenchError::Io { .. }) => {
+                return Err(handshake_error(
+                    target,
+                    "the server closed the connection after the login (wrong user or password?)",
+                ))
+            }
+            Err(e) => return Err(e),
+        };
         let frame_max = match tune.frame_max {
             0 => FRAME_MAX,
             n => n.min(FRAME_MAX),
         };
-        link.frame_max = frame_max;
-        link.rd.decoder.set_frame_max(frame_max);
-        link.send_method(
+        self.frame_max = frame_max;
+        self.rd.decoder.set_frame_max(frame_max);
+        self.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
                 channel_max: tune.channel_max,
                 frame_max,
                 heartbeat: 0,
             })),
-        )?;
-        let vhost = short(&target.vhost, what)?;
-        match link.call(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
-                virtual_host: vhost,
-            })),
-        ) {
-            Ok(AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))) => {}
-            Ok(other) => {
-                return Err(handshake(format!(
-                    "expected connection.open-ok, got {other:?}"
-                )))
-            }
-            Err(BenchError::Closed { code, text, .. }) => {
-                return Err(handshake(format!(
-                    "cannot open vhost '{}': {code} {text}",
-                    target.vhost
-                )))
-            }
-            Err(e) => return Err(e),
+        )
+    }
+
+    /// `connection.open` of the target's vhost.
+    fn open_vhost(&mut self, target: &Target) -> Result<(), BenchError> {
+        let vhost = short(&target.vhost, &self.what)?;
+        let open = connection::Open {
+            virtual_host: vhost,
+        };
+        match self.call(0, AMQPClass::Connection(connection::AMQPMethod::Open(open))) {
+            Ok(AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))) => Ok(()),
+            Ok(other) => Err(handshake_error(
+                target,
+                format!("expected connection.open-ok, got {other:?}"),
+            )),
+            Err(BenchError::Closed { code, text, .. }) => Err(handshake_error(
+                target,
+                format!("cannot open vhost '{}': {code} {text}", target.vhost),
+            )),
+            Err(e) => Err(e),
         }
-        link.call(
-            CHANNEL,
-            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-        )?;
-        Ok(link)
     }
 
     fn write_out(&mut self) -> Result<(), BenchError> {
@@ -384,6 +398,14 @@ impl Link {
             }
         }
         Ok(())
+    }
+}
+
+/// A handshake failure with the target's address.
+fn handshake_error(target: &Target, reason: impl Into<String>) -> BenchError {
+    BenchError::Handshake {
+        addr: target.addr(),
+        reason: reason.into(),
     }
 }
 
@@ -503,319 +525,11 @@ impl driver::Admin for Admin {
     }
 }
 
-/// A publishing connection with pre-encoded frames.
-pub struct Publisher {
-    link: Link,
-    /// `basic.publish` method frame per routing key.
-    methods: Vec<Vec<u8>>,
-    /// Content header and body frames.
-    content: Vec<u8>,
-    /// Offset of the body in `content`.
-    body_at: usize,
-}
+mod consumer;
+mod publisher;
 
-impl std::fmt::Debug for Publisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher")
-            .field("what", &self.link.what)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Publisher {
-    /// Connects a publisher for `topo`'s routing keys (confirm mode when
-    /// the scenario asks for it).
-    ///
-    /// # Errors
-    /// Unreachable target, refused login or confirm mode.
-    pub fn connect(
-        target: &Target,
-        what: &str,
-        s: &Scenario,
-        topo: &Topology,
-    ) -> Result<Publisher, BenchError> {
-        let mut link = Link::connect(target, what)?;
-        if s.confirms {
-            let r = link.call(
-                CHANNEL,
-                AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
-                    nowait: false,
-                })),
-            )?;
-            expect(what, "confirm.select-ok", r, |c| {
-                matches!(c, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))
-            })?;
-        }
-        let mut body = vec![0u8; s.message_size];
-        for (i, b) in body.iter_mut().enumerate().skip(STAMP_LEN) {
-            *b = b'a' + (i % 26) as u8;
-        }
-        let (content, body_at) = encode_content(CHANNEL, &body, s.persistent, link.frame_max)?;
-        let methods = topo
-            .routing_keys
-            .iter()
-            .map(|k| {
-                let mut m = Vec::new();
-                put_publish(&mut m, CHANNEL, &topo.exchange, k);
-                m
-            })
-            .collect();
-        Ok(Publisher {
-            link,
-            methods,
-            content,
-            body_at,
-        })
-    }
-}
-
-impl PublishConn for Publisher {
-    type Reader = ConfirmReader;
-
-    fn publish(&mut self, key: usize, stamp: u64, id: u64) -> Result<(), BenchError> {
-        let out = &mut self.link.out;
-        if let Some(m) = self.methods.get(key % self.methods.len().max(1)) {
-            out.extend_from_slice(m);
-        }
-        let at = out.len() + self.body_at;
-        out.extend_from_slice(&self.content);
-        write_stamp(&mut out[at..], stamp, id);
-        if out.len() >= WRITE_BYTES {
-            self.link.write_out()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), BenchError> {
-        self.link.write_out()
-    }
-
-    fn reader(&self) -> Result<ConfirmReader, BenchError> {
-        let stream = self
-            .link
-            .stream
-            .try_clone()
-            .map_err(|e| BenchError::io(&self.link.what, e))?;
-        let rd = FrameReader::new(stream, &self.link.what, self.link.frame_max);
-        Ok(ConfirmReader { rd })
-    }
-
-    fn close(mut self) -> Result<(), BenchError> {
-        self.link.write_out()?;
-        self.link.close()
-    }
-}
-
-/// Reads a publisher's confirms.
-pub struct ConfirmReader {
-    rd: FrameReader,
-}
-
-impl ConfirmSource for ConfirmReader {
-    fn poll(&mut self, on_confirm: &mut dyn FnMut(u64, bool, bool)) -> Result<(), BenchError> {
-        if !self.rd.fill()? {
-            return Ok(());
-        }
-        while let Some(f) = self.rd.next()? {
-            if f.kind != FRAME_METHOD {
-                continue; // returned content, heartbeats
-            }
-            let p = &f.payload[..];
-            match method_ids(p) {
-                (60, 80) | (60, 120) if p.len() >= 13 => {
-                    let mut tag = [0u8; 8];
-                    tag.copy_from_slice(&p[4..12]);
-                    let nack = method_ids(p).1 == 120;
-                    on_confirm(u64::from_be_bytes(tag), p[12] & 1 != 0, nack);
-                }
-                // Closes are errors; this socket's writes belong to the
-                // publisher, so nothing is answered from here.
-                (10, 50) => return Err(close_error(p, &self.rd.what, "connection")),
-                (20, 40) => return Err(close_error(p, &self.rd.what, "channel")),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Where the consumer is in the frames of a delivery.
-#[derive(Debug, Clone, Copy)]
-enum Pending {
-    Idle,
-    Header {
-        tag: u64,
-    },
-    Body {
-        tag: u64,
-        remaining: u64,
-        head: [u8; STAMP_LEN],
-        head_len: usize,
-    },
-}
-
-/// A consuming connection.
-pub struct Consumer {
-    link: Link,
-    pending: Pending,
-}
-
-impl std::fmt::Debug for Consumer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer")
-            .field("what", &self.link.what)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Consumer {
-    /// Connects and starts consuming `queue`.
-    ///
-    /// # Errors
-    /// Unreachable target, refused login, unknown queue.
-    pub fn connect(
-        target: &Target,
-        what: &str,
-        s: &Scenario,
-        queue_name: &str,
-    ) -> Result<Consumer, BenchError> {
-        let mut link = Link::connect(target, what)?;
-        if !s.auto_ack && s.prefetch > 0 {
-            let r = link.call(
-                CHANNEL,
-                AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
-                    prefetch_count: s.prefetch,
-                    global: false,
-                })),
-            )?;
-            expect(what, "basic.qos-ok", r, |c| {
-                matches!(c, AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))
-            })?;
-        }
-        let r = link.call(
-            CHANNEL,
-            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
-                queue: short(queue_name, what)?,
-                consumer_tag: "".into(),
-                no_ack: s.auto_ack,
-                ..basic::Consume::default()
-            })),
-        )?;
-        expect(what, "basic.consume-ok", r, |c| {
-            matches!(c, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)))
-        })?;
-        Ok(Consumer {
-            link,
-            pending: Pending::Idle,
-        })
-    }
-}
-
-fn be_u64(b: &[u8]) -> Option<u64> {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(b.get(..8)?);
-    Some(u64::from_be_bytes(a))
-}
-
-impl ConsumeConn for Consumer {
-    fn poll<F: FnMut(u64, u64, &[u8])>(&mut self, mut f: F) -> Result<usize, BenchError> {
-        if !self.link.rd.fill()? {
-            return Ok(0);
-        }
-        let now = now_ns();
-        let mut n = 0;
-        let bad = |what: &str, reason: &str| BenchError::protocol(what, reason.to_owned());
-        while let Some(fr) = self.link.rd.next()? {
-            let p = &fr.payload[..];
-            match (fr.kind, self.pending) {
-                (FRAME_METHOD, Pending::Idle) if method_ids(p) == (60, 60) => {
-                    // consumer-tag (short string), delivery-tag, ...
-                    let tag_at = 5 + usize::from(*p.get(4).unwrap_or(&0));
-                    let tag = p
-                        .get(tag_at..)
-                        .and_then(be_u64)
-                        .ok_or_else(|| bad(&self.link.what, "truncated basic.deliver"))?;
-                    self.pending = Pending::Header { tag };
-                }
-                (FRAME_METHOD, Pending::Idle) => self.link.unsolicited_method(&fr)?,
-                (FRAME_HEADER, Pending::Header { tag }) => {
-                    let size = p
-                        .get(4..)
-                        .and_then(be_u64)
-                        .ok_or_else(|| bad(&self.link.what, "truncated content header"))?;
-                    if size == 0 {
-                        f(now, tag, &[]);
-                        n += 1;
-                        self.pending = Pending::Idle;
-                    } else {
-                        self.pending = Pending::Body {
-                            tag,
-                            remaining: size,
-                            head: [0; STAMP_LEN],
-                            head_len: 0,
-                        };
-                    }
-                }
-                (
-                    FRAME_BODY,
-                    Pending::Body {
-                        tag,
-                        remaining,
-                        mut head,
-                        mut head_len,
-                    },
-                ) => {
-                    let take = (STAMP_LEN - head_len).min(p.len());
-                    head[head_len..head_len + take].copy_from_slice(&p[..take]);
-                    head_len += take;
-                    let remaining = remaining
-                        .checked_sub(p.len() as u64)
-                        .ok_or_else(|| bad(&self.link.what, "body longer than announced"))?;
-                    if remaining == 0 {
-                        f(now, tag, &head[..head_len]);
-                        n += 1;
-                        self.pending = Pending::Idle;
-                    } else {
-                        self.pending = Pending::Body {
-                            tag,
-                            remaining,
-                            head,
-                            head_len,
-                        };
-                    }
-                }
-                (FRAME_HEARTBEAT, _) => put_heartbeat(&mut self.link.out),
-                (FRAME_METHOD, _) => self.link.unsolicited_method(&fr)?,
-                (kind, _) => {
-                    return Err(BenchError::protocol(
-                        &self.link.what,
-                        format!("unexpected frame type {kind} inside a delivery"),
-                    ))
-                }
-            }
-        }
-        // Heartbeat answers, if any (acks are written by `flush`).
-        self.link.write_out()?;
-        Ok(n)
-    }
-
-    fn ack(&mut self, delivery_tag: u64, multiple: bool) -> Result<(), BenchError> {
-        put_ack(&mut self.link.out, CHANNEL, delivery_tag, multiple);
-        if self.link.out.len() >= WRITE_BYTES {
-            self.link.write_out()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), BenchError> {
-        self.link.write_out()
-    }
-
-    fn close(mut self) -> Result<(), BenchError> {
-        self.link.write_out()?;
-        self.link.close()
-    }
-}
+pub use self::consumer::Consumer;
+pub use self::publisher::{ConfirmReader, Publisher};
 
 #[cfg(test)]
 mod tests {
