@@ -13,7 +13,35 @@ use hdrhistogram::Histogram;
 
 use crate::clock::now_ns;
 use crate::error::BenchError;
-use crate::scenario::Topology;
+use crate::scenario::{Scenario, Topology};
+use crate::target::Target;
+
+/// Writes the buffered output `out` of connection `what` and empties it.
+///
+/// # Errors
+/// The write failed.
+pub fn write_out(
+    stream: &mut impl std::io::Write,
+    out: &mut bytes::BytesMut,
+    what: &str,
+) -> Result<(), BenchError> {
+    if !out.is_empty() {
+        stream.write_all(out).map_err(|e| BenchError::io(what, e))?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// What every connection of a run is opened with.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    /// Where to connect, as whom.
+    pub target: &'a Target,
+    /// What the run does.
+    pub scenario: &'a Scenario,
+    /// The run's exchange, queues and routing keys.
+    pub topo: &'a Topology,
+}
 
 /// Declares and deletes a run's objects (queues, exchange, bindings).
 pub trait Admin {

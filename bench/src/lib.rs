@@ -29,6 +29,28 @@
 //! time, so a stall counts against every message behind it (no
 //! coordinated omission).
 
+/// `Debug` for client connections: the connection's name (`what`) only,
+/// not its buffers. `debug_by_what!(Type)` for a type with a `link` whose
+/// `what` names it; `debug_by_what!(Type, none)` for one without.
+macro_rules! debug_by_what {
+    ($ty:ident) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("what", &self.link.what)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+    ($ty:ident, none) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty)).finish_non_exhaustive()
+            }
+        }
+    };
+}
+
 pub mod amqp;
 pub mod clock;
 pub mod compare;

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
-use ringmq_rt::pool::{self, Pool, PoolConfig, PoolError, Ready};
+use ringmq_rt::pool::{PoolConfig, Ready, ServeError, Server};
 use tracing::info;
 
 pub use config::Config;
@@ -53,18 +53,9 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// The listen address is taken or invalid.
-    #[error("cannot listen on {addr}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The executors could not start.
-    #[error("cannot start shard executors: {0}")]
-    Executors(String),
+    /// The listen address is taken, or the shards could not start.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
     /// The data directory cannot be used.
     #[error("data directory {dir}: {reason}")]
     DataDir {
@@ -78,10 +69,16 @@ pub enum StartError {
     Storage(#[from] log::LogError),
 }
 
-/// A running broker.
-pub struct Broker {
-    addr: SocketAddr,
-    pool: Pool,
+/// A running broker: a [`Server`] (address, stopper, wait, stop) started by
+/// [`Broker::start`].
+pub struct Broker(Server);
+
+impl std::ops::Deref for Broker {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.0
+    }
 }
 
 impl Broker {
@@ -92,8 +89,7 @@ impl Broker {
     pub fn start(config: Config) -> Result<Broker, StartError> {
         config.validate()?;
         let want = config.server.listen;
-        let addr = ringmq_rt::listener::probe(want)
-            .map_err(|source| StartError::Listen { addr: want, source })?;
+        let addr = Server::probe(want)?;
 
         let shards = config.shard_count();
         let data_dir = config.storage.data_dir.clone();
@@ -110,39 +106,11 @@ impl Broker {
         };
         let mesh = MeshBuilder::<Vec<ShardMsg>, _>::full(shards, MESH_CHANNEL_BATCHES);
         let config = Arc::new(config);
-        let pool = pool::start(&pool_config, move |ready, stopper| {
+        let server = Server::start(addr, &pool_config, move |ready, stopper| {
             run_shard(config, mesh, addr, stopper, ready, meta_ops)
-        })
-        .map_err(|e| match e {
-            PoolError::Failed(why) => StartError::Listen {
-                addr,
-                source: std::io::Error::other(why),
-            },
-            other => StartError::Executors(other.to_string()),
         })?;
         info!(%addr, shards, "ringmq listening");
-        Ok(Broker { addr, pool })
-    }
-
-    /// The native protocol address (with the real port when 0 was asked).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// A handle that can stop the broker from any thread.
-    pub fn stopper(&self) -> Stopper {
-        self.pool.stopper()
-    }
-
-    /// Waits until the broker has shut down (after [`Stopper::stop`]).
-    pub fn wait(self) {
-        self.pool.join();
-    }
-
-    /// Shuts down gracefully and waits.
-    pub fn stop(self) {
-        self.pool.stopper().stop();
-        self.wait();
+        Ok(Broker(server))
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use ringmq_rt::listener::accept_until;
 use ringmq_rt::local::{Gate, Latch};
-use ringmq_rt::pool::{self, Pool, PoolConfig, PoolError, Ready};
+use ringmq_rt::pool::{PoolConfig, Ready, Server};
 use tracing::info;
 
 pub use ringmq_rt::pool::Stopper;
@@ -68,27 +68,18 @@ impl Default for GatewayConfig {
 }
 
 /// The gateway could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// The listen address is taken or invalid.
-    #[error("cannot listen on {addr}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The executors could not start.
-    #[error("cannot start executors: {0}")]
-    Executors(String),
-}
+pub use ringmq_rt::pool::ServeError as StartError;
 
-/// A running gateway.
-pub struct Gateway {
-    addr: SocketAddr,
-    pool: Pool,
+/// A running gateway: a [`Server`] (address, stopper, wait, stop) started
+/// by [`Gateway::start`].
+pub struct Gateway(Server);
+
+impl std::ops::Deref for Gateway {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.0
+    }
 }
 
 impl Gateway {
@@ -98,8 +89,7 @@ impl Gateway {
     /// A listen address in use, executor failures.
     pub fn start(config: GatewayConfig) -> Result<Gateway, StartError> {
         let want = config.listen;
-        let addr = ringmq_rt::listener::probe(want)
-            .map_err(|source| StartError::Listen { addr: want, source })?;
+        let addr = Server::probe(want)?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let threads = if config.cores == 0 {
             cores
@@ -113,39 +103,11 @@ impl Gateway {
             spin_before_park: Duration::ZERO,
         };
         let config = Arc::new(config);
-        let pool = pool::start(&pool_config, move |ready, stopper| {
+        let server = Server::start(addr, &pool_config, move |ready, stopper| {
             run_executor(config, addr, stopper, ready)
-        })
-        .map_err(|e| match e {
-            PoolError::Failed(why) => StartError::Listen {
-                addr,
-                source: std::io::Error::other(why),
-            },
-            other => StartError::Executors(other.to_string()),
         })?;
         info!(%addr, executors = threads, "ringmq-gateway listening");
-        Ok(Gateway { addr, pool })
-    }
-
-    /// The AMQP address (with the real port when 0 was asked).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// A handle that stops the gateway from any thread.
-    pub fn stopper(&self) -> Stopper {
-        self.pool.stopper()
-    }
-
-    /// Waits until the gateway has shut down.
-    pub fn wait(self) {
-        self.pool.join();
-    }
-
-    /// Shuts down gracefully and waits.
-    pub fn stop(self) {
-        self.pool.stopper().stop();
-        self.wait();
+        Ok(Gateway(server))
     }
 }
 

@@ -512,3 +512,60 @@ fn deeply_nested_headers_are_refused_not_overflowed() {
     let f = dec.next_frame().unwrap().unwrap();
     assert!(Message::decode(&f).is_err());
 }
+
+/// One message of every kind whose body is only its channel, or nothing.
+#[test]
+fn every_bodiless_kind_round_trips() {
+    let kinds = [
+        Message::CloseOk,
+        Message::Heartbeat,
+        Message::OpenOk,
+        Message::Unblocked,
+        Message::ChannelOpen(3),
+        Message::ChannelOpenOk(3),
+        Message::ChannelCloseOk(3),
+        Message::ExchangeDeclareOk(3),
+        Message::ExchangeDeleteOk(3),
+        Message::ExchangeBindOk(3),
+        Message::ExchangeUnbindOk(3),
+        Message::QueueBindOk(3),
+        Message::QueueUnbindOk(3),
+        Message::QosOk(3),
+        Message::GetEmpty(3),
+        Message::RecoverOk(3),
+        Message::ConfirmSelect(3),
+        Message::ConfirmSelectOk(3),
+        Message::TxSelect(3),
+        Message::TxCommit(3),
+        Message::TxRollback(3),
+        Message::Open { vhost: "/v".into() },
+        Message::Blocked {
+            reason: "disk".into(),
+        },
+        Message::ChannelFlow(m::ChannelFlow {
+            channel: 3,
+            active: false,
+        }),
+        Message::ChannelFlowOk(m::ChannelFlow {
+            channel: 3,
+            active: true,
+        }),
+        Message::QueuePurge(m::QueuePurge {
+            channel: 3,
+            queue: "q".into(),
+        }),
+        Message::QueuePurgeOk(m::MessageCount {
+            channel: 3,
+            message_count: 7,
+        }),
+        Message::Recover(m::Recover {
+            channel: 3,
+            requeue: true,
+        }),
+    ];
+    for msg in kinds {
+        let mut dec = FrameDecoder::new(DEFAULT_FRAME_MAX);
+        dec.extend(&encode(9, &msg));
+        assert_eq!(decode_all(&mut dec), vec![(9, msg)]);
+    }
+}

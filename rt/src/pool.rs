@@ -88,7 +88,8 @@ pub enum PoolError {
 
 /// A running pool.
 pub struct Pool {
-    handles: PoolThreadHandles<()>,
+    /// Taken by the first [`Pool::join`].
+    handles: std::sync::Mutex<Option<PoolThreadHandles<()>>>,
     stopper: Stopper,
 }
 
@@ -123,7 +124,10 @@ where
         .spin_before_park(config.spin_before_park)
         .on_all_shards(move || run(ready, stop))
         .map_err(|e| PoolError::Spawn(e.to_string()))?;
-    let pool = Pool { handles, stopper };
+    let pool = Pool {
+        handles: std::sync::Mutex::new(Some(handles)),
+        stopper,
+    };
     for _ in 0..n {
         let failed = match ready_rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok(())) => continue,
@@ -145,12 +149,95 @@ impl Pool {
         self.stopper.clone()
     }
 
-    /// Waits until every executor has returned; logs the ones that failed.
-    pub fn join(self) {
-        for r in self.handles.join_all() {
+    /// Waits until every executor has returned (after a stop); logs the
+    /// ones that failed. Later calls return at once.
+    pub fn join(&self) {
+        let handles = self.handles.lock().ok().and_then(|mut h| h.take());
+        for r in handles.map(PoolThreadHandles::join_all).unwrap_or_default() {
             if let Err(e) = r {
                 error!(error = %e, "executor ended with an error");
             }
         }
+    }
+}
+
+/// A running server: its pool of executors and the address it listens on.
+/// The broker and the gateway are each one of these.
+pub struct Server {
+    addr: std::net::SocketAddr,
+    pool: Pool,
+}
+
+/// A server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The listen address is taken or invalid.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An executor reported that it cannot serve (its reason).
+    #[error("{0}")]
+    Failed(String),
+    /// The executors could not be started.
+    #[error("cannot start executors: {0}")]
+    Executors(String),
+}
+
+impl Server {
+    /// Checks that nothing serves `want` and resolves port 0 to a free port
+    /// (see [`crate::listener::probe`]).
+    ///
+    /// # Errors
+    /// [`ServeError::Listen`].
+    pub fn probe(want: std::net::SocketAddr) -> Result<std::net::SocketAddr, ServeError> {
+        crate::listener::probe(want).map_err(|source| ServeError::Listen { addr: want, source })
+    }
+
+    /// Starts the executors of `config` serving on `addr`, each running
+    /// `run(ready, stopper)` (see [`start`]).
+    ///
+    /// # Errors
+    /// An executor that reports failure, or executors that cannot start.
+    pub fn start<F, Fut>(
+        addr: std::net::SocketAddr,
+        config: &PoolConfig,
+        run: F,
+    ) -> Result<Server, ServeError>
+    where
+        F: FnOnce(Ready, Stopper) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let pool = start(config, run).map_err(|e| match e {
+            PoolError::Failed(why) => ServeError::Failed(why),
+            other => ServeError::Executors(other.to_string()),
+        })?;
+        Ok(Server { addr, pool })
+    }
+
+    /// The listen address (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops the server from any thread.
+    pub fn stopper(&self) -> Stopper {
+        self.pool.stopper()
+    }
+
+    /// Waits until the server has shut down (after [`Stopper::stop`]).
+    pub fn wait(&self) {
+        self.pool.join();
+    }
+
+    /// Shuts down gracefully and waits.
+    pub fn stop(&self) {
+        self.pool.stopper().stop();
+        self.wait();
     }
 }

@@ -24,13 +24,7 @@ pub struct Consumer {
     pending: Pending,
 }
 
-impl std::fmt::Debug for Consumer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer")
-            .field("what", &self.link.what)
-            .finish_non_exhaustive()
-    }
-}
+debug_by_what!(Consumer);
 
 impl Consumer {
     /// Connects and starts consuming `queue`.
@@ -38,11 +32,11 @@ impl Consumer {
     /// # Errors
     /// Unreachable target, refused login, unknown queue.
     pub fn connect(
-        target: &Target,
+        setup: &Setup<'_>,
         what: &str,
-        s: &Scenario,
         queue_name: &str,
     ) -> Result<Consumer, BenchError> {
+        let (target, s) = (setup.target, setup.scenario);
         let mut link = Link::connect(target, what)?;
         if !s.auto_ack && s.prefetch > 0 {
             let r = link.call(

@@ -16,7 +16,9 @@
 //! One channel (1) per connection; heartbeats are turned off in
 //! `connection.tune-ok`.
 
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
+
+use bytes::BytesMut;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -30,10 +32,10 @@ use ringmq_amqp_codec::{
 };
 
 use crate::clock::{now_ns, write_stamp, STAMP_LEN};
-use crate::driver::{self, ConfirmSource, ConsumeConn, PublishConn};
+use crate::driver::{self, ConfirmSource, ConsumeConn, PublishConn, Setup};
 use crate::error::BenchError;
 use crate::native::tcp_connect;
-use crate::scenario::{Scenario, Topology};
+use crate::scenario::Topology;
 use crate::target::Target;
 
 /// What a handshake error says when the server does not speak AMQP.
@@ -153,7 +155,7 @@ fn close_error(payload: &[u8], what: &str, scope: &'static str) -> BenchError {
 struct Link {
     stream: TcpStream,
     rd: FrameReader,
-    out: Vec<u8>,
+    out: BytesMut,
     what: String,
     frame_max: u32,
 }
@@ -169,7 +171,7 @@ impl Link {
         let mut link = Link {
             stream,
             rd: FrameReader::new(reader, what, FRAME_MAX),
-            out: Vec::with_capacity(WRITE_BYTES * 2),
+            out: BytesMut::with_capacity(WRITE_BYTES * 2),
             what: what.to_owned(),
             frame_max: FRAME_MAX,
         };
@@ -292,13 +294,7 @@ impl Link {
     }
 
     fn write_out(&mut self) -> Result<(), BenchError> {
-        if !self.out.is_empty() {
-            self.stream
-                .write_all(&self.out)
-                .map_err(|e| BenchError::io(&self.what, e))?;
-            self.out.clear();
-        }
-        Ok(())
+        driver::write_out(&mut self.stream, &mut self.out, &self.what)
     }
 
     fn send_method(&mut self, ch: u16, class: AMQPClass) -> Result<(), BenchError> {
@@ -430,11 +426,7 @@ pub struct Admin {
     link: Link,
 }
 
-impl std::fmt::Debug for Admin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admin").finish_non_exhaustive()
-    }
-}
+debug_by_what!(Admin, none);
 
 impl Admin {
     /// Connects for setup.

@@ -14,26 +14,20 @@ pub struct Publisher {
     body_at: usize,
 }
 
-impl std::fmt::Debug for Publisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher")
-            .field("what", &self.link.what)
-            .finish_non_exhaustive()
-    }
-}
+debug_by_what!(Publisher);
 
 impl Publisher {
-    /// Connects a publisher for `topo`'s routing keys (confirm mode when
-    /// the scenario asks for it).
+    /// Connects (confirm.select when the scenario asks for it) and
+    /// pre-encodes a `basic.publish` per routing key and the content.
     ///
     /// # Errors
     /// Unreachable target, refused login or confirm mode.
-    pub fn connect(
-        target: &Target,
-        what: &str,
-        s: &Scenario,
-        topo: &Topology,
-    ) -> Result<Publisher, BenchError> {
+    pub fn connect(setup: &Setup<'_>, what: &str) -> Result<Publisher, BenchError> {
+        let Setup {
+            target,
+            scenario: s,
+            topo,
+        } = *setup;
         let mut link = Link::connect(target, what)?;
         if s.confirms {
             let r = link.call(

@@ -9,25 +9,15 @@ pub struct Consumer {
     settles: Vec<m::Settle>,
 }
 
-impl std::fmt::Debug for Consumer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer")
-            .field("what", &self.link.what)
-            .finish_non_exhaustive()
-    }
-}
+debug_by_what!(Consumer);
 
 impl Consumer {
     /// Connects and starts consuming `queue`.
     ///
     /// # Errors
     /// Unreachable target, refused login, unknown queue.
-    pub fn connect(
-        target: &Target,
-        what: &str,
-        s: &Scenario,
-        queue: &str,
-    ) -> Result<Consumer, BenchError> {
+    pub fn connect(setup: &Setup<'_>, what: &str, queue: &str) -> Result<Consumer, BenchError> {
+        let (target, s) = (setup.target, setup.scenario);
         let mut link = Link::connect(target, what)?;
         if !s.auto_ack && s.prefetch > 0 {
             link.call(Message::Qos(m::Qos {

@@ -10,7 +10,7 @@
 //! a publisher's confirms are read on a second thread from a clone of its
 //! socket.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -24,9 +24,9 @@ use ringmq_protocol::verify::view;
 use ringmq_protocol::{wire, Encoder, FieldTable};
 
 use crate::clock::{now_ns, write_stamp, STAMP_LEN};
-use crate::driver::{self, ConfirmSource, ConsumeConn, PublishConn};
+use crate::driver::{self, ConfirmSource, ConsumeConn, PublishConn, Setup};
 use crate::error::BenchError;
-use crate::scenario::{Scenario, Topology};
+use crate::scenario::Topology;
 use crate::target::Target;
 
 /// The one channel every harness connection uses.
@@ -105,11 +105,7 @@ pub struct Admin {
     channel: u16,
 }
 
-impl std::fmt::Debug for Admin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admin").finish_non_exhaustive()
-    }
-}
+debug_by_what!(Admin, none);
 
 impl Admin {
     /// Connects and opens a channel.
@@ -267,13 +263,7 @@ impl Link {
     }
 
     fn write_out(&mut self) -> Result<(), BenchError> {
-        if !self.out.is_empty() {
-            self.stream
-                .write_all(&self.out)
-                .map_err(|e| BenchError::io(&self.what, e))?;
-            self.out.clear();
-        }
-        Ok(())
+        driver::write_out(&mut self.stream, &mut self.out, &self.what)
     }
 
     /// One read (up to [`READ_TICK`]); false when nothing arrived.

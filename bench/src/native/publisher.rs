@@ -25,26 +25,20 @@ pub struct Publisher {
     bodies: Vec<u8>,
 }
 
-impl std::fmt::Debug for Publisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher")
-            .field("what", &self.link.what)
-            .finish_non_exhaustive()
-    }
-}
+debug_by_what!(Publisher);
 
 impl Publisher {
-    /// Connects a publisher for `topo`'s routing keys (confirm mode when
-    /// the scenario asks for it).
+    /// Connects, in confirm mode when the scenario asks for it, with the
+    /// batch encoding chosen for the topology's routing keys.
     ///
     /// # Errors
     /// Unreachable target, refused login or confirm mode.
-    pub fn connect(
-        target: &Target,
-        what: &str,
-        s: &Scenario,
-        topo: &Topology,
-    ) -> Result<Publisher, BenchError> {
+    pub fn connect(setup: &Setup<'_>, what: &str) -> Result<Publisher, BenchError> {
+        let Setup {
+            target,
+            scenario: s,
+            topo,
+        } = *setup;
         let mut link = Link::connect(target, what)?;
         if s.confirms {
             link.call(Message::ConfirmSelect(CHANNEL))?;

@@ -23,7 +23,9 @@ use self::publish::{publish_loop, PublishPlan, PublisherOut};
 use crate::amqp;
 use crate::clock::now_ns;
 use crate::cpu::Meter;
-use crate::driver::{new_histogram, Abort, Admin, ConsumeConn, Counters, PublishConn, SharedRun};
+use crate::driver::{
+    new_histogram, Abort, Admin, ConsumeConn, Counters, PublishConn, Setup, SharedRun,
+};
 use crate::error::BenchError;
 use crate::native;
 use crate::scenario::{Scenario, Topology};
@@ -94,49 +96,43 @@ pub fn run(target: &Target, s: &Scenario, opts: &RunOptions) -> Result<RunResult
         (now_ns() ^ (u64::from(std::process::id()) << 24)) & 0xffff_ffff_ffff
     );
     let topo = Topology::new(s, &run_id);
+    let setup = Setup {
+        target,
+        scenario: s,
+        topo: &topo,
+    };
     match target.protocol {
-        Protocol::Native => drive(
-            native::Admin::connect(target)?,
-            target,
-            s,
-            &topo,
-            opts,
-            |what| native::Publisher::connect(target, what, s, &topo),
-            |what, queue| native::Consumer::connect(target, what, s, queue),
-        ),
-        Protocol::Amqp => drive(
-            amqp::Admin::connect(target)?,
-            target,
-            s,
-            &topo,
-            opts,
-            |what| amqp::Publisher::connect(target, what, s, &topo),
-            |what, queue| amqp::Consumer::connect(target, what, s, queue),
-        ),
+        Protocol::Native => with_topology(native::Admin::connect(target)?, &topo, || {
+            load(
+                &setup,
+                opts,
+                |what| native::Publisher::connect(&setup, what),
+                |what, queue| native::Consumer::connect(&setup, what, queue),
+            )
+        }),
+        Protocol::Amqp => with_topology(amqp::Admin::connect(target)?, &topo, || {
+            load(
+                &setup,
+                opts,
+                |what| amqp::Publisher::connect(&setup, what),
+                |what, queue| amqp::Consumer::connect(&setup, what, queue),
+            )
+        }),
     }
 }
 
-/// Declares the topology, runs the load, and tears the topology down
-/// (also after a failed run).
-fn drive<A, P, C>(
+/// Declares the topology, runs `load`, and tears the topology down (also
+/// after a failed run).
+fn with_topology<A: Admin>(
     mut admin: A,
-    target: &Target,
-    s: &Scenario,
     topo: &Topology,
-    opts: &RunOptions,
-    connect_pub: impl Fn(&str) -> Result<P, BenchError>,
-    connect_con: impl Fn(&str, &str) -> Result<C, BenchError>,
-) -> Result<RunResult, BenchError>
-where
-    A: Admin,
-    P: PublishConn,
-    C: ConsumeConn,
-{
+    load: impl FnOnce() -> Result<RunResult, BenchError>,
+) -> Result<RunResult, BenchError> {
     if let Err(e) = admin.declare(topo) {
         let _ = admin.teardown(topo);
         return Err(e);
     }
-    let result = load(target, s, topo, opts, connect_pub, connect_con);
+    let result = load();
     let down = admin.teardown(topo);
     let result = result?;
     down?;
@@ -146,9 +142,7 @@ where
 /// The load itself: connects every consumer and publisher, starts their
 /// threads at one instant, waits, and sums up what they measured.
 fn load<P, C>(
-    target: &Target,
-    s: &Scenario,
-    topo: &Topology,
+    setup: &Setup<'_>,
     opts: &RunOptions,
     connect_pub: impl Fn(&str) -> Result<P, BenchError>,
     connect_con: impl Fn(&str, &str) -> Result<C, BenchError>,
@@ -157,6 +151,11 @@ where
     P: PublishConn,
     C: ConsumeConn,
 {
+    let Setup {
+        target,
+        scenario: s,
+        topo,
+    } = *setup;
     let mut consumers = Vec::new();
     for i in 0..s.consumers as usize {
         let q = topo.queue_of_consumer(i);

@@ -349,48 +349,51 @@ impl Vhost {
                 key,
                 args,
                 ..
-            } => {
-                let Some(d) = self.resolve(dest) else { return };
-                if let Some(x) = self.exchanges.get_mut(source) {
-                    if x.bind(d.clone(), key, args) {
-                        self.bound_to.entry(d).or_default().push((
-                            source.clone(),
-                            key.clone(),
-                            args.clone(),
-                        ));
-                    }
-                }
-            }
+            } => self.bind(source, dest, key, args),
             MetaOp::Unbind {
                 source,
                 dest,
                 key,
                 args,
                 ..
-            } => {
-                let Some(d) = self.resolve(dest) else { return };
-                let Some(x) = self.exchanges.get_mut(source) else {
-                    return;
-                };
-                if !x.unbind(&d, key, args) {
-                    return;
-                }
-                let now_empty = x.def.auto_delete && x.binding_count() == 0;
-                if let Some(list) = self.bound_to.get_mut(&d) {
-                    if let Some(at) = list
-                        .iter()
-                        .position(|(s, k, a)| s == source && k == key && a == args)
-                    {
-                        list.remove(at);
-                    }
-                    if list.is_empty() {
-                        self.bound_to.remove(&d);
-                    }
-                }
-                if now_empty {
-                    self.delete_exchange(source);
-                }
+            } => self.unbind(source, dest, key, args),
+        }
+    }
+
+    fn bind(&mut self, source: &str, dest: &DestName, key: &str, args: &FieldTable) {
+        let Some(d) = self.resolve(dest) else { return };
+        if let Some(x) = self.exchanges.get_mut(source) {
+            if x.bind(d.clone(), key, args) {
+                let entry = (source.to_owned(), key.to_owned(), args.clone());
+                self.bound_to.entry(d).or_default().push(entry);
             }
+        }
+    }
+
+    /// Removes a binding; an auto-delete source left without bindings
+    /// goes too.
+    fn unbind(&mut self, source: &str, dest: &DestName, key: &str, args: &FieldTable) {
+        let Some(d) = self.resolve(dest) else { return };
+        let Some(x) = self.exchanges.get_mut(source) else {
+            return;
+        };
+        if !x.unbind(&d, key, args) {
+            return;
+        }
+        let now_empty = x.def.auto_delete && x.binding_count() == 0;
+        if let Some(list) = self.bound_to.get_mut(&d) {
+            if let Some(at) = list
+                .iter()
+                .position(|(s, k, a)| s == source && k == key && a == args)
+            {
+                list.remove(at);
+            }
+            if list.is_empty() {
+                self.bound_to.remove(&d);
+            }
+        }
+        if now_empty {
+            self.delete_exchange(source);
         }
     }
 }

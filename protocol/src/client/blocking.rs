@@ -15,7 +15,7 @@ use bytes::BytesMut;
 
 use crate::field::FieldTable;
 use crate::frame::{Frame, FrameDecoder, Kind, DEFAULT_FRAME_MAX};
-use crate::message::{self as m, Message, PROTOCOL_VERSION};
+use crate::message::{self as m, Message};
 use crate::{Encoder, ErrorCode};
 
 use super::{ClientError, ConnectOptions, Event};
@@ -77,18 +77,7 @@ impl Connection {
             closed: None,
             server: m::HelloOk::default(),
         };
-        let hello = Message::Hello(m::Hello {
-            version: PROTOCOL_VERSION,
-            mechanism: "PLAIN".into(),
-            username: opts.username.clone(),
-            password: opts.password.clone(),
-            vhost: opts.vhost.clone(),
-            client_properties: opts.client_properties.clone(),
-            heartbeat: opts.heartbeat,
-            frame_max: 0,
-            channel_max: 0,
-            forwarded_for: opts.forwarded_for.clone(),
-        });
+        let hello = opts.hello();
         match c.call_on(0, hello)? {
             Message::HelloOk(ok) => {
                 c.server = ok;

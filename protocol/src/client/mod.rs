@@ -40,6 +40,24 @@ impl Default for ConnectOptions {
     }
 }
 
+impl ConnectOptions {
+    /// The `Hello` that opens a connection with these options.
+    pub fn hello(&self) -> crate::message::Message {
+        crate::message::Message::Hello(crate::message::Hello {
+            version: crate::message::PROTOCOL_VERSION,
+            mechanism: "PLAIN".into(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            vhost: self.vhost.clone(),
+            client_properties: self.client_properties.clone(),
+            heartbeat: self.heartbeat,
+            frame_max: 0,
+            channel_max: 0,
+            forwarded_for: self.forwarded_for.clone(),
+        })
+    }
+}
+
 /// Something the server sent on its own initiative.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {

@@ -18,7 +18,7 @@ use futures_channel::{mpsc, oneshot};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 
 use crate::frame::{FrameDecoder, DEFAULT_FRAME_MAX};
-use crate::message::{self as m, Message, PROTOCOL_VERSION};
+use crate::message::{self as m, Message};
 use crate::{Encoder, ErrorCode};
 
 use super::{ClientError, ConnectOptions, Event};
@@ -121,22 +121,7 @@ where
 {
     let mut enc = Encoder::new();
     let mut out = BytesMut::new();
-    enc.encode(
-        &mut out,
-        1,
-        &Message::Hello(m::Hello {
-            version: PROTOCOL_VERSION,
-            mechanism: "PLAIN".into(),
-            username: opts.username.clone(),
-            password: opts.password.clone(),
-            vhost: opts.vhost.clone(),
-            client_properties: opts.client_properties.clone(),
-            heartbeat: opts.heartbeat,
-            frame_max: 0,
-            channel_max: 0,
-            forwarded_for: opts.forwarded_for.clone(),
-        }),
-    );
+    enc.encode(&mut out, 1, &opts.hello());
     writer.write_all(&out).await?;
     let mut decoder = FrameDecoder::new(DEFAULT_FRAME_MAX);
     let mut buf = vec![0u8; 64 * 1024];

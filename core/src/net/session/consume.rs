@@ -168,14 +168,17 @@ impl Session {
             }
         }
         drop(st);
-        self.shard.post(
-            queue.shard,
-            ShardMsg::Credit {
-                queue: queue.id,
-                consumer,
-                credit,
-            },
-        );
+        self.post_credit(queue, consumer, credit);
+    }
+
+    /// Sends a consumer's queue more credit.
+    pub(super) fn post_credit(&self, queue: QueueRef, consumer: ConsumerId, credit: u32) {
+        let msg = ShardMsg::Credit {
+            queue: queue.id,
+            consumer,
+            credit,
+        };
+        self.shard.post(queue.shard, msg);
     }
 
     /// Forgets a consumer (cancelled, or its channel closed).

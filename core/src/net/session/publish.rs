@@ -51,20 +51,10 @@ impl Session {
         messages: Vector<'_, ForwardsUOffset<wire::Publish<'_>>>,
     ) -> Result<(), Refusal> {
         let limits = &self.shard.config.limits;
-        let meta = self.shard.meta.borrow();
-        let mut st = self.st.borrow_mut();
-        let st = &mut *st;
-        let Some(vhost) = meta.vhost(&st.vhost) else {
-            return Err(Refusal::new(ErrorCode::NotAllowed, "vhost was deleted"));
-        };
-        let user = st.user.as_str();
-        let Some(channel) = st.channels.get_mut(&ch) else {
-            return Ok(());
-        };
-        let mut out = Routed::new(self, vhost, channel, ch);
-        let mut targets = Targets::default();
-        let mut cached: Option<(&str, &Exchange)> = None;
-        let result = (|| {
+        self.routed(ch, |out, user| {
+            let vhost = out.vhost;
+            let mut targets = Targets::default();
+            let mut cached: Option<(&str, &Exchange)> = None;
             for p in messages.iter() {
                 if p.immediate() {
                     return Err(Refusal::new(ErrorCode::NotImplemented, "immediate=true"));
@@ -96,9 +86,7 @@ impl Session {
                 out.accept(msg, &targets, p.mandatory());
             }
             Ok(())
-        })();
-        out.finish(&mut st.dirty_channels);
-        result
+        })
     }
 
     /// The dense form: one exchange, routing key and set of properties for
@@ -112,42 +100,52 @@ impl Session {
         let limits = &self.shard.config.limits;
         let bodies = dense_bodies("DensePublish", dense.sizes(), dense.bodies())
             .map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
+        self.routed(ch, |out, user| {
+            let vhost = out.vhost;
+            let xname = dense.exchange().unwrap_or("");
+            let x = publish_target(vhost, xname)?;
+            let props = checked_props(dense.properties(), user)?;
+            let routing_key = dense.routing_key().unwrap_or("");
+            check_publish_names(xname, routing_key, limits.max_name_len)?;
+            let template = Message {
+                exchange: Text::slice_of(&frame.body, xname),
+                routing_key: Text::slice_of(&frame.body, routing_key),
+                props,
+                body: bytes::Bytes::new(),
+                publisher: self.id,
+            };
+            check_expiration(&template)?;
+            let mut targets = Targets::default();
+            vhost.route(x, routing_key, template.headers(), &mut targets);
+            for body in bodies {
+                check_size(body.len(), limits.max_message_size)?;
+                let mut msg = template.clone();
+                msg.body = frame.body.slice_ref(body);
+                out.accept(msg, &targets, dense.mandatory());
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `route` with the channel's [`Routed`] and the login user, then
+    /// marks the channel for the next flush if anything is to be sent
+    /// (also when `route` stops at a refusal halfway through a batch).
+    fn routed(
+        self: &Rc<Self>,
+        ch: u16,
+        route: impl FnOnce(&mut Routed<'_>, &str) -> Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
         let meta = self.shard.meta.borrow();
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
         let Some(vhost) = meta.vhost(&st.vhost) else {
             return Err(Refusal::new(ErrorCode::NotAllowed, "vhost was deleted"));
         };
-        let user = st.user.as_str();
         let Some(channel) = st.channels.get_mut(&ch) else {
             return Ok(());
         };
-        let xname = dense.exchange().unwrap_or("");
-        let x = publish_target(vhost, xname)?;
-        let props = checked_props(dense.properties(), user)?;
-        let routing_key = dense.routing_key().unwrap_or("");
-        check_publish_names(xname, routing_key, limits.max_name_len)?;
-        let template = Message {
-            exchange: Text::slice_of(&frame.body, xname),
-            routing_key: Text::slice_of(&frame.body, routing_key),
-            props,
-            body: bytes::Bytes::new(),
-            publisher: self.id,
-        };
-        check_expiration(&template)?;
-        let mut targets = Targets::default();
-        vhost.route(x, routing_key, template.headers(), &mut targets);
         let mut out = Routed::new(self, vhost, channel, ch);
-        let mut result = Ok(());
-        for body in bodies {
-            if let Err(e) = check_size(body.len(), limits.max_message_size) {
-                result = Err(e);
-                break;
-            }
-            let mut msg = template.clone();
-            msg.body = frame.body.slice_ref(body);
-            out.accept(msg, &targets, dense.mandatory());
-        }
+        let result = route(&mut out, &st.user);
         out.finish(&mut st.dirty_channels);
         result
     }

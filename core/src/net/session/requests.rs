@@ -217,14 +217,7 @@ impl Session {
             None => Vec::new(),
         };
         for (queue, consumer, credit) in released {
-            self.shard.post(
-                queue.shard,
-                ShardMsg::Credit {
-                    queue: queue.id,
-                    consumer,
-                    credit,
-                },
-            );
+            self.post_credit(queue, consumer, credit);
         }
         self.send(corr, &Wire::ChannelFlowOk(f));
         Ok(())
