@@ -8,11 +8,12 @@
 //! the wire codec (`ringmq-protocol`).
 //!
 //! ```text
-//! socket -> net::connection -> protocol::frame::FrameDecoder -> net::session
-//!   -> exchange::route (on the receiving core, replicated metadata)
-//!   -> shard outbox -> channel mesh (hop only if another shard owns the queue)
-//!   -> queue::Queue::publish -> queue::Sink::deliver -> outbox -> session
-//!   -> session::flush (DeliverBatch frames) -> writer -> socket
+//! socket -> rt::connection -> protocol::frame::FrameDecoder -> net::session (frames.rs)
+//!   -> session::publish -> meta::Vhost::route (on the receiving core, replicated metadata)
+//!   -> shard::outbox -> channel mesh (hop only if another shard owns the queue)
+//!   -> shard::dispatch -> queue::Queue::publish -> shard::sink (log append; deliver)
+//!   -> shard::outbox -> shard::clients::Client::deliver (session::output)
+//!   -> Client::flush (protocol encode_deliveries: DeliverBatch frames) -> writer -> socket
 //! ```
 //!
 //! See `docs/architecture.md` for the design.

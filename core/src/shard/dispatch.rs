@@ -82,14 +82,11 @@ impl Shard {
                     self.mark_dirty(&s);
                 }
             }
-            ShardMsg::Call { from, call, req } => self.handle_call(from, call, req, now),
-            ShardMsg::Reply { call, resp } => self.answered(call, resp),
+            ShardMsg::Call { from, call, req } => self.handle_call(from, call, *req, now),
+            ShardMsg::Reply { call, resp } => self.answered(call, *resp),
             ShardMsg::Shutdown => self.begin_shutdown(),
             ShardMsg::ShutdownDone => self.shutdown_done(),
             ShardMsg::Exit => self.exit.set(),
-            ShardMsg::Apply(op) => {
-                self.apply_meta(&op, now);
-            }
             ShardMsg::Alarm { reason } => self.raise_alarm(reason),
         }
     }

@@ -108,15 +108,16 @@ pub enum ShardMsg {
         from: u16,
         /// Caller's id for the reply.
         call: u64,
-        /// The request.
-        req: CallReq,
+        /// The request, boxed: calls are rare, and every other message
+        /// should not pay for their size in the outboxes.
+        req: Box<CallReq>,
     },
     /// The answer to a call.
     Reply {
         /// The caller's id.
         call: u64,
-        /// The answer.
-        resp: CallResp,
+        /// The answer, boxed (as [`ShardMsg::Call`]'s request).
+        resp: Box<CallResp>,
     },
     /// Start shutting down: stop accepting, close sessions.
     Shutdown,
@@ -124,9 +125,6 @@ pub enum ShardMsg {
     ShutdownDone,
     /// Every shard is done: exit.
     Exit,
-    /// Apply a metadata change (coordinator → every other shard, one way;
-    /// ordered before the coordinator's later messages to that shard).
-    Apply(MetaOp),
     /// A shard's storage failed: block publishers, everywhere.
     Alarm {
         /// What happened.
@@ -297,4 +295,21 @@ pub struct GotMessage {
     pub remaining: u32,
     /// The message.
     pub msg: Message,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message is moved through outboxes and the mesh: the common
+    /// ones (enqueue, deliver, settle) set the size, rare large ones are
+    /// boxed.
+    #[test]
+    fn shard_messages_stay_small() {
+        assert!(
+            std::mem::size_of::<ShardMsg>() <= 160,
+            "ShardMsg is {} bytes",
+            std::mem::size_of::<ShardMsg>()
+        );
+    }
 }

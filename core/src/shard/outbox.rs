@@ -64,7 +64,7 @@ impl Shard {
             ShardMsg::Call {
                 from: self.id,
                 call,
-                req,
+                req: Box::new(req),
             },
         );
         answer
@@ -82,6 +82,7 @@ impl Shard {
 
     /// Answers a call from shard `to`.
     pub(super) fn reply(&self, to: u16, call: u64, resp: CallResp) {
+        let resp = Box::new(resp);
         self.post(to, ShardMsg::Reply { call, resp });
     }
 
