@@ -14,7 +14,10 @@
 //! The mapping is documented in `docs/amqp-mapping.md`.
 
 pub mod amqp;
+mod config;
 pub mod translate;
+
+pub use config::GatewayConfig;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -27,45 +30,6 @@ use ringmq_rt::pool::{PoolConfig, Ready, Server};
 use tracing::info;
 
 pub use ringmq_rt::pool::Stopper;
-
-/// Gateway settings.
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    /// AMQP listen address.
-    pub listen: SocketAddr,
-    /// The broker's native protocol address.
-    pub broker: SocketAddr,
-    /// Executors (0: one per core).
-    pub cores: usize,
-    /// Pin executors to cores.
-    pub pin_cores: bool,
-    /// Heartbeat proposed in connection.tune, seconds (RabbitMQ: 60).
-    pub heartbeat: u16,
-    /// Largest frame proposed in connection.tune (RabbitMQ: 131072).
-    pub frame_max: u32,
-    /// Highest channel number (RabbitMQ: 2047).
-    pub channel_max: u16,
-    /// Largest message body accepted (RabbitMQ 3.10: 128 MiB).
-    pub max_message_size: usize,
-    /// Time a client has to finish the handshake, milliseconds.
-    pub handshake_timeout_ms: u64,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        GatewayConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5672)),
-            broker: SocketAddr::from(([127, 0, 0, 1], 5680)),
-            cores: 0,
-            pin_cores: true,
-            heartbeat: 60,
-            frame_max: 131_072,
-            channel_max: 2047,
-            max_message_size: 128 * 1024 * 1024,
-            handshake_timeout_ms: 10_000,
-        }
-    }
-}
 
 /// The gateway could not start.
 pub use ringmq_rt::pool::ServeError as StartError;

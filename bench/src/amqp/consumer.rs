@@ -1,7 +1,15 @@
 //! The AMQP consumer: deliveries decoded from fixed offsets, acks written
 //! by hand.
 
-use super::*;
+use amq_protocol::protocol::{basic, AMQPClass};
+use ringmq_amqp_codec::content::put_ack;
+use ringmq_amqp_codec::method::{method_ids, put_heartbeat};
+use ringmq_amqp_codec::{FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
+
+use super::link::*;
+use crate::clock::{now_ns, STAMP_LEN};
+use crate::driver::{ConsumeConn, Setup};
+use crate::error::BenchError;
 
 /// Where the consumer is in the frames of a delivery.
 #[derive(Debug, Clone, Copy)]

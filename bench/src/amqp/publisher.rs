@@ -1,7 +1,15 @@
 //! The AMQP publisher: `basic.publish` frames pre-encoded per routing key
 //! and message size, and the reader of its confirms.
 
-use super::*;
+use amq_protocol::protocol::{confirm, AMQPClass};
+use ringmq_amqp_codec::content::put_publish;
+use ringmq_amqp_codec::method::method_ids;
+use ringmq_amqp_codec::FRAME_METHOD;
+
+use super::link::*;
+use crate::clock::{write_stamp, STAMP_LEN};
+use crate::driver::{ConfirmSource, PublishConn, Setup};
+use crate::error::BenchError;
 
 /// A publishing connection with pre-encoded frames.
 pub struct Publisher {

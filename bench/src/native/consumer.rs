@@ -1,7 +1,15 @@
 //! The native consumer: deliveries read from the verified batch view,
 //! settlements batched.
 
-use super::*;
+use ringmq_protocol::frame::Kind;
+use ringmq_protocol::message::{self as m, Message};
+use ringmq_protocol::verify::view;
+use ringmq_protocol::wire;
+
+use super::link::*;
+use crate::clock::{now_ns, STAMP_LEN};
+use crate::driver::{ConsumeConn, Setup};
+use crate::error::BenchError;
 
 /// A consuming connection.
 pub struct Consumer {

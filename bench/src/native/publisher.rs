@@ -1,7 +1,16 @@
 //! The native publisher: dense or per-message publish batches, and the
 //! reader of its confirms.
 
-use super::*;
+use ringmq_protocol::flatbuffers::{FlatBufferBuilder, WIPOffset};
+use ringmq_protocol::frame::{put_frame, Kind};
+use ringmq_protocol::message::Message;
+use ringmq_protocol::verify::view;
+use ringmq_protocol::wire;
+
+use super::link::*;
+use crate::clock::{write_stamp, STAMP_LEN};
+use crate::driver::{ConfirmSource, PublishConn, Setup};
+use crate::error::BenchError;
 
 /// A publishing connection.
 pub struct Publisher {

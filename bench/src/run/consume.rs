@@ -1,15 +1,13 @@
-//! Consumer threads, and the counts check of `--check`.
+//! Consumer threads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use hdrhistogram::Histogram;
 
-use super::publish::PublisherOut;
-use super::RunResult;
-use crate::clock::{message_id, read_stamp, split_id};
+use crate::clock::read_stamp;
 use crate::driver::{new_histogram, ConsumeConn, SharedRun};
 use crate::error::BenchError;
-use crate::scenario::{Scenario, Topology};
+use crate::scenario::Scenario;
 
 /// What a consumer thread reports.
 pub(super) struct ConsumerOut {
@@ -99,87 +97,4 @@ pub(super) fn consume_loop<C: ConsumeConn>(
         e2e,
         ids,
     })
-}
-
-/// `--check`: every published message consumed exactly once per queue it
-/// routes to, every body stamped, and (with confirms) every message
-/// confirmed and none nacked.
-pub(super) fn check_counts(
-    r: &RunResult,
-    pubs: &[PublisherOut],
-    cons: &[ConsumerOut],
-    topo: &Topology,
-) -> Result<(), String> {
-    let s = &r.scenario;
-    let mut problems = Vec::new();
-    let fanout = s.fanout_factor();
-    if s.consumers > 0 && r.consumed != r.published * fanout {
-        problems.push(format!(
-            "consumed {} deliveries, expected {} ({} published x {fanout})",
-            r.consumed,
-            r.published * fanout,
-            r.published
-        ));
-    }
-    if r.unstamped > 0 {
-        problems.push(format!("{} deliveries had no stamp", r.unstamped));
-    }
-    if s.confirms {
-        if r.confirmed != r.published {
-            problems.push(format!(
-                "{} confirms for {} published messages",
-                r.confirmed, r.published
-            ));
-        }
-        if r.nacked > 0 {
-            problems.push(format!("{} messages nacked", r.nacked));
-        }
-    }
-    if s.consumers > 0 {
-        // Every (queue, id) exactly once; every published id in the
-        // expected number of queues.
-        let mut per_queue: Vec<Vec<u64>> = vec![Vec::new(); topo.queues.len()];
-        for c in cons {
-            per_queue[c.queue].extend_from_slice(&c.ids);
-        }
-        let mut all = Vec::new();
-        for (q, ids) in per_queue.iter_mut().enumerate() {
-            ids.sort_unstable();
-            let dups = ids.windows(2).filter(|w| w[0] == w[1]).count();
-            if dups > 0 {
-                problems.push(format!("queue {q}: {dups} duplicate deliveries"));
-            }
-            all.extend(ids.iter().copied());
-        }
-        all.sort_unstable();
-        let mut expected: Vec<u64> = Vec::new();
-        for (i, p) in pubs.iter().enumerate() {
-            for seq in 0..p.published {
-                for _ in 0..fanout {
-                    expected.push(message_id(i, seq));
-                }
-            }
-        }
-        expected.sort_unstable();
-        if all != expected {
-            let missing = expected
-                .iter()
-                .filter(|id| all.binary_search(id).is_err())
-                .count();
-            let unknown: Vec<String> = all
-                .iter()
-                .filter(|id| expected.binary_search(id).is_err())
-                .take(3)
-                .map(|id| format!("{:?}", split_id(*id)))
-                .collect();
-            problems.push(format!(
-                "delivered ids differ from published ids: {missing} never delivered, unknown ids {unknown:?}"
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("; "))
-    }
 }

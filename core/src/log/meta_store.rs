@@ -18,7 +18,7 @@ use std::rc::Rc;
 use glommio::io::BufferedFile;
 use tracing::{info, warn};
 
-use super::LogError;
+use super::error::LogError;
 use crate::exchange::Dest;
 use crate::meta::{DestName, Meta, MetaOp, PREDECLARED};
 use ringmq_rt::local::Notify;

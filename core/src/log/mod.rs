@@ -16,9 +16,13 @@
 //! - After a failed write or sync the log is poisoned: every later append
 //!   fails, and nothing more is confirmed.
 
+mod error;
 pub mod meta_store;
 pub mod record;
 pub mod recovery;
+
+use self::error::io_err;
+pub use self::error::{LogError, LogLoc, Pos};
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -33,57 +37,6 @@ use tracing::{error, info, warn};
 use self::record::Record;
 use crate::config::{StorageConfig, SyncPolicy};
 use ringmq_rt::local::Notify;
-
-/// Where a record lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LogLoc {
-    /// Segment sequence number.
-    pub seq: u32,
-    /// Byte offset in the segment.
-    pub offset: u64,
-    /// Record length.
-    pub len: u32,
-}
-
-/// A position in the log: (segment, offset), ordered.
-pub type Pos = (u32, u64);
-
-/// Errors of the log.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum LogError {
-    /// An earlier write or sync failed; the log accepts nothing more.
-    #[error("log of shard {shard} is poisoned by an earlier failure: {cause}")]
-    Poisoned {
-        /// The shard.
-        shard: u16,
-        /// What failed.
-        cause: String,
-    },
-    /// I/O on a segment.
-    #[error("i/o on segment {seq} of shard {shard}: {cause}")]
-    Io {
-        /// The shard.
-        shard: u16,
-        /// The segment.
-        seq: u32,
-        /// The error text.
-        cause: String,
-    },
-    /// A record in the middle of a segment is corrupt.
-    #[error("segment {seq} of shard {shard} has a corrupt record at byte {at} followed by valid records")]
-    Corrupt {
-        /// The shard.
-        shard: u16,
-        /// The segment.
-        seq: u32,
-        /// Byte offset of the bad record.
-        at: u64,
-    },
-    /// The data directory was written with another shard count.
-    #[error("{0}")]
-    Layout(String),
-}
 
 struct Segment {
     path: PathBuf,
@@ -144,14 +97,6 @@ async fn probe_device(shard: u16, dir: &Path) -> Result<(), LogError> {
 
 fn segment_name(seq: u32) -> String {
     format!("{seq:010}.seg")
-}
-
-fn io_err(shard: u16, seq: u32, e: impl std::fmt::Display) -> LogError {
-    LogError::Io {
-        shard,
-        seq,
-        cause: e.to_string(),
-    }
 }
 
 impl Log {

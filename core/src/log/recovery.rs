@@ -15,8 +15,8 @@ use glommio::io::DmaFile;
 use rustc_hash::FxHashMap;
 use tracing::{error, warn};
 
+use super::error::{io_err, LogError, LogLoc};
 use super::record::{DecodeError, Record, HEADER_LEN};
-use super::{io_err, LogError, LogLoc};
 use crate::config::{OnCorruption, StorageConfig};
 
 /// A message found in the log, not settled.

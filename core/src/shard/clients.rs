@@ -1,15 +1,11 @@
 //! The shard's view of the client connections it hosts: a small trait the
-//! sessions implement (so the shard never names the session type, and the
-//! two modules do not import each other), and the registry of live ones.
-
-use std::rc::Rc;
+//! sessions implement, so the shard never names the session type and the
+//! two modules do not import each other.
 
 use crate::exchange::QueueRef;
 use crate::message::Message;
 use crate::meta::SessionId;
 use crate::queue::{ConsumerId, MsgId};
-
-use super::Shard;
 
 /// A delivery for one of a session's consumers.
 #[derive(Debug)]
@@ -44,38 +40,4 @@ pub trait Client {
     /// Encodes pending output and wakes the writer; called once per batch
     /// of shard work that touched the session.
     fn flush(&self);
-}
-
-impl Shard {
-    /// Registers a session once its connection is open.
-    pub fn add_session(&self, s: Rc<dyn Client>) {
-        self.sessions.borrow_mut().insert(s.id(), s);
-    }
-
-    /// Forgets a session.
-    pub fn remove_session(&self, id: SessionId) {
-        self.sessions.borrow_mut().remove(&id);
-    }
-
-    pub(super) fn session(&self, id: SessionId) -> Option<Rc<dyn Client>> {
-        self.sessions.borrow().get(&id).cloned()
-    }
-
-    /// Every live session.
-    pub(super) fn all_sessions(&self) -> Vec<Rc<dyn Client>> {
-        self.sessions.borrow().values().cloned().collect()
-    }
-
-    /// Marks a session as having output to flush at the end of the batch.
-    pub(super) fn mark_dirty(&self, s: &Rc<dyn Client>) {
-        self.dirty.borrow_mut().push(s.clone());
-    }
-
-    /// Flushes sessions that got output while handling a batch.
-    pub fn flush_dirty(&self) {
-        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
-        for s in dirty {
-            s.flush();
-        }
-    }
 }

@@ -38,16 +38,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use glommio::channels::channel_mesh::Senders;
 use ringmq_rt::local::{Gate, Latch, Notify, Reply};
 use rustc_hash::{FxHashMap, FxHashSet};
-use tracing::warn;
 
 use self::clients::Client;
 use self::mesh::{CallReq, CallResp, ConfirmRef, ShardMsg};
-use self::outbox::Outbox;
-use self::sink::{EncodedProps, ShardSink};
 use crate::config::Config;
 use crate::exchange::QueueId;
 use crate::log::meta_store::MetaStore;
-use crate::log::record::Record;
 use crate::log::{Log, Pos};
 use crate::meta::{Meta, MetaOp, SessionId};
 use crate::queue::Queue;
@@ -58,6 +54,19 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Messages waiting for one destination shard.
+#[derive(Default)]
+struct Outbox {
+    items: RefCell<Vec<ShardMsg>>,
+    /// Set when items go from none to some.
+    ready: Notify,
+    /// Set when the sender task has taken the items.
+    room: Notify,
+}
+
+/// Properties shared by many messages (one `Arc`) and their record encoding.
+type EncodedProps = (std::sync::Arc<ringmq_protocol::Properties>, Rc<Vec<u8>>);
 
 /// One shard.
 pub struct Shard {
@@ -189,29 +198,6 @@ impl Shard {
         self.queues.borrow().len()
     }
 
-    /// Runs `f` on an owned queue with a sink, then reschedules its timer.
-    fn with_queue<R>(
-        &self,
-        id: QueueId,
-        now: u64,
-        f: impl FnOnce(&mut Queue, &mut ShardSink<'_>) -> R,
-    ) -> Option<R> {
-        let mut queues = self.queues.borrow_mut();
-        let q = queues.get_mut(&id)?;
-        let vhost = q.vhost.clone();
-        let mut sink = ShardSink::new(self, &vhost);
-        let r = f(q, &mut sink);
-        let deadline = q.next_deadline();
-        drop(queues);
-        if sink.page_in {
-            self.want_page_in.borrow_mut().push(id);
-        }
-        if let Some(t) = deadline {
-            self.schedule(id, t.max(now));
-        }
-        Some(r)
-    }
-
     fn drop_consumer(self: &Rc<Self>, queue: QueueId, consumer: u64, now: u64) {
         let auto = self.with_queue(queue, now, |q, _| q.remove_consumer(consumer, now));
         if auto == Some(true) {
@@ -253,32 +239,6 @@ impl Shard {
         deleted
     }
 
-    /// Deletes the state of a queue this shard owns: its messages leave
-    /// with one `QueueDeleted` record, its consumers are cancelled.
-    fn delete_owned_queue(&self, id: QueueId) -> Option<u32> {
-        let mut q = self.queues.borrow_mut().remove(&id)?;
-        let vhost = q.vhost.clone();
-        let mut sink = ShardSink::new(self, &vhost);
-        sink.bulk_delete = true;
-        let (n, consumers) = q.delete(&mut sink);
-        if let Some(log) = self.log() {
-            if let Err(e) = log.append(&Record::QueueDeleted { queue: id.0 }) {
-                warn!(error = %e, "cannot record a queue deletion");
-            }
-        }
-        for c in consumers {
-            self.post(
-                c.shard,
-                ShardMsg::ServerCancel {
-                    session: c.session,
-                    consumer: c.id,
-                },
-            );
-        }
-        self.scheduled.borrow_mut().remove(&id);
-        Some(n as u32)
-    }
-
     /// True once shutdown began.
     pub fn is_stopping(&self) -> bool {
         self.stopping.is_set()
@@ -317,6 +277,40 @@ impl Shard {
             for to in 0..self.count {
                 self.post(to, ShardMsg::Exit);
             }
+        }
+    }
+}
+
+impl Shard {
+    /// Registers a session once its connection is open.
+    pub fn add_session(&self, s: Rc<dyn Client>) {
+        self.sessions.borrow_mut().insert(s.id(), s);
+    }
+
+    /// Forgets a session.
+    pub fn remove_session(&self, id: SessionId) {
+        self.sessions.borrow_mut().remove(&id);
+    }
+
+    fn session(&self, id: SessionId) -> Option<Rc<dyn Client>> {
+        self.sessions.borrow().get(&id).cloned()
+    }
+
+    /// Every live session.
+    fn all_sessions(&self) -> Vec<Rc<dyn Client>> {
+        self.sessions.borrow().values().cloned().collect()
+    }
+
+    /// Marks a session as having output to flush at the end of the batch.
+    fn mark_dirty(&self, s: &Rc<dyn Client>) {
+        self.dirty.borrow_mut().push(s.clone());
+    }
+
+    /// Flushes sessions that got output while handling a batch.
+    pub fn flush_dirty(&self) {
+        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        for s in dirty {
+            s.flush();
         }
     }
 }

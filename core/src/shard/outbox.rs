@@ -7,7 +7,7 @@
 use std::rc::Rc;
 
 use ringmq_protocol::{ErrorCode, Refusal};
-use ringmq_rt::local::{slot, Notify, Slot};
+use ringmq_rt::local::{slot, Slot};
 use tracing::{debug, warn};
 
 use super::mesh::{CallReq, CallResp, ConfirmRef, ShardMsg};
@@ -17,16 +17,6 @@ use crate::message::Message;
 
 /// Outbox size (messages) above which publishing sessions wait.
 const OUTBOX_HIGH_WATER: usize = 64 * 1024;
-
-/// Messages waiting for one destination shard.
-#[derive(Default)]
-pub(super) struct Outbox {
-    items: std::cell::RefCell<Vec<ShardMsg>>,
-    /// Set when items go from none to some.
-    ready: Notify,
-    /// Set when the sender task has taken the items.
-    room: Notify,
-}
 
 impl Shard {
     /// Queues a message for shard `to` (possibly this one).

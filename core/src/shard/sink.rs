@@ -5,8 +5,8 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ringmq_protocol::{FieldValue, Properties};
-use tracing::debug;
+use ringmq_protocol::FieldValue;
+use tracing::{debug, warn};
 
 use super::clients::Delivery;
 use super::mesh::ShardMsg;
@@ -16,10 +16,59 @@ use crate::log::record::Record;
 use crate::log::LogLoc;
 use crate::message::{DeathReason, Message};
 use crate::meta::QueueDef;
+use crate::queue::Queue;
 use crate::queue::{ConsumerSpec, QueuedMsg, Sink};
 
-/// Properties shared by many messages (one `Arc`) and their record encoding.
-pub(super) type EncodedProps = (Arc<Properties>, Rc<Vec<u8>>);
+impl Shard {
+    /// Runs `f` on an owned queue with a sink, then reschedules its timer.
+    pub(super) fn with_queue<R>(
+        &self,
+        id: QueueId,
+        now: u64,
+        f: impl FnOnce(&mut Queue, &mut ShardSink<'_>) -> R,
+    ) -> Option<R> {
+        let mut queues = self.queues.borrow_mut();
+        let q = queues.get_mut(&id)?;
+        let vhost = q.vhost.clone();
+        let mut sink = ShardSink::new(self, &vhost);
+        let r = f(q, &mut sink);
+        let deadline = q.next_deadline();
+        drop(queues);
+        if sink.page_in {
+            self.want_page_in.borrow_mut().push(id);
+        }
+        if let Some(t) = deadline {
+            self.schedule(id, t.max(now));
+        }
+        Some(r)
+    }
+
+    /// Deletes the state of a queue this shard owns: its messages leave
+    /// with one `QueueDeleted` record, its consumers are cancelled.
+    pub(super) fn delete_owned_queue(&self, id: QueueId) -> Option<u32> {
+        let mut q = self.queues.borrow_mut().remove(&id)?;
+        let vhost = q.vhost.clone();
+        let mut sink = ShardSink::new(self, &vhost);
+        sink.bulk_delete = true;
+        let (n, consumers) = q.delete(&mut sink);
+        if let Some(log) = self.log() {
+            if let Err(e) = log.append(&Record::QueueDeleted { queue: id.0 }) {
+                warn!(error = %e, "cannot record a queue deletion");
+            }
+        }
+        for c in consumers {
+            self.post(
+                c.shard,
+                ShardMsg::ServerCancel {
+                    session: c.session,
+                    consumer: c.id,
+                },
+            );
+        }
+        self.scheduled.borrow_mut().remove(&id);
+        Some(n as u32)
+    }
+}
 
 /// Carries out a queue's effects on this shard.
 pub(super) struct ShardSink<'a> {

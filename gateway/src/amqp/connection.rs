@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use amq_protocol::protocol::{channel, connection, AMQPClass};
 use bytes::BytesMut;
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use ringmq_amqp_codec::method::{parse_method, put_heartbeat, put_method};
 use ringmq_amqp_codec::{Decoder, RawFrame, FRAME_METHOD, FRAME_OVERHEAD};
 use ringmq_protocol::message::{self as m, Message};
-use ringmq_protocol::Encoder;
+use ringmq_protocol::{Encoder, ErrorCode};
 use ringmq_rt::connection::{split, ReadHalf, WriteHalf};
 use ringmq_rt::local::{Latch, Notify};
 use rustc_hash::FxHashMap;
@@ -35,8 +35,8 @@ use tracing::{debug, error, Instrument};
 
 use super::content::Content;
 use super::error::{ConnError, Ended};
-use super::handshake::read_frame;
-use crate::{translate, GatewayConfig};
+use crate::config::GatewayConfig;
+use crate::translate;
 
 /// Output buffered for one side above which the other side stops reading.
 pub(super) const HIGH_WATER: usize = 4 * 1024 * 1024;
@@ -170,6 +170,26 @@ async fn serve_peer(stream: TcpStream, peer: SocketAddr, cfg: Rc<GatewayConfig>,
     futures_lite::future::or(drain, glommio::timer::sleep(CLOSE_WAIT)).await;
     drop(from_broker);
     debug!("AMQP connection closed");
+}
+
+/// Reads the next frame during the handshake; `None` when the client went
+/// away.
+pub(super) async fn read_frame(
+    r: &mut ReadHalf,
+    decoder: &mut Decoder,
+) -> Result<Option<RawFrame>, ConnError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(f)) => return Ok(Some(f)),
+            Ok(None) => {}
+            Err(e) => return Err(ConnError::new(ErrorCode::FrameError, e)),
+        }
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => decoder.extend(&buf[..n]),
+        }
+    }
 }
 
 /// A native connection.close.

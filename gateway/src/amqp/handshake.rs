@@ -10,12 +10,12 @@ use amq_protocol::types::{AMQPValue, FieldTable as AmqpTable, LongString};
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use ringmq_amqp_codec::method::parse_method;
-use ringmq_amqp_codec::{Decoder, RawFrame, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER};
+use ringmq_amqp_codec::{Decoder, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER};
 use ringmq_protocol::ErrorCode;
 use ringmq_rt::connection::{ReadHalf, WriteHalf};
 use tracing::{debug, info};
 
-use super::connection::{put_amqp, Conn};
+use super::connection::{put_amqp, read_frame, Conn};
 use super::error::{unparsable_method, ConnError, Ended};
 use super::upstream::Upstream;
 
@@ -29,26 +29,6 @@ const CAPABILITIES: [&str; 7] = [
     "authentication_failure_close",
     "per_consumer_qos",
 ];
-
-/// Reads the next frame during the handshake; `None` when the client went
-/// away.
-pub(super) async fn read_frame(
-    r: &mut ReadHalf,
-    decoder: &mut Decoder,
-) -> Result<Option<RawFrame>, ConnError> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match decoder.next_frame() {
-            Ok(Some(f)) => return Ok(Some(f)),
-            Ok(None) => {}
-            Err(e) => return Err(ConnError::new(ErrorCode::FrameError, e)),
-        }
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return Ok(None),
-            Ok(n) => decoder.extend(&buf[..n]),
-        }
-    }
-}
 
 /// Reads the next method (heartbeats are skipped).
 async fn read_method(r: &mut ReadHalf, decoder: &mut Decoder) -> Result<AMQPClass, Ended> {

@@ -214,44 +214,35 @@ pub struct SettleBatch {
     pub items: Vec<Settle>,
 }
 
-impl SettleBatch {
-    /// The batch of a verified table.
+table!(
+    SettleBatch = SettleBatch
+        / SettleBatchArgs {
+            channel: copy,
+            items: structs(Settle),
+        }
+);
+
+impl Settle {
+    /// The settlement of a wire struct.
     ///
     /// # Errors
     /// An op outside the enum.
-    pub fn from_table(v: wire::SettleBatch<'_>, _body: &Bytes) -> Result<SettleBatch, DecodeError> {
-        let mut items = Vec::new();
-        for s in v.items().iter().flatten() {
-            items.push(Settle {
-                delivery_tag: s.delivery_tag(),
-                op: SettleOp::from_wire(s.op())?,
-                multiple: s.multiple(),
-                requeue: s.requeue(),
-            });
-        }
-        Ok(SettleBatch {
-            channel: v.channel(),
-            items,
+    pub fn from_wire(s: &wire::Settle) -> Result<Settle, DecodeError> {
+        Ok(Settle {
+            delivery_tag: s.delivery_tag(),
+            op: SettleOp::from_wire(s.op())?,
+            multiple: s.multiple(),
+            requeue: s.requeue(),
         })
     }
 
-    /// Writes the batch as a table.
-    pub fn to_table<'b>(
-        &self,
-        fbb: &mut flatbuffers::FlatBufferBuilder<'b>,
-    ) -> flatbuffers::WIPOffset<wire::SettleBatch<'b>> {
-        let items: Vec<wire::Settle> = self
-            .items
-            .iter()
-            .map(|s| wire::Settle::new(s.delivery_tag, s.op.to_wire(), s.multiple, s.requeue))
-            .collect();
-        let items = Some(fbb.create_vector(&items));
-        wire::SettleBatch::create(
-            fbb,
-            &wire::SettleBatchArgs {
-                channel: self.channel,
-                items,
-            },
+    /// The wire struct.
+    pub fn to_wire(&self) -> wire::Settle {
+        wire::Settle::new(
+            self.delivery_tag,
+            self.op.to_wire(),
+            self.multiple,
+            self.requeue,
         )
     }
 }

@@ -1,7 +1,5 @@
 //! Confirm class: publisher confirms, batched per channel.
 
-use bytes::Bytes;
-
 use crate::error::DecodeError;
 use crate::wire;
 
@@ -26,48 +24,30 @@ pub struct ConfirmBatch {
     pub items: Vec<Confirm>,
 }
 
-impl ConfirmBatch {
-    /// The batch of a verified table.
+table!(
+    ConfirmBatch = ConfirmBatch
+        / ConfirmBatchArgs {
+            channel: copy,
+            items: structs(Confirm),
+        }
+);
+
+impl Confirm {
+    /// The confirm of a wire struct.
     ///
     /// # Errors
-    /// None today; the signature matches the other bodies.
-    pub fn from_table(
-        v: wire::ConfirmBatch<'_>,
-        _body: &Bytes,
-    ) -> Result<ConfirmBatch, DecodeError> {
-        let items = v
-            .items()
-            .iter()
-            .flatten()
-            .map(|c| Confirm {
-                delivery_tag: c.delivery_tag(),
-                multiple: c.multiple(),
-                nack: c.nack(),
-            })
-            .collect();
-        Ok(ConfirmBatch {
-            channel: v.channel(),
-            items,
+    /// None: every wire confirm is valid (the signature matches
+    /// [`crate::message::Settle::from_wire`]).
+    pub fn from_wire(c: &wire::Confirm) -> Result<Confirm, DecodeError> {
+        Ok(Confirm {
+            delivery_tag: c.delivery_tag(),
+            multiple: c.multiple(),
+            nack: c.nack(),
         })
     }
 
-    /// Writes the batch as a table.
-    pub fn to_table<'b>(
-        &self,
-        fbb: &mut flatbuffers::FlatBufferBuilder<'b>,
-    ) -> flatbuffers::WIPOffset<wire::ConfirmBatch<'b>> {
-        let items: Vec<wire::Confirm> = self
-            .items
-            .iter()
-            .map(|c| wire::Confirm::new(c.delivery_tag, c.multiple, c.nack))
-            .collect();
-        let items = Some(fbb.create_vector(&items));
-        wire::ConfirmBatch::create(
-            fbb,
-            &wire::ConfirmBatchArgs {
-                channel: self.channel,
-                items,
-            },
-        )
+    /// The wire struct.
+    pub fn to_wire(&self) -> wire::Confirm {
+        wire::Confirm::new(self.delivery_tag, self.multiple, self.nack)
     }
 }

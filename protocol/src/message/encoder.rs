@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 use flatbuffers::FlatBufferBuilder;
 
-use super::Message;
+use super::kinds::Message;
 use crate::frame::{put_frame, Kind};
 use crate::wire;
 

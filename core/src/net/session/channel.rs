@@ -2,7 +2,6 @@
 //! closes the channel, a hard one the connection), and releasing what a
 //! channel or the whole connection holds.
 
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use ringmq_protocol::frame::Kind;
@@ -11,57 +10,11 @@ use ringmq_protocol::{ErrorCode, Refusal};
 use rustc_hash::FxHashMap;
 use tracing::debug;
 
-use super::confirms::Confirms;
-use super::output::PendingDelivery;
+use super::state::{ChanState, Channel};
 use super::{Session, Stop};
 use crate::exchange::QueueRef;
 use crate::queue::{ConsumerId, MsgId};
 use crate::shard::mesh::{CallReq, ShardMsg};
-
-/// A delivery awaiting its ack.
-pub(super) struct Unacked {
-    pub tag: u64,
-    pub queue: QueueRef,
-    pub id: MsgId,
-    /// Consumer to credit when settled (prefetch-limited consumers).
-    pub credit: Option<ConsumerId>,
-}
-
-#[derive(Default)]
-pub(super) struct Channel {
-    /// The server closed it and waits for `ChannelCloseOk`.
-    pub closing: bool,
-    pub next_tag: u64,
-    pub unacked: VecDeque<Unacked>,
-    pub prefetch: u16,
-    pub prefetch_global: bool,
-    pub confirms: Option<Confirms>,
-    pub consumers: FxHashMap<Rc<str>, ConsumerId>,
-    /// channel.flow active (deliveries allowed).
-    pub flow: bool,
-    /// Credit held back while flow is off.
-    pub held_credit: Vec<(QueueRef, ConsumerId, u32)>,
-    pub deliveries: Vec<PendingDelivery>,
-    pub returns: Vec<pm::Return>,
-    /// Listed in the session's `dirty_channels`.
-    pub dirty: bool,
-}
-
-impl Channel {
-    /// Takes the next delivery tag.
-    pub fn take_tag(&mut self) -> u64 {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        tag
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ChanState {
-    Open,
-    Closing,
-    Missing,
-}
 
 impl Session {
     pub(super) fn channel_state(&self, ch: u16) -> ChanState {

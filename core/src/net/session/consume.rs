@@ -9,6 +9,7 @@ use ringmq_protocol::message::{self as pm, Message as Wire};
 use ringmq_protocol::{ErrorCode, Refusal};
 
 use super::requests::unexpected;
+use super::state::ConsumerInfo;
 use super::Session;
 use crate::exchange::QueueRef;
 use crate::queue::{ConsumerId, ConsumerSpec};
@@ -17,15 +18,6 @@ use crate::shard::mesh::{CallReq, CallResp, ShardMsg};
 /// Deliveries a consumer without a prefetch limit may have in flight
 /// between its queue and the socket.
 const CREDIT_WINDOW: u32 = 2048;
-
-/// What the session knows of one of its consumers.
-pub(super) struct ConsumerInfo {
-    pub tag: Rc<str>,
-    pub queue: QueueRef,
-    pub channel: u16,
-    /// Prefetch limit; 0 = unlimited (credit follows the socket).
-    pub prefetch: u32,
-}
 
 impl Session {
     /// `basic.consume`: registers the consumer at its queue, replies, then

@@ -8,7 +8,7 @@ use ringmq_protocol::frame::{Frame, Kind};
 use ringmq_protocol::message::Message as Wire;
 use ringmq_protocol::ErrorCode;
 
-use super::channel::ChanState;
+use super::state::ChanState;
 use super::{Phase, Session, Stop};
 
 impl Session {

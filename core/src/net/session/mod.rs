@@ -33,6 +33,7 @@ mod pipeline;
 mod publish;
 mod requests;
 mod settle;
+mod state;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -51,8 +52,7 @@ use ringmq_protocol::frame::{FrameDecoder, Kind};
 use ringmq_protocol::message::{self as pm, Message as Wire};
 use ringmq_protocol::{Encoder, ErrorCode, Refusal};
 
-use self::channel::Channel;
-use self::consume::ConsumerInfo;
+use self::state::{Channel, ConsumerInfo};
 use crate::exchange::{QueueId, QueueRef};
 use crate::meta::SessionId;
 use crate::queue::ConsumerId;

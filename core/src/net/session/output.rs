@@ -9,23 +9,14 @@ use std::sync::Arc;
 use ringmq_protocol::message::{self as pm, encode_deliveries, Message as Wire, OutDelivery};
 use ringmq_protocol::Properties;
 
-use super::channel::Unacked;
+use super::state::{PendingDelivery, Unacked};
 use super::Session;
-use crate::message::Message;
 use crate::meta::SessionId;
 use crate::queue::ConsumerId;
 use crate::shard::clients::{Client, Delivery};
 
 /// Target size of one delivery frame.
 const BATCH_BYTES: usize = 256 * 1024;
-
-/// A delivery waiting in its channel for the next flush.
-pub(super) struct PendingDelivery {
-    tag: Rc<str>,
-    delivery_tag: u64,
-    redelivered: bool,
-    msg: Message,
-}
 
 impl OutDelivery for PendingDelivery {
     fn consumer_tag(&self) -> &str {

@@ -10,8 +10,8 @@ use ringmq_protocol::message::{self as pm, Message as Wire};
 use ringmq_protocol::{ErrorCode, Refusal};
 use ringmq_rt::local::slot;
 
-use super::channel::ChanState;
 use super::requests::{check_name, exchange_declare_req, unexpected};
+use super::state::ChanState;
 use super::Session;
 use crate::meta::{DestName, MetaOp, QueueDef};
 use crate::shard::mesh::{CallReq, CallResp, DeclareQueue, DeleteQueue};

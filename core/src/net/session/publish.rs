@@ -12,8 +12,8 @@ use ringmq_protocol::message as pm;
 use ringmq_protocol::verify::{body_slice, dense_bodies, view};
 use ringmq_protocol::{wire, ErrorCode, Properties, Refusal};
 
-use super::channel::{ChanState, Channel};
 use super::confirms::Confirms;
+use super::state::{ChanState, Channel};
 use super::{Session, Stop};
 use crate::exchange::{Exchange, Targets};
 use crate::message::{Message, Text};

@@ -7,7 +7,7 @@ use ringmq_protocol::message::{self as pm, Message as Wire};
 use ringmq_protocol::{ErrorCode, Refusal};
 use tracing::warn;
 
-use super::channel::Unacked;
+use super::state::Unacked;
 use super::Session;
 use crate::exchange::{ExchangeDef, ExchangeKind};
 use crate::shard::mesh::{CallReq, CallResp, ShardMsg};

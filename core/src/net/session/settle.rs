@@ -6,7 +6,7 @@ use ringmq_protocol::message as pm;
 use ringmq_protocol::verify::view;
 use ringmq_protocol::{wire, ErrorCode, Refusal};
 
-use super::channel::{ChanState, Unacked};
+use super::state::{ChanState, Unacked};
 use super::{Session, Stop};
 use crate::shard::mesh::{SettleHow, ShardMsg};
 
