@@ -5,7 +5,9 @@
 //! under the negotiated size limit; method and content-header parsing and
 //! generic frame generation through `amq-protocol` ([`method`]); and the
 //! frames on the hot paths written by hand ([`content`]: deliver, publish,
-//! ack, content headers and bodies).
+//! ack, content headers and bodies); and a depth check of field tables
+//! that runs before `amq-protocol`'s recursive parser sees them
+//! ([`table`]).
 //!
 //! What it is not: a connection. Nothing here reads a socket or keeps
 //! channel state; callers feed bytes in and take bytes out.
@@ -13,6 +15,7 @@
 pub mod content;
 pub mod frame;
 pub mod method;
+pub mod table;
 
 pub use frame::{
     Decoder, FrameError, RawFrame, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT,

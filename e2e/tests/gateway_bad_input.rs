@@ -245,6 +245,14 @@ impl Raw {
         }
     }
 
+    /// Reads until the server closes the socket or goes quiet.
+    fn read_to_eof_or_timeout(&mut self) -> Result<(), Gone> {
+        loop {
+            self.buf.clear();
+            self.fill()?;
+        }
+    }
+
     /// Everything the server sends until it closes the socket.
     fn read_to_eof(&mut self) -> Vec<u8> {
         loop {
@@ -792,4 +800,84 @@ fn server_leaves_the_socket_to_the_client_after_close_ok() {
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     assert_eq!(c.fill(), Err(Gone::Timeout), "the server closed first");
+}
+
+// ----- field tables nested without limit: 502 -------------------------------
+
+/// A field table (with its length prefix) whose one entry, `a`, is an
+/// array nested `depth` deep: 5 octets a level.
+fn deep_table(depth: usize) -> Vec<u8> {
+    let mut value: Vec<u8> = Vec::new();
+    for _ in 0..depth {
+        let mut outer = vec![b'A'];
+        outer.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        outer.extend_from_slice(&value);
+        value = outer;
+    }
+    let mut body = vec![1, b'a'];
+    body.extend_from_slice(&value);
+    let mut table = (body.len() as u32).to_be_bytes().to_vec();
+    table.extend_from_slice(&body);
+    table
+}
+
+/// The close a nested-too-deep table earns: 502 naming the method (the
+/// broker behind the gateway would otherwise overflow its parser's stack).
+/// RabbitMQ parses any depth, so against it only survival is checked.
+fn expect_deep_table_refused(gw: &TestGateway, c: &mut Raw, ids: (u16, u16)) {
+    if gw.is_external() {
+        let _ = c.read_to_eof_or_timeout();
+        return;
+    }
+    let close = c.expect_close();
+    assert_eq!(close.reply_code, 502, "{close:?}");
+    assert!(close.reply_text.as_str().contains("nested"), "{close:?}");
+    assert_eq!((close.class_id, close.method_id), ids, "{close:?}");
+}
+
+#[test]
+fn client_properties_nested_20000_deep_are_refused_before_login() {
+    let gw = TestGateway::start();
+    let mut c = Raw::connect(gw.addr);
+    c.send(HEADER);
+    let _start = c.method();
+    let mut payload = vec![0, 10, 0, 11];
+    payload.extend_from_slice(&deep_table(20_000));
+    payload.extend_from_slice(&[5, b'P', b'L', b'A', b'I', b'N']);
+    payload.extend_from_slice(&12u32.to_be_bytes());
+    payload.extend_from_slice(b"\0guest\0guest");
+    payload.extend_from_slice(&[5, b'e', b'n', b'_', b'U', b'S']);
+    c.send(&raw_frame(1, 0, &payload, FRAME_END));
+    expect_deep_table_refused(&gw, &mut c, (10, 11));
+    assert_gateway_alive(gw.addr);
+}
+
+#[test]
+fn queue_arguments_nested_20000_deep_are_a_syntax_error() {
+    let gw = TestGateway::start();
+    let mut c = Raw::open(gw.addr, 0);
+    c.open_channel(1);
+    // queue.declare "deep", durable, with the arguments table.
+    let mut payload = vec![0, 50, 0, 10, 0, 0, 4, b'd', b'e', b'e', b'p', 0b10];
+    payload.extend_from_slice(&deep_table(20_000));
+    c.send(&raw_frame(1, 1, &payload, FRAME_END));
+    expect_deep_table_refused(&gw, &mut c, (50, 10));
+    assert_gateway_alive(gw.addr);
+}
+
+#[test]
+fn message_headers_nested_20000_deep_are_a_syntax_error() {
+    let gw = TestGateway::start();
+    let mut c = Raw::open(gw.addr, 0);
+    c.open_channel(1);
+    c.send_method(1, publish_method("nowhere"));
+    // Content header: class 60, weight 0, body size 1, flags = headers.
+    let mut payload = vec![0, 60, 0, 0];
+    payload.extend_from_slice(&1u64.to_be_bytes());
+    payload.extend_from_slice(&0x2000u16.to_be_bytes());
+    payload.extend_from_slice(&deep_table(20_000));
+    c.send(&raw_frame(2, 1, &payload, FRAME_END));
+    c.send_frame(&AMQPFrame::Body(1, b"x".to_vec()));
+    expect_deep_table_refused(&gw, &mut c, (60, 0));
+    assert_gateway_alive(gw.addr);
 }

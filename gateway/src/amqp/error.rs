@@ -69,6 +69,15 @@ pub(super) fn broker_refusal(code: u16, text: &str) -> Refusal {
     }
 }
 
+/// Refuses a method whose field tables are nested too deep or malformed,
+/// before `amq-protocol` parses it (its parser recurses without a limit).
+pub(super) fn check_tables(payload: &[u8]) -> Result<(), ConnError> {
+    ringmq_amqp_codec::table::check_method_tables(payload).map_err(|e| {
+        let (class, method) = ringmq_amqp_codec::method::method_ids(payload);
+        ConnError::new(ErrorCode::SyntaxError, e).at(class, method)
+    })
+}
+
 /// The error for a method frame that does not parse: 503 for a method
 /// that does not exist, 502 for a known method with malformed arguments;
 /// both name the class and method ids when the payload has them.

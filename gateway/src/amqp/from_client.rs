@@ -7,6 +7,7 @@ use std::rc::Rc;
 use amq_protocol::protocol::{channel, AMQPClass};
 use futures_lite::AsyncReadExt;
 use ringmq_amqp_codec::method::{parse_header, parse_method};
+use ringmq_amqp_codec::table::check_header_tables;
 use ringmq_amqp_codec::{
     Decoder, RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
 };
@@ -18,7 +19,7 @@ use tracing::warn;
 
 use super::connection::{close_msg, is_connection_close, Conn, HIGH_WATER};
 use super::content::{self, Content, ContentError, Progress};
-use super::error::{unparsable_method, ConnError, Ended};
+use super::error::{check_tables, unparsable_method, ConnError, Ended};
 use crate::translate::{self, Inbound};
 
 /// Publishes batched per channel before the batch is sent.
@@ -123,6 +124,7 @@ impl Conn {
     }
 
     fn on_method(&self, ch: u16, f: &RawFrame) -> Result<Next, ConnError> {
+        check_tables(&f.payload)?;
         let class = parse_method(&f.payload).map_err(|_| unparsable_method(&f.payload))?;
         let (class_id, method_id) = (class.get_amqp_class_id(), class.get_amqp_method_id());
         let at = |e: ConnError| e.at(class_id, method_id);
@@ -271,6 +273,8 @@ impl Conn {
                 "content header without basic.publish",
             )));
         }
+        check_header_tables(&f.payload)
+            .map_err(|e| ConnError::new(ErrorCode::SyntaxError, e).at(60, 0))?;
         let header =
             parse_header(&f.payload).map_err(|e| ConnError::new(ErrorCode::SyntaxError, e))?;
         let max = self.cfg.max_message_size as u64;

@@ -16,7 +16,7 @@ use ringmq_rt::connection::{ReadHalf, WriteHalf};
 use tracing::{debug, info};
 
 use super::connection::{put_amqp, read_frame, Conn};
-use super::error::{unparsable_method, ConnError, Ended};
+use super::error::{check_tables, unparsable_method, ConnError, Ended};
 use super::upstream::Upstream;
 
 /// The capabilities announced in `connection.start`.
@@ -39,7 +39,8 @@ async fn read_method(r: &mut ReadHalf, decoder: &mut Decoder) -> Result<AMQPClas
         match f.kind {
             FRAME_HEARTBEAT => continue,
             FRAME_METHOD => {
-                return parse_method(&f.payload).map_err(|_| unparsable_method(&f.payload).into())
+                check_tables(&f.payload)?;
+                return parse_method(&f.payload).map_err(|_| unparsable_method(&f.payload).into());
             }
             _ => {
                 return Err(ConnError::new(
@@ -247,6 +248,7 @@ fn credentials(mechanism: &str, response: &LongString) -> Result<(String, String
             ))
         }
         "AMQPLAIN" => {
+            ringmq_amqp_codec::table::check_table_body(bytes).map_err(|_| refused())?;
             // A field table without its length prefix.
             let mut framed = Vec::with_capacity(bytes.len() + 4);
             framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
