@@ -15,6 +15,9 @@ pub const FRAME_HEARTBEAT: u8 = 8;
 pub const FRAME_END: u8 = 0xCE;
 /// Bytes of framing around a payload (type, channel, size, end).
 pub const FRAME_OVERHEAD: usize = 8;
+/// The smallest frame_max a peer may agree to, and the largest frame
+/// either side may send before `connection.tune-ok` (AMQP 0-9-1 §4.2.3).
+pub const FRAME_MIN_SIZE: u32 = 4096;
 /// The protocol header a 0-9-1 client sends and the server answers with
 /// when it does not speak the client's version.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";

@@ -18,6 +18,20 @@ pub enum LoginError {
     VhostRefused,
 }
 
+/// The hash an unknown user's password is checked against: a well-formed
+/// hash no password matches in practice, so that an unknown user costs the
+/// same work as a wrong password and cannot be told apart by timing.
+const UNKNOWN_USER_HASH: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// The stored hash to check `user`'s password against, and whether the
+/// user exists.
+fn stored_hash<'c>(config: &'c Config, user: &str) -> (&'c str, bool) {
+    match config.users.iter().find(|u| u.name == user) {
+        Some(u) => (&u.password_hash, true),
+        None => (UNKNOWN_USER_HASH, false),
+    }
+}
+
 /// Checks a user's credentials (and the loopback restriction).
 ///
 /// # Errors
@@ -28,12 +42,10 @@ pub fn authenticate(
     password: &str,
     from_loopback: bool,
 ) -> Result<(), LoginError> {
-    let u = config
-        .users
-        .iter()
-        .find(|u| u.name == user)
-        .ok_or(LoginError::BadCredentials)?;
-    if !verify(password, &u.password_hash) {
+    let (hash, known) = stored_hash(config, user);
+    // Verified for unknown users too: same work either way.
+    let matches = verify(password, hash);
+    if !(known && matches) {
         return Err(LoginError::BadCredentials);
     }
     if !from_loopback && config.loopback_users.iter().any(|l| l == user) {
@@ -79,6 +91,18 @@ pub fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_users_are_checked_against_a_well_formed_hash() {
+        let c = Config::default();
+        let (hash, known) = stored_hash(&c, "nobody");
+        assert!(!known);
+        // A hash that decodes: verify() hashes the password as it does for
+        // a real user instead of returning early.
+        assert!(crate::password::decode_hash(hash).is_some());
+        assert!(!verify("", hash));
+        assert!(stored_hash(&c, "guest").1);
+    }
 
     #[test]
     fn login_rules() {

@@ -6,90 +6,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::Write;
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use common::raw::*;
 use common::*;
 use ringmq_protocol::frame::{put_frame, FrameDecoder, Kind};
 use ringmq_protocol::message::{self as m, PROTOCOL_VERSION};
-use ringmq_protocol::{Encoder, ErrorCode, Message};
-
-fn raw(broker: &TestBroker) -> TcpStream {
-    let s = TcpStream::connect(broker.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
-}
-
-fn hello_with(version: u16) -> Message {
-    Message::Hello(m::Hello {
-        version,
-        mechanism: "PLAIN".into(),
-        username: "guest".into(),
-        password: "guest".into(),
-        vhost: "/".into(),
-        ..m::Hello::default()
-    })
-}
-
-fn encode(corr: u64, msg: &Message) -> BytesMut {
-    let mut out = BytesMut::new();
-    Encoder::new().encode(&mut out, corr, msg);
-    out
-}
-
-/// A socket past the handshake.
-fn logged_in(broker: &TestBroker) -> (TcpStream, FrameDecoder) {
-    let mut s = raw(broker);
-    s.write_all(&encode(1, &hello_with(PROTOCOL_VERSION)))
-        .unwrap();
-    let mut dec = FrameDecoder::new(1 << 20);
-    match read_message(&mut s, &mut dec) {
-        Some(Message::HelloOk(_)) => {}
-        other => panic!("expected HelloOk, got {other:?}"),
-    }
-    (s, dec)
-}
-
-fn read_message(s: &mut TcpStream, dec: &mut FrameDecoder) -> Option<Message> {
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(f) = dec.next_frame().unwrap() {
-            return Some(Message::decode(&f).unwrap());
-        }
-        match s.read(&mut buf) {
-            Ok(0) => return None,
-            Ok(n) => dec.extend(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-}
-
-/// Reads until the server's Close, answers CloseOk, and checks that the
-/// socket then closes promptly. Returns the close.
-fn expect_close(s: &mut TcpStream, dec: &mut FrameDecoder, code: ErrorCode) -> m::Close {
-    let start = Instant::now();
-    let close = loop {
-        match read_message(s, dec) {
-            Some(Message::Close(c)) => break c,
-            Some(Message::Heartbeat) => continue,
-            other => panic!("expected Close {code}, got {other:?}"),
-        }
-    };
-    assert_eq!(close.code, code.as_u16(), "{close:?}");
-    assert!(close.text.starts_with(code.name()), "{close:?}");
-    // CloseOk may fail if the server already gave up on the socket.
-    let _ = s.write_all(&encode(0, &Message::CloseOk));
-    assert_eq!(read_message(s, dec), None, "socket not closed after Close");
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
-    close
-}
+use ringmq_protocol::{ErrorCode, Message};
 
 fn still_serving(broker: &TestBroker) {
     let mut c = broker.connect();
@@ -288,4 +214,52 @@ fn many_bad_connections_do_not_hurt_good_ones() {
     }
     passive(&mut good, ch, "steady").unwrap();
     assert_eq!(drain(&mut good, ch, "steady").len(), 50);
+}
+
+#[test]
+fn a_handshake_trickled_a_byte_at_a_time_times_out_as_a_whole() {
+    let broker = TestBroker::with(|c| c.limits.handshake_timeout_ms = 1000);
+    let hello = encode(1, &hello_with(PROTOCOL_VERSION));
+    let mut s = raw(&broker);
+    let start = Instant::now();
+    // One byte every 200 ms for 4 s: each read is well inside the timeout.
+    let mut trickle = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for b in hello.iter().take(20) {
+            if trickle.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut dec = FrameDecoder::new(1 << 20);
+    let close = read_message(&mut s, &mut dec);
+    assert!(
+        matches!(&close, Some(Message::Close(c)) if c.code == ErrorCode::HandshakeRequired.as_u16()),
+        "{close:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        start.elapsed()
+    );
+    writer.join().unwrap();
+    still_serving(&broker);
+}
+
+#[test]
+fn a_hello_over_the_handshake_frame_limit_is_refused() {
+    let broker = TestBroker::start();
+    let mut s = raw(&broker);
+    // A header announcing 64 KiB before Hello.
+    let mut out = BytesMut::new();
+    put_frame(&mut out, Kind::Hello, 1, &vec![0u8; 64 * 1024]);
+    s.write_all(&out).unwrap();
+    let close = expect_close(
+        &mut s,
+        &mut FrameDecoder::new(1 << 20),
+        ErrorCode::FrameTooLarge,
+    );
+    assert!(close.text.contains("8192"), "{close:?}");
+    still_serving(&broker);
 }

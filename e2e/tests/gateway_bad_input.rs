@@ -835,20 +835,68 @@ fn expect_deep_table_refused(gw: &TestGateway, c: &mut Raw, ids: (u16, u16)) {
     assert_eq!((close.class_id, close.method_id), ids, "{close:?}");
 }
 
+/// A start-ok (PLAIN guest/guest) with `props` as its client properties.
+fn start_ok_with(props: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0, 10, 0, 11];
+    payload.extend_from_slice(props);
+    payload.extend_from_slice(&[5, b'P', b'L', b'A', b'I', b'N']);
+    payload.extend_from_slice(&12u32.to_be_bytes());
+    payload.extend_from_slice(b"\0guest\0guest");
+    payload.extend_from_slice(&[5, b'e', b'n', b'_', b'U', b'S']);
+    raw_frame(1, 0, &payload, FRAME_END)
+}
+
 #[test]
 fn client_properties_nested_20000_deep_are_refused_before_login() {
     let gw = TestGateway::start();
     let mut c = Raw::connect(gw.addr);
     c.send(HEADER);
     let _start = c.method();
-    let mut payload = vec![0, 10, 0, 11];
-    payload.extend_from_slice(&deep_table(20_000));
-    payload.extend_from_slice(&[5, b'P', b'L', b'A', b'I', b'N']);
-    payload.extend_from_slice(&12u32.to_be_bytes());
-    payload.extend_from_slice(b"\0guest\0guest");
-    payload.extend_from_slice(&[5, b'e', b'n', b'_', b'U', b'S']);
-    c.send(&raw_frame(1, 0, &payload, FRAME_END));
+    // About 100 KB: over the 4096 octets AMQP allows before tune-ok.
+    c.send(&start_ok_with(&deep_table(20_000)));
+    if !gw.is_external() {
+        let close = c.expect_close();
+        assert_eq!(close.reply_code, 501, "{close:?}");
+        assert!(close.reply_text.as_str().contains("4096"), "{close:?}");
+    }
+    // Within 4096 octets, nested 790 deep: over the depth limit.
+    let mut c = Raw::connect(gw.addr);
+    c.send(HEADER);
+    let _start = c.method();
+    let frame = start_ok_with(&deep_table(790));
+    assert!(frame.len() <= 4096, "{}", frame.len());
+    c.send(&frame);
     expect_deep_table_refused(&gw, &mut c, (10, 11));
+    assert_gateway_alive(gw.addr);
+}
+
+#[test]
+fn a_handshake_trickled_a_byte_at_a_time_times_out_as_a_whole() {
+    let gw = TestGateway::with(|c| c.handshake_timeout_ms = 1000);
+    if gw.is_external() {
+        return; // RabbitMQ's handshake_timeout is 10 s.
+    }
+    let mut c = Raw::connect(gw.addr);
+    let start = Instant::now();
+    // One byte every 200 ms for 4 s: each read is well inside the timeout.
+    let mut trickle = c.sock.try_clone().unwrap();
+    let mut bytes = HEADER.to_vec();
+    bytes.extend_from_slice(&start_ok_with(&[0, 0, 0, 0]));
+    let writer = std::thread::spawn(move || {
+        for b in bytes.iter().take(20) {
+            if trickle.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    c.expect_eof();
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        start.elapsed()
+    );
+    writer.join().unwrap();
     assert_gateway_alive(gw.addr);
 }
 

@@ -20,6 +20,11 @@ pub const HEADER_LEN: usize = 16;
 /// Smallest frame size limit a peer may negotiate.
 pub const MIN_FRAME_MAX: u32 = 4096;
 
+/// The largest whole frame a server reads before the connection is open
+/// (`Hello`, `Open`): a peer that has not logged in cannot make it buffer
+/// more than this.
+pub const HANDSHAKE_FRAME_MAX: u32 = 8 * 1024;
+
 /// Default limit on a whole frame (header and body): 129 MiB, so one
 /// message of the default maximum size (128 MiB) fits with its envelope.
 pub const DEFAULT_FRAME_MAX: u32 = 129 * 1024 * 1024;

@@ -8,12 +8,23 @@ use flatbuffers::{Follow, Verifiable, VerifierOptions};
 use crate::error::DecodeError;
 use crate::frame::Kind;
 
-/// Verifier limits applied to every body read from the network.
-pub fn verifier_options() -> VerifierOptions {
+/// How many times its own length a body may appear to be: FlatBuffers
+/// lets many offsets point at one value, and a decoder copies the value
+/// once per reference, so the apparent size bounds what decoding a body
+/// can allocate.
+pub const APPARENT_SIZE_FACTOR: usize = 4;
+
+/// Apparent size every body may reach however small it is.
+pub const APPARENT_SIZE_SLACK: usize = 64 * 1024;
+
+/// Verifier limits for a body of `body_len` bytes read from the network.
+pub fn verifier_options(body_len: usize) -> VerifierOptions {
     VerifierOptions {
         max_depth: 64,
         max_tables: 4_000_000,
-        max_apparent_size: 1 << 31,
+        max_apparent_size: body_len
+            .saturating_mul(APPARENT_SIZE_FACTOR)
+            .saturating_add(APPARENT_SIZE_SLACK),
         ignore_missing_null_terminator: false,
     }
 }
@@ -26,7 +37,7 @@ pub fn view<'a, T>(kind: Kind, body: &'a [u8]) -> Result<T::Inner, DecodeError>
 where
     T: 'a + Follow<'a> + Verifiable,
 {
-    flatbuffers::root_with_opts::<T>(&verifier_options(), body).map_err(|e| {
+    flatbuffers::root_with_opts::<T>(&verifier_options(body.len()), body).map_err(|e| {
         DecodeError::InvalidBody {
             kind: kind.name(),
             reason: e.to_string(),

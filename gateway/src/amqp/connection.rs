@@ -25,13 +25,13 @@ use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use ringmq_amqp_codec::method::{parse_method, put_heartbeat, put_method};
-use ringmq_amqp_codec::{Decoder, RawFrame, FRAME_METHOD, FRAME_OVERHEAD};
+use ringmq_amqp_codec::{Decoder, RawFrame, FRAME_METHOD, FRAME_MIN_SIZE};
 use ringmq_protocol::message::{self as m, Message};
 use ringmq_protocol::{Encoder, ErrorCode};
 use ringmq_rt::connection::{split, ReadHalf, WriteHalf};
 use ringmq_rt::local::{Latch, Notify};
 use rustc_hash::FxHashMap;
-use tracing::{debug, error, Instrument};
+use tracing::{debug, error, info, Instrument};
 
 use super::content::Content;
 use super::error::{ConnError, Ended};
@@ -116,11 +116,23 @@ pub async fn serve(stream: TcpStream, cfg: Rc<GatewayConfig>, stopping: Latch) {
 async fn serve_peer(stream: TcpStream, peer: SocketAddr, cfg: Rc<GatewayConfig>, stopping: Latch) {
     let _ = stream.set_nodelay(true);
     let (mut client_r, mut client_w) = split(stream);
+    let cfg_handshake_ms = cfg.handshake_timeout_ms;
     let conn = Rc::new(Conn::new(cfg, peer));
-    let mut decoder = Decoder::new(FRAME_OVERHEAD as u32 + 4096 * 32);
-    let handshake = conn
-        .handshake(&mut client_r, &mut client_w, &mut decoder)
-        .await;
+    // Until tune-ok, frames of at most 4096 bytes, as AMQP specifies: a
+    // peer that has not logged in cannot make the gateway buffer more.
+    let mut decoder = Decoder::new(FRAME_MIN_SIZE);
+    // A deadline for the whole handshake, not only for each read: a peer
+    // trickling a byte at a time cannot hold the connection open.
+    let deadline = Duration::from_millis(cfg_handshake_ms);
+    let handshake = futures_lite::future::or(
+        conn.handshake(&mut client_r, &mut client_w, &mut decoder),
+        async {
+            glommio::timer::sleep(deadline).await;
+            info!(after = ?deadline, "AMQP handshake timed out");
+            Err(Ended::Gone)
+        },
+    )
+    .await;
     let broker = match handshake {
         Ok(up) => up,
         Err(Ended::Gone) => return,

@@ -10,7 +10,7 @@ use amq_protocol::types::{AMQPValue, FieldTable as AmqpTable, LongString};
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use ringmq_amqp_codec::method::parse_method;
-use ringmq_amqp_codec::{Decoder, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER};
+use ringmq_amqp_codec::{Decoder, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, PROTOCOL_HEADER};
 use ringmq_protocol::ErrorCode;
 use ringmq_rt::connection::{ReadHalf, WriteHalf};
 use tracing::{debug, info};
@@ -150,7 +150,7 @@ impl Conn {
         let cfg = &self.cfg;
         let frame_max = match tune_ok.frame_max {
             0 => cfg.frame_max,
-            f if f < 4096 => {
+            f if f < FRAME_MIN_SIZE => {
                 return Err(ConnError::new(
                     ErrorCode::NotAllowed,
                     format_args!("frame_max={f} < 4096 min size"),

@@ -31,13 +31,17 @@ impl Session {
                 0,
             ));
         }
-        let Ok(Wire::Hello(h)) = Wire::decode(frame) else {
-            return Err(Stop::new(
-                ErrorCode::InvalidBody,
-                "Hello body is not a valid Hello table",
-                raw,
-                0,
-            ));
+        let h = match Wire::decode(frame) {
+            Ok(Wire::Hello(h)) => h,
+            decoded => {
+                let why = decoded.err().map(|e| e.to_string()).unwrap_or_default();
+                return Err(Stop::new(
+                    ErrorCode::InvalidBody,
+                    format_args!("Hello body is not a valid Hello table: {why}"),
+                    raw,
+                    0,
+                ));
+            }
         };
         self.check_hello(&h)?;
         let config = &self.shard.config;

@@ -24,6 +24,7 @@
 //! a slow client slows its queues instead of growing memory.
 
 mod channel;
+mod closing;
 mod confirms;
 mod consume;
 mod frames;
@@ -48,7 +49,7 @@ use ringmq_rt::local::{GatePass, Latch, Notify, Slot};
 use rustc_hash::FxHashMap;
 use tracing::{debug, Instrument};
 
-use ringmq_protocol::frame::{FrameDecoder, Kind};
+use ringmq_protocol::frame::{FrameDecoder, Kind, HANDSHAKE_FRAME_MAX};
 use ringmq_protocol::message::{self as pm, Message as Wire};
 use ringmq_protocol::{Encoder, ErrorCode, Refusal};
 
@@ -130,6 +131,10 @@ pub struct Session {
     /// A pipelined request failed with a connection-level error.
     fatal: RefCell<Option<Stop>>,
     fatal_set: Latch,
+    /// Where the stream stands for finding the client's `CloseOk` after
+    /// the broker's `Close` (inside an oversized frame after a framing
+    /// error).
+    after_close: RefCell<closing::CloseScan>,
 }
 
 impl Session {
@@ -163,6 +168,7 @@ impl Session {
             tail: RefCell::new(None),
             fatal: RefCell::new(None),
             fatal_set: Latch::new(),
+            after_close: RefCell::new(closing::CloseScan::default()),
         })
     }
 
@@ -215,12 +221,19 @@ impl Session {
     /// the output is flushed and the shard's outboxes get room.
     async fn read_loop(self: &Rc<Self>, reader: &mut ReadHalf) -> Stop {
         let limits = &self.shard.config.limits;
-        let mut decoder = FrameDecoder::new(limits.frame_max);
+        // Small frames only until the connection is open.
+        let mut decoder = FrameDecoder::new(HANDSHAKE_FRAME_MAX.min(limits.frame_max));
         let mut buf = vec![0u8; 256 * 1024];
-        let _ = reader.set_timeout(Some(Duration::from_millis(
-            limits.handshake_timeout_ms.max(1),
-        )));
+        // A deadline for the whole handshake, not only for each read.
+        let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms.max(1));
         loop {
+            if !matches!(self.st.borrow().phase, Phase::Open) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Stop::new(ErrorCode::HandshakeRequired, "handshake timed out", 0, 0);
+                }
+                let _ = reader.set_timeout(Some(left));
+            }
             let read =
                 futures_lite::future::or(async { Some(reader.read(&mut buf).await) }, async {
                     futures_lite::future::or(
@@ -294,14 +307,23 @@ impl Session {
             let frame = match decoder.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(Stop::new(e.code(), e, 0, 0)),
+                Err(e) => {
+                    *self.after_close.borrow_mut() = closing::CloseScan::after_error(
+                        &e,
+                        decoder,
+                        self.shard.config.limits.frame_max,
+                    );
+                    return Err(Stop::new(e.code(), e, 0, 0));
+                }
             };
             let was_open = matches!(self.st.borrow().phase, Phase::Open);
-            if let Err(stop) = self.handle_frame(frame).await {
+            let handled = match self.handle_frame(frame).await {
+                Ok(()) => self.fatal.borrow_mut().take().map_or(Ok(()), Err),
+                Err(stop) => Err(stop),
+            };
+            if let Err(stop) = handled {
                 self.flush();
-                return Err(stop);
-            }
-            if let Some(stop) = self.fatal.borrow_mut().take() {
+                *self.after_close.borrow_mut() = closing::CloseScan::resume(decoder);
                 return Err(stop);
             }
             if !was_open && matches!(self.st.borrow().phase, Phase::Open) {
@@ -343,30 +365,21 @@ impl Session {
         }
     }
 
+    /// Waits (at most [`CLOSE_WAIT`]) for the client's `CloseOk` or
+    /// `Close`, skipping other frames without buffering their bodies.
     async fn wait_close_ok(&self, reader: &mut ReadHalf) {
         self.flush();
         let _ = reader.set_timeout(Some(CLOSE_WAIT));
-        let mut decoder = FrameDecoder::new(self.shard.config.limits.frame_max);
         let mut buf = vec![0u8; 64 * 1024];
+        let mut scan = self.after_close.take();
         let deadline = Instant::now() + CLOSE_WAIT;
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && !scan.found() {
             match reader.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
-                Ok(n) => decoder.extend(&buf[..n]),
-            }
-            loop {
-                match decoder.next_frame() {
-                    Ok(Some(f)) => {
-                        if f.header.kind == Kind::CloseOk.as_u16()
-                            || f.header.kind == Kind::Close.as_u16()
-                        {
-                            return;
-                        }
+                Ok(n) => {
+                    if scan.found_close(&buf[..n]) {
+                        return;
                     }
-                    Ok(None) => break,
-                    // The rest of a stream that lost its framing: no CloseOk
-                    // can be found in it, so stop waiting.
-                    Err(_) => return,
                 }
             }
         }
