@@ -2,6 +2,7 @@
 //! `Default`, `validate()` names the bad key. `core/ringmq.example.toml`
 //! documents every key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -26,6 +27,31 @@ pub struct Config {
     /// Users that may only connect from loopback addresses (as RabbitMQ's
     /// `loopback_users`, default `["guest"]`).
     pub loopback_users: Vec<String>,
+    /// `[vhost_limits."name"]`: per-vhost limits (RabbitMQ's
+    /// `set_vhost_limits`); a vhost not listed has none.
+    pub vhost_limits: BTreeMap<String, VhostLimits>,
+    /// `[user_limits."name"]`: per-user limits (RabbitMQ's
+    /// `set_user_limits`); a user not listed has none.
+    pub user_limits: BTreeMap<String, UserLimits>,
+}
+
+/// Limits of one virtual host; absent = unlimited, 0 = none allowed (as
+/// in RabbitMQ).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VhostLimits {
+    /// Connections open to the vhost at once (`max-connections`).
+    pub max_connections: Option<usize>,
+    /// Queues in the vhost (`max-queues`).
+    pub max_queues: Option<usize>,
+}
+
+/// Limits of one user; absent = unlimited, 0 = none allowed.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserLimits {
+    /// Connections the user may have open at once (`max-connections`).
+    pub max_connections: Option<usize>,
 }
 
 /// `[server]`: where and how the broker runs.
@@ -61,6 +87,13 @@ pub struct LimitsConfig {
     pub max_message_size: usize,
     /// Time a new connection has to send its `Hello`, milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Connections the broker accepts at once; 0 = unlimited (RabbitMQ's
+    /// `connection_max`, default infinity).
+    pub connection_max: usize,
+    /// A delivery not acknowledged within this many milliseconds closes
+    /// its channel with 406 and requeues it (RabbitMQ's
+    /// `consumer_timeout`, default 30 minutes); 0 disables.
+    pub consumer_timeout_ms: u64,
 }
 
 /// `[storage]`: where data lives and how it is made durable.
@@ -143,6 +176,8 @@ impl Default for Config {
             }],
             vhosts: vec!["/".to_owned()],
             loopback_users: vec!["guest".to_owned()],
+            vhost_limits: BTreeMap::new(),
+            user_limits: BTreeMap::new(),
         }
     }
 }
@@ -167,6 +202,8 @@ impl Default for LimitsConfig {
             max_name_len: 255,
             max_message_size: 128 * 1024 * 1024,
             handshake_timeout_ms: 10_000,
+            connection_max: 0,
+            consumer_timeout_ms: 30 * 60 * 1000,
         }
     }
 }
@@ -259,6 +296,16 @@ impl Config {
         if self.vhosts.is_empty() {
             return bad("vhosts", "at least one virtual host is needed");
         }
+        for v in self.vhost_limits.keys() {
+            if !self.vhosts.contains(v) {
+                return bad(&format!("vhost_limits.{v}"), "unknown vhost");
+            }
+        }
+        for u in self.user_limits.keys() {
+            if !self.users.iter().any(|x| &x.name == u) {
+                return bad(&format!("user_limits.{u}"), "unknown user");
+            }
+        }
         for u in &self.users {
             if password::decode_hash(&u.password_hash).is_none() {
                 return bad(
@@ -309,5 +356,13 @@ mod tests {
         assert!(err.reason.contains("listen_addr"), "{err}");
         let err = Config::from_toml("[limits]\nframe_max = 10\n").unwrap_err();
         assert_eq!(err.key, "limits.frame_max");
+        let err = Config::from_toml("[vhost_limits.\"/x\"]\nmax_queues = 1\n").unwrap_err();
+        assert_eq!(err.key, "vhost_limits./x");
+        let ok = Config::from_toml(
+            "[vhost_limits.\"/\"]\nmax_connections = 2\n[user_limits.guest]\nmax_connections = 1\n",
+        )
+        .unwrap();
+        assert_eq!(ok.vhost_limits["/"].max_connections, Some(2));
+        assert_eq!(ok.user_limits["guest"].max_connections, Some(1));
     }
 }

@@ -27,6 +27,7 @@ pub mod meta;
 pub mod net;
 pub mod password;
 pub mod queue;
+pub mod resources;
 pub mod shard;
 
 use std::net::SocketAddr;
@@ -106,9 +107,15 @@ impl Broker {
             spin_before_park: Duration::from_micros(config.server.spin_before_park_us),
         };
         let mesh = MeshBuilder::<Vec<ShardMsg>, _>::full(shards, MESH_CHANNEL_BATCHES);
+        let resources = resources::Resources::new(&config);
         let config = Arc::new(config);
         let server = Server::start(addr, &pool_config, move |ready, stopper| {
-            run_shard(config, mesh, addr, stopper, ready, meta_ops)
+            let shared = Shared {
+                config,
+                resources,
+                meta_ops,
+            };
+            run_shard(shared, mesh, addr, stopper, ready)
         })?;
         info!(%addr, shards, "ringmq listening");
         Ok(Broker(server))
@@ -183,14 +190,26 @@ async fn open_storage(
     Ok(())
 }
 
-async fn run_shard(
+/// What every shard starts from.
+struct Shared {
     config: Arc<Config>,
+    resources: Arc<resources::Resources>,
+    /// The metadata recovered from the store.
+    meta_ops: Arc<Vec<meta::MetaOp>>,
+}
+
+async fn run_shard(
+    shared: Shared,
     mesh: MeshBuilder<Vec<ShardMsg>, glommio::channels::channel_mesh::Full>,
     addr: SocketAddr,
     stopper: Stopper,
     ready: Ready,
-    meta_ops: Arc<Vec<meta::MetaOp>>,
 ) {
+    let Shared {
+        config,
+        resources,
+        meta_ops,
+    } = shared;
     let count = mesh.nr_peers() as u16;
     let (senders, mut receivers) = match mesh.join().await {
         Ok(pair) => pair,
@@ -204,6 +223,7 @@ async fn run_shard(
         id,
         count,
         Rc::new((*config).clone()),
+        resources,
         Some(senders),
     ));
     if let Err(why) = open_storage(&shard, &config, &meta_ops).await {

@@ -45,6 +45,15 @@ impl TestGateway {
     /// A broker and a gateway whose settings `f` may change (the listen
     /// and broker addresses are set afterwards).
     pub fn with(f: impl FnOnce(&mut GatewayConfig)) -> TestGateway {
+        TestGateway::configured(|_| {}, f)
+    }
+
+    /// A broker whose settings `broker` may change (not its address or
+    /// data directory) and a gateway whose settings `gateway` may change.
+    pub fn configured(
+        broker: impl FnOnce(&mut Config),
+        gateway: impl FnOnce(&mut GatewayConfig),
+    ) -> TestGateway {
         if let Some(addr) = external() {
             return TestGateway {
                 gateway: None,
@@ -56,6 +65,7 @@ impl TestGateway {
             };
         }
         let mut config = Config::default();
+        broker(&mut config);
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.cores = 2;
         config.server.pin_cores = false;
@@ -69,7 +79,7 @@ impl TestGateway {
             pin_cores: false,
             ..GatewayConfig::default()
         };
-        f(&mut gw);
+        gateway(&mut gw);
         gw.listen = "127.0.0.1:0".parse().unwrap();
         gw.broker = broker_addr;
         let gateway = Gateway::start(gw).expect("gateway starts");

@@ -920,3 +920,105 @@ async fn deleting_the_queue_cancels_its_consumer() {
     assert_eq!(passive(&ch, &q).await.unwrap().consumer_count(), 0);
     close(&conn).await;
 }
+
+// ----- limits ----------------------------------------------------------------
+
+/// The reply text of a lapin protocol error.
+fn reply_text(e: &lapin::Error) -> String {
+    match e.kind() {
+        ErrorKind::ProtocolError(a) => a.get_message().to_string(),
+        _ => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_gateways_connection_max_are_refused_with_530() {
+    let gw = TestGateway::with(|c| c.connection_max = 2);
+    if gw.is_external() {
+        return;
+    }
+    let first = connect(&gw).await;
+    let second = connect(&gw).await;
+    for _ in 0..10 {
+        let err = within(
+            "connect",
+            Connection::connect(&gw.uri(), ConnectionProperties::default()),
+        )
+        .await
+        .expect_err("past connection_max");
+        assert_eq!(code(&err), Some(530), "{err}");
+        assert_eq!(
+            reply_text(&err),
+            "NOT_ALLOWED - connection refused: gateway connection limit (2) is reached"
+        );
+    }
+    // The established connections are unaffected.
+    for conn in [&first, &second] {
+        let ch = channel(conn).await;
+        let q = unique("limit");
+        declare(&ch, &q).await;
+        publish(&ch, "", &q, b"still here").await;
+        assert_eq!(get_one(&ch, &q).await.delivery.data, b"still here");
+    }
+    // A closed connection frees its place.
+    close(&first).await;
+    let third = within("a place frees up", async {
+        loop {
+            match Connection::connect(&gw.uri(), ConnectionProperties::default()).await {
+                Ok(c) => return c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    close(&third).await;
+    close(&second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brokers_connection_limit_reaches_the_amqp_client_as_530() {
+    let gw = TestGateway::configured(|b| b.limits.connection_max = 1, |_| {});
+    if gw.is_external() {
+        return;
+    }
+    let first = connect(&gw).await;
+    let err = within(
+        "connect",
+        Connection::connect(&gw.uri(), ConnectionProperties::default()),
+    )
+    .await
+    .expect_err("past the broker's connection_max");
+    assert_eq!(code(&err), Some(530), "{err}");
+    assert_eq!(
+        reply_text(&err),
+        "NOT_ALLOWED - connection refused: node connection limit (1) is reached"
+    );
+    close(&first).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_never_acks_is_closed_with_406_and_its_messages_redelivered() {
+    let gw = TestGateway::configured(|b| b.limits.consumer_timeout_ms = 600, |_| {});
+    if gw.is_external() {
+        return;
+    }
+    let q = unique("timeout");
+    let conn = connect(&gw).await;
+    let ch = channel(&conn).await;
+    declare(&ch, &q).await;
+    publish(&ch, "", &q, b"one").await;
+    let lazy = channel(&conn).await;
+    let mut consumer = consume(&lazy, &q, false).await;
+    let d = next(&mut consumer).await;
+    assert!(!d.redelivered);
+    // Never acked: the channel is closed by the server.
+    assert!(
+        common_eventually(|| !lazy.status().connected()).await,
+        "{:?}",
+        lazy.status()
+    );
+    let again = get_one(&ch, &q).await;
+    assert_eq!(again.delivery.data, b"one");
+    assert!(again.delivery.redelivered);
+    close(&conn).await;
+}

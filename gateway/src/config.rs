@@ -23,6 +23,9 @@ pub struct GatewayConfig {
     pub max_message_size: usize,
     /// Time a client has to finish the handshake, milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Client connections accepted at once; 0 = unlimited (RabbitMQ's
+    /// `connection_max`). One past it is refused with 530 NOT_ALLOWED.
+    pub connection_max: usize,
 }
 
 impl Default for GatewayConfig {
@@ -37,6 +40,7 @@ impl Default for GatewayConfig {
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
             handshake_timeout_ms: 10_000,
+            connection_max: 0,
         }
     }
 }

@@ -24,6 +24,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringmq_rt::limit::Limit;
 use ringmq_rt::listener::accept_until;
 use ringmq_rt::local::{Gate, Latch};
 use ringmq_rt::pool::{PoolConfig, Ready, Server};
@@ -66,9 +67,10 @@ impl Gateway {
             pin: config.pin_cores,
             spin_before_park: Duration::ZERO,
         };
+        let connections = Limit::zero_unlimited(config.connection_max);
         let config = Arc::new(config);
         let server = Server::start(addr, &pool_config, move |ready, stopper| {
-            run_executor(config, addr, stopper, ready)
+            run_executor(config, connections, addr, stopper, ready)
         })?;
         info!(%addr, executors = threads, "ringmq-gateway listening");
         Ok(Gateway(server))
@@ -77,6 +79,7 @@ impl Gateway {
 
 async fn run_executor(
     config: Arc<GatewayConfig>,
+    connections: Arc<Limit>,
     addr: SocketAddr,
     stopper: Stopper,
     ready: Ready,
@@ -103,9 +106,11 @@ async fn run_executor(
     while let Some(stream) = accept_until(&listener, &stopping).await {
         let pass = gate.enter();
         let (cfg, stopping) = (cfg.clone(), stopping.clone());
+        // Past connection_max the handshake ends with the refusal.
+        let admitted = connections.take();
         glommio::spawn_local(async move {
-            amqp::connection::serve(stream, cfg, stopping).await;
-            drop(pass);
+            amqp::connection::serve(stream, cfg, stopping, admitted.is_some()).await;
+            drop((pass, admitted));
         })
         .detach();
     }

@@ -23,6 +23,9 @@ struct Cli {
     /// frame_max proposed to clients, bytes.
     #[arg(long, default_value_t = 131_072)]
     frame_max: u32,
+    /// Client connections accepted at once (0: unlimited).
+    #[arg(long, env = "RINGMQ_GATEWAY_CONNECTION_MAX", default_value_t = 0)]
+    connection_max: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         cores: cli.cores,
         heartbeat: cli.heartbeat,
         frame_max: cli.frame_max,
+        connection_max: cli.connection_max,
         ..GatewayConfig::default()
     };
     let gateway = Gateway::start(config)?;

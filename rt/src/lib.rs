@@ -14,6 +14,7 @@
 //! protocols.
 
 pub mod connection;
+pub mod limit;
 pub mod listener;
 pub mod local;
 pub mod pool;

@@ -211,6 +211,11 @@ impl Vhost {
         self.queues.values()
     }
 
+    /// Number of queues.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
     /// Every exchange.
     pub fn exchanges(&self) -> impl Iterator<Item = &Exchange> {
         self.exchanges.values()

@@ -16,7 +16,10 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
             continue;
         };
         let pass = shard.gate.enter();
-        let session = Session::new(shard.clone(), peer);
+        // Past `connection_max` the session only answers the Hello with
+        // the refusal.
+        let admitted = shard.resources.admit();
+        let session = Session::new(shard.clone(), peer, admitted);
         glommio::spawn_local(session.run(stream, pass)).detach();
     }
     info!(shard = shard.id, "listener closed");

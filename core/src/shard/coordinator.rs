@@ -156,6 +156,7 @@ impl Shard {
         } else {
             q.name
         };
+        self.check_queue_limit(&vhost, &name)?;
         let args = QueueArgs::parse(&q.arguments, &name, &vhost, q.durable, q.exclusive)?;
         let def = QueueDef {
             id: self.new_queue_id(),
@@ -173,6 +174,33 @@ impl Shard {
         };
         self.replicate(turn, op).await?;
         Ok(CallResp::Created(def))
+    }
+
+    /// Refuses a new queue past its vhost's `max_queues`, in RabbitMQ's
+    /// words.
+    fn check_queue_limit(&self, vhost: &str, name: &str) -> Result<(), Refusal> {
+        let Some(max) = self
+            .config
+            .vhost_limits
+            .get(vhost)
+            .and_then(|l| l.max_queues)
+        else {
+            return Ok(());
+        };
+        let count = self
+            .meta
+            .borrow()
+            .vhost(vhost)
+            .map_or(0, |v| v.queue_count());
+        if count >= max {
+            return Err(Refusal::new(
+                ErrorCode::PreconditionFailed,
+                format_args!(
+                    "cannot declare queue '{name}': queue limit in vhost '{vhost}' ({max}) is reached"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// queue.delete by name: a missing queue is deleted already; the

@@ -33,6 +33,7 @@ use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::channels::channel_mesh::Senders;
@@ -47,6 +48,7 @@ use crate::log::meta_store::MetaStore;
 use crate::log::{Log, Pos};
 use crate::meta::{Meta, MetaOp, SessionId};
 use crate::queue::Queue;
+use crate::resources::Resources;
 
 /// Milliseconds since the Unix epoch: the clock of queues (TTL, x-death).
 pub fn now_ms() -> u64 {
@@ -76,6 +78,8 @@ pub struct Shard {
     pub count: u16,
     /// Configuration.
     pub config: Rc<Config>,
+    /// Connection counts shared by every shard.
+    pub resources: Arc<Resources>,
     /// Replicated metadata.
     pub meta: RefCell<Meta>,
     queues: RefCell<FxHashMap<QueueId, Queue>>,
@@ -127,6 +131,7 @@ impl Shard {
         id: u16,
         count: u16,
         config: Rc<Config>,
+        resources: Arc<Resources>,
         senders: Option<Senders<Vec<ShardMsg>>>,
     ) -> Shard {
         let meta = Meta::new(config.vhosts.iter().map(String::as_str));
@@ -135,6 +140,7 @@ impl Shard {
             id,
             count,
             config,
+            resources,
             meta: RefCell::new(meta),
             queues: RefCell::default(),
             sessions: RefCell::default(),

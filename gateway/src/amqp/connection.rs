@@ -83,6 +83,9 @@ pub(super) struct State {
 pub(super) struct Conn {
     pub cfg: Rc<GatewayConfig>,
     pub peer: SocketAddr,
+    /// Counted within `connection_max`; if not, the handshake ends with a
+    /// refusal after start-ok.
+    pub admitted: bool,
     pub st: RefCell<State>,
     enc: RefCell<Encoder>,
     pub client_out: RefCell<BytesMut>,
@@ -103,21 +106,27 @@ pub(super) struct Conn {
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(stream: TcpStream, cfg: Rc<GatewayConfig>, stopping: Latch) {
+pub async fn serve(stream: TcpStream, cfg: Rc<GatewayConfig>, stopping: Latch, admitted: bool) {
     let Ok(peer) = stream.peer_addr() else {
         return;
     };
     let span = tracing::info_span!("amqp", peer = %peer);
-    serve_peer(stream, peer, cfg, stopping)
+    serve_peer(stream, peer, cfg, stopping, admitted)
         .instrument(span)
         .await;
 }
 
-async fn serve_peer(stream: TcpStream, peer: SocketAddr, cfg: Rc<GatewayConfig>, stopping: Latch) {
+async fn serve_peer(
+    stream: TcpStream,
+    peer: SocketAddr,
+    cfg: Rc<GatewayConfig>,
+    stopping: Latch,
+    admitted: bool,
+) {
     let _ = stream.set_nodelay(true);
     let (mut client_r, mut client_w) = split(stream);
     let cfg_handshake_ms = cfg.handshake_timeout_ms;
-    let conn = Rc::new(Conn::new(cfg, peer));
+    let conn = Rc::new(Conn::new(cfg, peer, admitted));
     // Until tune-ok, frames of at most 4096 bytes, as AMQP specifies: a
     // peer that has not logged in cannot make the gateway buffer more.
     let mut decoder = Decoder::new(FRAME_MIN_SIZE);
@@ -284,7 +293,7 @@ async fn wait_close_ok(conn: &Rc<Conn>, r: &mut ReadHalf, decoder: &mut Decoder)
 }
 
 impl Conn {
-    fn new(cfg: Rc<GatewayConfig>, peer: SocketAddr) -> Conn {
+    fn new(cfg: Rc<GatewayConfig>, peer: SocketAddr, admitted: bool) -> Conn {
         Conn {
             st: RefCell::new(State {
                 frame_max: cfg.frame_max,
@@ -301,6 +310,7 @@ impl Conn {
             }),
             cfg,
             peer,
+            admitted,
             enc: RefCell::new(Encoder::new()),
             client_out: RefCell::new(BytesMut::with_capacity(64 * 1024)),
             client_wake: Notify::new(),

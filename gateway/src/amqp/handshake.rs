@@ -81,6 +81,21 @@ impl Conn {
         else {
             return Err(expected("connection.start-ok"));
         };
+        if !self.admitted {
+            info!(
+                limit = self.cfg.connection_max,
+                "connection refused: limit reached"
+            );
+            return Err(ConnError::new(
+                ErrorCode::NotAllowed,
+                format_args!(
+                    "connection refused: gateway connection limit ({}) is reached",
+                    self.cfg.connection_max
+                ),
+            )
+            .at(10, 11)
+            .into());
+        }
         let mut broker = self.login(&start_ok, w).await?;
         let tune = connection::Tune {
             channel_max: self.cfg.channel_max,

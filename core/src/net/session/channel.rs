@@ -170,6 +170,8 @@ impl Session {
         self.barrier().await;
         self.release().await;
         self.shard.remove_session(self.id);
+        // The connection no longer counts against the limits.
+        *self.claims.borrow_mut() = Ok(Vec::new());
         debug!("connection closed");
     }
 

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use ringmq_protocol::field::FieldTable;
 use ringmq_protocol::frame::{Frame, Kind};
 use ringmq_protocol::message::{self as pm, Message as Wire, PROTOCOL_VERSION};
-use ringmq_protocol::{ErrorCode, FieldValue};
+use ringmq_protocol::{ErrorCode, FieldValue, Refusal};
 use tracing::info;
 
 use super::{Phase, Session, Stop};
@@ -44,6 +44,7 @@ impl Session {
             }
         };
         self.check_hello(&h)?;
+        self.claim_limits(&h.username, &h.vhost, raw)?;
         let config = &self.shard.config;
         let deferred = h.vhost.is_empty();
         let heartbeat = match (h.heartbeat, config.server.heartbeat) {
@@ -160,6 +161,7 @@ impl Session {
             let (code, text) = login_refusal(e, &user, &vhost);
             return Err(Stop::new(code, text, raw, 0));
         }
+        self.claim_limits("", &vhost, raw)?;
         {
             let mut st = self.st.borrow_mut();
             st.phase = Phase::Open;
@@ -169,6 +171,35 @@ impl Session {
         info!(user = %user, vhost = %vhost, "connection open");
         self.send(corr, &Wire::OpenOk);
         self.tell_alarm();
+        Ok(())
+    }
+
+    /// Counts the connection against `user`'s and `vhost`'s connection
+    /// limits (an empty name is not counted); refuses it past one, or when
+    /// it was not admitted at all (past `connection_max`).
+    fn claim_limits(&self, user: &str, vhost: &str, kind: u16) -> Result<(), Stop> {
+        let res = &self.shard.resources;
+        let refused = |r: Refusal| {
+            info!(user = %user, vhost = %vhost, reason = %r.text, "connection refused");
+            Stop::Close {
+                refusal: r,
+                kind,
+                channel: 0,
+            }
+        };
+        let mut claims = self.claims.borrow_mut();
+        let held = claims.as_mut().map_err(|r| refused(r.clone()))?;
+        if !user.is_empty() {
+            held.extend(res.admit_user(user).map_err(refused)?);
+        }
+        if !vhost.is_empty() {
+            let user = if user.is_empty() {
+                self.st.borrow().user.clone()
+            } else {
+                user.to_owned()
+            };
+            held.extend(res.admit_vhost(vhost, &user).map_err(refused)?);
+        }
         Ok(())
     }
 

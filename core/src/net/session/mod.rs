@@ -23,6 +23,7 @@
 //! deliveries is given back to queues only once they reached the socket, so
 //! a slow client slows its queues instead of growing memory.
 
+mod ack_timeout;
 mod channel;
 mod closing;
 mod confirms;
@@ -57,6 +58,7 @@ use self::state::{Channel, ConsumerInfo};
 use crate::exchange::{QueueId, QueueRef};
 use crate::meta::SessionId;
 use crate::queue::ConsumerId;
+use crate::resources::Claim;
 use crate::shard::clients::Client as _;
 use crate::shard::Shard;
 
@@ -135,11 +137,18 @@ pub struct Session {
     /// the broker's `Close` (inside an oversized frame after a framing
     /// error).
     after_close: RefCell<closing::CloseScan>,
+    /// Units held against the connection limits (node, user, vhost), or
+    /// why the connection was not admitted.
+    claims: RefCell<Result<Vec<Claim>, Refusal>>,
 }
 
 impl Session {
     /// A session for a new connection.
-    pub fn new(shard: Rc<Shard>, peer: SocketAddr) -> Rc<Session> {
+    pub fn new(
+        shard: Rc<Shard>,
+        peer: SocketAddr,
+        admitted: Result<Claim, Refusal>,
+    ) -> Rc<Session> {
         let id = shard.new_session_id();
         let channel_max = shard.config.limits.channel_max;
         Rc::new(Session {
@@ -169,6 +178,7 @@ impl Session {
             fatal: RefCell::new(None),
             fatal_set: Latch::new(),
             after_close: RefCell::new(closing::CloseScan::default()),
+            claims: RefCell::new(admitted.map(|c| vec![c])),
         })
     }
 
@@ -334,6 +344,11 @@ impl Session {
                 let hb = self.st.borrow().heartbeat;
                 if hb > 0 {
                     glommio::spawn_local(self.clone().heartbeats(hb)).detach();
+                }
+                let timeout = self.shard.config.limits.consumer_timeout_ms;
+                if timeout > 0 {
+                    let timeout = Duration::from_millis(timeout);
+                    glommio::spawn_local(self.clone().watch_ack_timeouts(timeout)).detach();
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::time::Instant;
 
 use ringmq_protocol::message as pm;
 use rustc_hash::FxHashMap;
@@ -39,6 +40,8 @@ pub(super) struct Channel {
     pub returns: Vec<pm::Return>,
     /// Listed in the session's `dirty_channels`.
     pub dirty: bool,
+    /// (when, next delivery tag then), oldest first, for `consumer_timeout`.
+    pub tag_marks: VecDeque<(Instant, u64)>,
 }
 
 impl Channel {

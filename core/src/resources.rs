@@ -1,0 +1,153 @@
+//! What the shards share to bound resources: how many connections are
+//! open (in all, per vhost, per user) against the configured limits.
+//! Atomics touched when a connection opens or closes, never on the data
+//! path.
+
+use std::sync::Arc;
+
+use ringmq_protocol::{ErrorCode, Refusal};
+use ringmq_rt::limit::{Held, Limit};
+
+use crate::config::Config;
+
+/// Shared by every shard of a broker.
+#[derive(Debug)]
+pub struct Resources {
+    /// Connections in all (`limits.connection_max`).
+    node: Arc<Limit>,
+    /// Vhosts and users with a connection limit.
+    vhosts: Vec<(String, Arc<Limit>)>,
+    users: Vec<(String, Arc<Limit>)>,
+}
+
+/// A connection counted against a limit; the unit goes back on drop.
+pub type Claim = Held;
+
+/// A refusal past a limit.
+fn not_allowed(text: std::fmt::Arguments<'_>) -> Refusal {
+    Refusal::new(ErrorCode::NotAllowed, text)
+}
+
+impl Resources {
+    /// Counters for the limits in `config`.
+    pub fn new(config: &Config) -> Arc<Resources> {
+        Arc::new(Resources {
+            node: Limit::zero_unlimited(config.limits.connection_max),
+            vhosts: config
+                .vhost_limits
+                .iter()
+                .filter_map(|(v, l)| Some((v.clone(), Limit::new(l.max_connections?))))
+                .collect(),
+            users: config
+                .user_limits
+                .iter()
+                .filter_map(|(u, l)| Some((u.clone(), Limit::new(l.max_connections?))))
+                .collect(),
+        })
+    }
+
+    /// Counts a new connection against `limits.connection_max`.
+    ///
+    /// # Errors
+    /// 530 NOT_ALLOWED once the limit is reached.
+    pub fn admit(&self) -> Result<Claim, Refusal> {
+        self.node.take().ok_or_else(|| {
+            not_allowed(format_args!(
+                "connection refused: node connection limit ({}) is reached",
+                self.node.max()
+            ))
+        })
+    }
+
+    /// Counts a logged-in connection against its user's limit (none when
+    /// the user has no limit).
+    ///
+    /// # Errors
+    /// 530 NOT_ALLOWED, in RabbitMQ's words, once the limit is reached.
+    pub fn admit_user(&self, user: &str) -> Result<Option<Claim>, Refusal> {
+        let Some((_, limit)) = self.users.iter().find(|(u, _)| u == user) else {
+            return Ok(None);
+        };
+        limit.take().map(Some).ok_or_else(|| {
+            not_allowed(format_args!(
+                "Connection refused for user '{user}'. User connection limit ({}) is reached",
+                limit.max()
+            ))
+        })
+    }
+
+    /// Counts a connection opening `vhost` against its limit.
+    ///
+    /// # Errors
+    /// 530 NOT_ALLOWED, in RabbitMQ's words, once the limit is reached.
+    pub fn admit_vhost(&self, vhost: &str, user: &str) -> Result<Option<Claim>, Refusal> {
+        let Some((_, limit)) = self.vhosts.iter().find(|(v, _)| v == vhost) else {
+            return Ok(None);
+        };
+        limit.take().map(Some).ok_or_else(|| {
+            not_allowed(format_args!(
+                "access to vhost '{vhost}' refused for user '{user}': connection limit ({}) is reached",
+                limit.max()
+            ))
+        })
+    }
+
+    /// Connections counted now (all of them).
+    pub fn connections(&self) -> usize {
+        self.node.taken()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{UserLimits, VhostLimits};
+
+    #[test]
+    fn claims_count_until_the_limit_and_go_back_on_drop() {
+        let mut c = Config::default();
+        c.limits.connection_max = 2;
+        c.vhost_limits.insert(
+            "/".into(),
+            VhostLimits {
+                max_connections: Some(1),
+                max_queues: None,
+            },
+        );
+        c.user_limits.insert(
+            "guest".into(),
+            UserLimits {
+                max_connections: Some(1),
+            },
+        );
+        let r = Resources::new(&c);
+        let a = r.admit().unwrap();
+        let _b = r.admit().unwrap();
+        let refused = r.admit().unwrap_err();
+        assert_eq!(refused.code, ErrorCode::NotAllowed);
+        assert!(
+            refused.text.contains("node connection limit (2)"),
+            "{refused:?}"
+        );
+        drop(a);
+        assert_eq!(r.connections(), 1);
+        assert!(r.admit().is_ok());
+
+        let v = r.admit_vhost("/", "guest").unwrap();
+        assert!(v.is_some());
+        let refused = r.admit_vhost("/", "guest").unwrap_err();
+        assert!(
+            refused
+                .text
+                .contains("access to vhost '/' refused for user 'guest'"),
+            "{refused:?}"
+        );
+        drop(v);
+        assert!(r.admit_vhost("/", "guest").unwrap().is_some());
+
+        let u = r.admit_user("guest").unwrap();
+        assert!(r.admit_user("guest").is_err());
+        drop(u);
+        assert!(r.admit_user("other").unwrap().is_none());
+    }
+}
