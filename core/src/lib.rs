@@ -22,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod exchange;
 pub mod log;
+pub mod memory;
 pub mod message;
 pub mod meta;
 pub mod net;

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ringmq_protocol::{FieldTable, FieldValue, Properties};
 
+use crate::memory;
+
 /// A UTF-8 string held in shared bytes (often a slice of a received frame).
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Text(Bytes);
@@ -57,9 +59,9 @@ impl From<&str> for Text {
     }
 }
 
-/// One message.
+/// What a message is made of.
 #[derive(Debug, Clone)]
-pub struct Message {
+pub struct Parts {
     /// Exchange it was published to ("" for the default exchange).
     pub exchange: Text,
     /// Routing key it was published with.
@@ -72,7 +74,7 @@ pub struct Message {
     pub publisher: u64,
 }
 
-impl Message {
+impl Parts {
     /// The properties, or the empty set.
     pub fn properties(&self) -> &Properties {
         static EMPTY: std::sync::OnceLock<Properties> = std::sync::OnceLock::new();
@@ -101,17 +103,9 @@ impl Message {
         exp.parse::<u64>().map(Some).map_err(|_| exp.to_owned())
     }
 
-    /// Body bytes plus a rough size of the rest, for `x-max-length-bytes`.
+    /// Body bytes, for `x-max-length-bytes`.
     pub fn body_len(&self) -> usize {
         self.body.len()
-    }
-
-    /// Copies the parts that may pin a large frame buffer, so a message that
-    /// will sit in a queue keeps only its own bytes alive.
-    pub fn detach(&mut self) {
-        self.exchange = self.exchange.detach();
-        self.routing_key = self.routing_key.detach();
-        self.body = Bytes::copy_from_slice(&self.body);
     }
 
     /// Headers, for headers-exchange routing.
@@ -125,6 +119,130 @@ impl Message {
             self.props
                 .get_or_insert_with(|| Arc::new(Properties::default())),
         )
+    }
+
+    /// Bytes of memory these parts hold, roughly: the texts and body, an
+    /// allowance for properties, and the message's own allocation.
+    fn footprint(&self) -> u64 {
+        const PROPS: u64 = 256;
+        let own = std::mem::size_of::<Held>() as u64 + 16;
+        own + (self.exchange.0.len() + self.routing_key.0.len() + self.body.len()) as u64
+            + if self.props.is_some() { PROPS } else { 0 }
+    }
+}
+
+/// A message's parts and the memory they were counted as.
+#[derive(Debug)]
+struct Held {
+    parts: Parts,
+    footprint: u64,
+}
+
+impl Held {
+    fn new(parts: Parts) -> Held {
+        let footprint = parts.footprint();
+        memory::hold(footprint);
+        Held { parts, footprint }
+    }
+}
+
+impl Clone for Held {
+    fn clone(&self) -> Held {
+        Held::new(self.parts.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        memory::release(self.footprint);
+    }
+}
+
+/// One message: its parts behind one reference count, so it is cheap to
+/// clone and `Send`, and one publish can be enqueued in several queues on
+/// several shards without copying. Every message alive is counted in the
+/// memory of the thread it is dropped on ([`memory`]).
+#[derive(Debug, Clone)]
+pub struct Message(Arc<Held>);
+
+impl std::ops::Deref for Message {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0.parts
+    }
+}
+
+impl Message {
+    /// A message of `parts`.
+    pub fn new(parts: Parts) -> Message {
+        Message(Arc::new(Held::new(parts)))
+    }
+
+    /// Changes the parts (copied first if shared), keeping the memory
+    /// count right.
+    pub fn update<R>(&mut self, f: impl FnOnce(&mut Parts) -> R) -> R {
+        let held = Arc::make_mut(&mut self.0);
+        let r = f(&mut held.parts);
+        let now = held.parts.footprint();
+        memory::hold(now);
+        memory::release(held.footprint);
+        held.footprint = now;
+        r
+    }
+
+    /// Copies the parts that may pin a larger buffer (the frame the
+    /// message arrived in), so the message keeps only its own bytes alive.
+    pub fn detach(&mut self) {
+        self.update(|p| {
+            p.exchange = p.exchange.detach();
+            p.routing_key = p.routing_key.detach();
+            p.body = Bytes::copy_from_slice(&p.body);
+        });
+    }
+
+    /// Bytes of memory the message is counted as.
+    pub fn footprint(&self) -> u64 {
+        self.0.footprint
+    }
+
+    /// A message read back from the log: properties in their FlatBuffers
+    /// encoding (empty when none). Properties that do not decode are
+    /// dropped, with a warning.
+    pub fn from_stored(exchange: &str, routing_key: &str, props: &[u8], body: Bytes) -> Message {
+        let props = match Properties::from_flatbuffer(props) {
+            Ok(p) if !p.is_empty() => Some(Arc::new(p)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "stored message properties do not decode; dropped");
+                None
+            }
+        };
+        Message::new(Parts {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            props,
+            body,
+            publisher: 0,
+        })
+    }
+
+    /// The stand-in of a message whose parts are only in the log: empty,
+    /// shared by every paged-out message of the thread, counted as nothing.
+    pub fn paged_out() -> Message {
+        thread_local! {
+            static PAGED: Message = Message(Arc::new(Held {
+                parts: Parts {
+                    exchange: Text::default(),
+                    routing_key: Text::default(),
+                    props: None,
+                    body: Bytes::new(),
+                    publisher: 0,
+                },
+                footprint: 0,
+            }));
+        }
+        PAGED.with(Message::clone)
     }
 }
 
@@ -156,6 +274,10 @@ impl DeathReason {
 /// The per-message `expiration` is removed (and kept in the entry as
 /// `original-expiration`) so the message does not expire again.
 pub fn record_death(msg: &mut Message, queue: &str, reason: DeathReason, now_secs: u64) {
+    msg.update(|parts| record_death_in(parts, queue, reason, now_secs));
+}
+
+fn record_death_in(msg: &mut Parts, queue: &str, reason: DeathReason, now_secs: u64) {
     let exchange = msg.exchange.as_str().to_owned();
     let routing_key = msg.routing_key.as_str().to_owned();
     let props = msg.props_mut();
@@ -218,19 +340,19 @@ mod tests {
     use super::*;
 
     fn msg() -> Message {
-        Message {
+        Message::new(Parts {
             exchange: Text::new("ex"),
             routing_key: Text::new("rk"),
             props: None,
             body: Bytes::from_static(b"x"),
             publisher: 0,
-        }
+        })
     }
 
     #[test]
     fn x_death_counts_per_queue_and_reason() {
         let mut m = msg();
-        m.props_mut().expiration = Some("100".into());
+        m.update(|p| p.props_mut().expiration = Some("100".into()));
         record_death(&mut m, "q1", DeathReason::Expired, 10);
         record_death(&mut m, "q2", DeathReason::Rejected, 11);
         record_death(&mut m, "q1", DeathReason::Expired, 12);
@@ -258,8 +380,10 @@ mod tests {
         entry.insert("queue", FieldValue::string("q1"));
         entry.insert("reason", FieldValue::string("rejected"));
         entry.insert("count", FieldValue::I64(i64::MAX));
-        let headers = m.props_mut().headers.get_or_insert_with(FieldTable::new);
-        headers.insert("x-death", FieldValue::Array(vec![FieldValue::Table(entry)]));
+        m.update(|p| {
+            let headers = p.props_mut().headers.get_or_insert_with(FieldTable::new);
+            headers.insert("x-death", FieldValue::Array(vec![FieldValue::Table(entry)]));
+        });
         record_death(&mut m, "q1", DeathReason::Rejected, 10);
         let Some(FieldValue::Array(deaths)) = m.headers().unwrap().get("x-death") else {
             panic!("no x-death")

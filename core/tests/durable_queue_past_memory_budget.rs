@@ -24,12 +24,17 @@ fn body(i: usize) -> Bytes {
 }
 
 fn fill(broker: &TestBroker, q: &str) {
+    fill_with(broker, q, ringmq_protocol::FieldTable::new());
+}
+
+fn fill_with(broker: &TestBroker, q: &str, arguments: ringmq_protocol::FieldTable) {
     let mut c = broker.connect();
     let ch = c.open_channel().unwrap();
     c.queue_declare(m::QueueDeclare {
         channel: ch,
         queue: q.into(),
         durable: true,
+        arguments,
         ..m::QueueDeclare::default()
     })
     .unwrap();
@@ -65,6 +70,15 @@ fn fill(broker: &TestBroker, q: &str) {
 }
 
 fn drain(broker: &TestBroker, q: &str, with_get: usize) {
+    drain_checking(broker, q, with_get, |_, _| {});
+}
+
+fn drain_checking(
+    broker: &TestBroker,
+    q: &str,
+    with_get: usize,
+    check: impl Fn(usize, &m::Delivery),
+) {
     let mut c = broker.connect();
     let ch = c.open_channel().unwrap();
     // The first messages with basic.get (which must page in too), the rest
@@ -90,6 +104,7 @@ fn drain(broker: &TestBroker, q: &str, with_get: usize) {
             d.properties.message_id.as_deref(),
             Some(format!("id-{i}").as_str())
         );
+        check(i, &d);
         c.settle(
             ch,
             m::Settle {
@@ -126,4 +141,42 @@ fn queue_past_the_budget_survives_a_restart() {
     broker.stop();
     let broker = TestBroker::with(setup);
     drain(&broker, &q, 5);
+}
+
+#[test]
+fn paged_out_messages_are_dead_lettered_whole() {
+    // Messages past the budget expire while only in the log: they are read
+    // back and dead-lettered with their body and properties.
+    let (q, dlq) = names_on_each_shard("budget-dlx-");
+    let broker = TestBroker::with(|c| c.storage.memory_budget_bytes = 256 * 1024);
+    {
+        let mut c = broker.connect();
+        let ch = c.open_channel().unwrap();
+        c.queue_declare(m::QueueDeclare {
+            channel: ch,
+            queue: dlq.clone(),
+            durable: true,
+            ..m::QueueDeclare::default()
+        })
+        .unwrap();
+    }
+    fill_with(
+        &broker,
+        &q,
+        table(&[
+            ("x-message-ttl", ringmq_protocol::FieldValue::I32(300)),
+            (
+                "x-dead-letter-exchange",
+                ringmq_protocol::FieldValue::string(""),
+            ),
+            (
+                "x-dead-letter-routing-key",
+                ringmq_protocol::FieldValue::string(dlq.clone()),
+            ),
+        ]),
+    );
+    drain_checking(&broker, &dlq, 0, |i, d| {
+        let deaths = d.properties.headers.as_ref().and_then(|h| h.get("x-death"));
+        assert!(deaths.is_some(), "message {i} has no x-death");
+    });
 }

@@ -119,6 +119,12 @@ pub trait Sink {
     fn delivered(&mut self, _queue: QueueId, _qm: &QueuedMsg) {}
     /// The head message is not in memory: read it back, then dispatch.
     fn page_in(&mut self, _queue: QueueId) {}
+    /// Dead-letter `qm`, whose parts are only in the log: read it back,
+    /// record the death, route it, then settle it. Without a log there is
+    /// nothing to read: it is settled (dropped).
+    fn dead_letter_stored(&mut self, queue: &QueueDef, qm: QueuedMsg, _reason: DeathReason) {
+        self.settled(queue.id, &qm);
+    }
 }
 
 /// What became of a publish.
@@ -318,11 +324,15 @@ impl Queue {
         now: u64,
         sink: &mut impl Sink,
     ) {
-        sink.settled(self.def.id, &qm);
-        if self.def.args.dead_letter_exchange.is_some() {
+        if self.def.args.dead_letter_exchange.is_none() {
+            sink.settled(self.def.id, &qm);
+        } else if qm.resident {
+            sink.settled(self.def.id, &qm);
             let mut msg = qm.msg;
             crate::message::record_death(&mut msg, &self.def.name, reason, now / 1000);
             sink.dead_letter(&self.def, msg, reason);
+        } else {
+            sink.dead_letter_stored(&self.def, qm, reason);
         }
     }
 

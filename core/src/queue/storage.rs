@@ -3,6 +3,7 @@
 //! the records compaction moves.
 
 use crate::log::LogLoc;
+use crate::message::Message;
 
 use super::{MsgId, Persisted, Queue, QueuedMsg};
 
@@ -49,13 +50,13 @@ impl Queue {
         out
     }
 
-    /// Puts a paged-in message's body back. Returns false if the message
-    /// is no longer ready (or was in memory already).
-    pub fn fill(&mut self, id: MsgId, body: bytes::Bytes) -> bool {
+    /// Puts a paged-in message back. Returns false if the message is no
+    /// longer ready (or was in memory already).
+    pub fn fill(&mut self, id: MsgId, msg: Message) -> bool {
         for level in &mut self.ready {
             let at = level.partition_point(|m| m.id < id);
             if let Some(m) = level.get_mut(at).filter(|m| m.id == id && !m.resident) {
-                m.msg.body = body;
+                m.msg = msg;
                 m.resident = true;
                 return true;
             }

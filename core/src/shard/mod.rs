@@ -67,6 +67,14 @@ struct Outbox {
     room: Notify,
 }
 
+/// A paged-out message to dead-letter: its queue, vhost, entry and why.
+type StoredDeath = (
+    crate::meta::QueueDef,
+    String,
+    crate::queue::QueuedMsg,
+    crate::message::DeathReason,
+);
+
 /// Properties shared by many messages (one `Arc`) and their record encoding.
 type EncodedProps = (std::sync::Arc<ringmq_protocol::Properties>, Rc<Vec<u8>>);
 
@@ -114,6 +122,10 @@ pub struct Shard {
     /// Queues with a page-in task running, and queues that want one.
     paging: RefCell<FxHashSet<QueueId>>,
     want_page_in: RefCell<Vec<QueueId>>,
+    /// Paged-out messages to dead-letter once read back from the log, in
+    /// order, by one task at a time.
+    want_dead_letter: RefCell<VecDeque<StoredDeath>>,
+    dead_lettering: Cell<bool>,
     /// A storage alarm is raised (a log failed): publishers are told.
     pub alarm: RefCell<Option<String>>,
     /// Metadata request tickets handed out and done (coordinator), and the
@@ -165,6 +177,8 @@ impl Shard {
             resident: Cell::new(0),
             paging: RefCell::default(),
             want_page_in: RefCell::default(),
+            want_dead_letter: RefCell::default(),
+            dead_lettering: Cell::new(false),
             alarm: RefCell::new(None),
             meta_next: Cell::new(0),
             meta_done: Cell::new(0),

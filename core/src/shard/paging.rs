@@ -6,13 +6,21 @@ use std::rc::Rc;
 
 use tracing::error;
 
+use super::sink::ShardSink;
 use super::{now_ms, Shard};
 use crate::exchange::QueueId;
 use crate::log::record::Record;
+use crate::message::{record_death, DeathReason, Message};
+use crate::meta::QueueDef;
+use crate::queue::{QueuedMsg, Sink as _};
 
 impl Shard {
-    /// Starts page-in tasks for queues whose head is not in memory.
+    /// Starts page-in tasks for queues whose head is not in memory, and
+    /// the read-back of paged-out messages to dead-letter.
     pub(super) fn start_page_ins(self: &Rc<Self>) {
+        if !self.want_dead_letter.borrow().is_empty() && !self.dead_lettering.replace(true) {
+            glommio::spawn_local(self.clone().dead_letter_stored()).detach();
+        }
         let wanted = std::mem::take(&mut *self.want_page_in.borrow_mut());
         for id in wanted {
             if self.paging.borrow_mut().insert(id) {
@@ -24,6 +32,45 @@ impl Shard {
                 .detach();
             }
         }
+    }
+
+    /// Dead-letters the paged-out messages waiting for it, in order.
+    async fn dead_letter_stored(self: Rc<Self>) {
+        loop {
+            let next = self.want_dead_letter.borrow_mut().pop_front();
+            let Some((def, vhost, qm, reason)) = next else {
+                self.dead_lettering.set(false);
+                return;
+            };
+            self.dead_letter_from_log(def, vhost, qm, reason).await;
+        }
+    }
+
+    /// Reads a paged-out message back, dead-letters it, then settles it
+    /// (its record stays live until it has been read).
+    async fn dead_letter_from_log(
+        self: &Rc<Self>,
+        def: QueueDef,
+        vhost: String,
+        qm: QueuedMsg,
+        reason: DeathReason,
+    ) {
+        let msg = match (self.log(), qm.loc) {
+            (Some(log), Some(loc)) => match log.read(loc).await {
+                Ok(bytes) => stored_message(&bytes),
+                Err(e) => {
+                    error!(queue = %def.name, error = %e, "cannot read a message to dead-letter");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let mut sink = ShardSink::new(self, &vhost);
+        if let Some(mut msg) = msg {
+            record_death(&mut msg, &def.name, reason, now_ms() / 1000);
+            sink.dead_letter(&def, msg, reason);
+        }
+        sink.settled(def.id, &qm);
     }
 
     /// Reads back the bodies of the next non-resident messages of a queue,
@@ -48,19 +95,16 @@ impl Shard {
                         return false;
                     }
                 };
-                let body = match Record::decode(&bytes) {
-                    Ok((Record::Enqueue { body, .. }, _)) => bytes.slice_ref(body),
-                    _ => {
-                        error!(queue = %id, msg = msg_id, "paged-out record does not decode");
-                        continue;
-                    }
+                let Some(msg) = stored_message(&bytes) else {
+                    error!(queue = %id, msg = msg_id, "paged-out record does not decode");
+                    continue;
                 };
-                let len = body.len() as u64;
+                let len = msg.body.len() as u64;
                 let filled = self
                     .queues
                     .borrow_mut()
                     .get_mut(&id)
-                    .is_some_and(|q| q.fill(msg_id, body));
+                    .is_some_and(|q| q.fill(msg_id, msg));
                 if filled {
                     self.resident.set(self.resident.get() + len);
                 }
@@ -73,6 +117,7 @@ impl Shard {
             }
             let now = now_ms();
             self.with_queue(id, now, |q, sink| q.dispatch(now, sink));
+            self.start_page_ins();
             self.flush_dirty();
             let head_ok = self
                 .queues
@@ -84,5 +129,27 @@ impl Shard {
             }
         }
         true
+    }
+}
+
+/// The message an `Enqueue` record holds (its body a slice of `bytes`).
+fn stored_message(bytes: &bytes::Bytes) -> Option<Message> {
+    match Record::decode(bytes) {
+        Ok((
+            Record::Enqueue {
+                exchange,
+                routing_key,
+                props,
+                body,
+                ..
+            },
+            _,
+        )) => Some(Message::from_stored(
+            exchange,
+            routing_key,
+            props,
+            bytes.slice_ref(body),
+        )),
+        _ => None,
     }
 }

@@ -125,8 +125,10 @@ impl Sink for ShardSink<'_> {
             .dead_letter_routing_key
             .clone()
             .unwrap_or_else(|| msg.routing_key.as_str().to_owned());
-        msg.exchange = dlx.into();
-        msg.routing_key = routing_key.as_str().into();
+        msg.update(|p| {
+            p.exchange = dlx.into();
+            p.routing_key = routing_key.as_str().into();
+        });
         let meta = self.shard.meta.borrow();
         let Some(v) = meta.vhost(self.vhost) else {
             return;
@@ -216,13 +218,14 @@ impl Sink for ShardSink<'_> {
                 let budget = self.shard.config.storage.memory_budget_bytes;
                 let size = u64::from(qm.size);
                 if self.shard.resident.get() + size > budget {
-                    qm.msg.body = bytes::Bytes::new();
+                    qm.msg = Message::paged_out();
                     qm.resident = false;
                 } else {
                     self.shard.resident.set(self.shard.resident.get() + size);
+                    // Keep only the message's own bytes, not the frame it
+                    // came in.
+                    qm.msg.detach();
                 }
-                // Keep only the message's own bytes, not the frame it came in.
-                qm.msg.detach();
                 true
             }
             Err(e) => {
@@ -246,6 +249,19 @@ impl Sink for ShardSink<'_> {
 
     fn page_in(&mut self, _queue: QueueId) {
         self.page_in = true;
+    }
+
+    fn dead_letter_stored(&mut self, queue: &QueueDef, qm: QueuedMsg, reason: DeathReason) {
+        if self.shard.log().is_none() {
+            self.settled(queue.id, &qm);
+            return;
+        }
+        self.shard.want_dead_letter.borrow_mut().push_back((
+            queue.clone(),
+            self.vhost.to_owned(),
+            qm,
+            reason,
+        ));
     }
 }
 

@@ -4,10 +4,8 @@
 //! (deleting settled ones, compacting mostly dead ones).
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
-use ringmq_protocol::Properties;
 use tracing::warn;
 
 use super::mesh::{ConfirmRef, ShardMsg};
@@ -66,7 +64,7 @@ impl Shard {
                 .sum::<u64>();
             let entries: Vec<QueuedMsg> = msgs
                 .into_iter()
-                .map(|(id, m)| restored_msg(qid, id, m))
+                .map(|(id, m)| restored_msg(id, m))
                 .collect();
             q.restore(entries);
         }
@@ -218,24 +216,14 @@ impl Shard {
 }
 
 /// A recovered message as a queue entry.
-fn restored_msg(queue: u64, id: u64, m: RecoveredMsg) -> QueuedMsg {
-    let props = match Properties::from_flatbuffer(&m.props) {
-        Ok(p) if !p.is_empty() => Some(Arc::new(p)),
-        Ok(_) => None,
-        Err(e) => {
-            warn!(queue, msg = id, error = %e, "recovered properties do not decode; dropped");
-            None
-        }
+fn restored_msg(id: u64, m: RecoveredMsg) -> QueuedMsg {
+    let msg = match &m.body {
+        Some(body) => Message::from_stored(&m.exchange, &m.routing_key, &m.props, body.clone()),
+        None => Message::paged_out(),
     };
     QueuedMsg {
         id,
-        msg: Message {
-            exchange: m.exchange.as_str().into(),
-            routing_key: m.routing_key.as_str().into(),
-            props,
-            body: m.body.clone().unwrap_or_default(),
-            publisher: 0,
-        },
+        msg,
         redelivered: m.redelivered,
         expires_at: (m.expires_at > 0).then_some(m.expires_at),
         loc: Some(m.loc),

@@ -64,6 +64,7 @@ impl Shard {
             // shard).
             self.scheduled.borrow_mut().remove(&id);
         }
+        self.start_page_ins();
         self.flush_dirty();
     }
 }

@@ -16,7 +16,7 @@ use super::confirms::Confirms;
 use super::state::{ChanState, Channel};
 use super::{Session, Stop};
 use crate::exchange::{Exchange, Targets};
-use crate::message::{Message, Text};
+use crate::message::{Message, Parts, Text};
 use crate::meta::Vhost;
 use crate::queue::args::Overflow;
 use crate::shard::mesh::ConfirmRef;
@@ -73,13 +73,13 @@ impl Session {
                 let props = checked_props(p.properties(), user)?;
                 let routing_key = p.routing_key().unwrap_or("");
                 check_publish_names(xname, routing_key, limits.max_name_len)?;
-                let msg = Message {
+                let msg = Message::new(Parts {
                     exchange: Text::slice_of(&frame.body, xname),
                     routing_key: Text::slice_of(&frame.body, routing_key),
                     props,
                     body,
                     publisher: self.id,
-                };
+                });
                 check_expiration(&msg)?;
                 targets.clear();
                 vhost.route(x, routing_key, msg.headers(), &mut targets);
@@ -107,7 +107,7 @@ impl Session {
             let props = checked_props(dense.properties(), user)?;
             let routing_key = dense.routing_key().unwrap_or("");
             check_publish_names(xname, routing_key, limits.max_name_len)?;
-            let template = Message {
+            let template = Parts {
                 exchange: Text::slice_of(&frame.body, xname),
                 routing_key: Text::slice_of(&frame.body, routing_key),
                 props,
@@ -119,8 +119,10 @@ impl Session {
             vhost.route(x, routing_key, template.headers(), &mut targets);
             for body in bodies {
                 check_size(body.len(), limits.max_message_size)?;
-                let mut msg = template.clone();
-                msg.body = frame.body.slice_ref(body);
+                let msg = Message::new(Parts {
+                    body: frame.body.slice_ref(body),
+                    ..template.clone()
+                });
                 out.accept(msg, &targets, dense.mandatory());
             }
             Ok(())
@@ -280,7 +282,7 @@ fn checked_props(
     Ok(Some(Arc::new(props)))
 }
 
-fn check_expiration(msg: &Message) -> Result<(), Refusal> {
+fn check_expiration(msg: &Parts) -> Result<(), Refusal> {
     msg.expiration_ms().map(|_| ()).map_err(|bad| {
         Refusal::new(
             ErrorCode::PreconditionFailed,

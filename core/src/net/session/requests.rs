@@ -179,7 +179,7 @@ impl Session {
                 routing_key: m.msg.routing_key.as_str().to_owned(),
                 message_count: m.remaining,
                 properties: m.msg.props.as_deref().cloned().unwrap_or_default(),
-                body: m.msg.body,
+                body: m.msg.body.clone(),
             }),
         );
         Ok(())
