@@ -94,6 +94,49 @@ pub struct LimitsConfig {
     /// its channel with 406 and requeues it (RabbitMQ's
     /// `consumer_timeout`, default 30 minutes); 0 disables.
     pub consumer_timeout_ms: u64,
+    /// Memory above which publishers are blocked (RabbitMQ's
+    /// `vm_memory_high_watermark`): a fraction of the memory available to
+    /// the process (cgroup limit included) or an absolute amount.
+    pub memory_high_watermark: MemoryAmount,
+}
+
+/// An amount of memory in configuration: a fraction of what is available
+/// (`0.4`) or an absolute amount (`"512MiB"`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum MemoryAmount {
+    /// A fraction of the memory available to the process.
+    Relative(f64),
+    /// An amount, with an optional unit (`"512MiB"`, `"2GB"`).
+    Absolute(String),
+}
+
+impl MemoryAmount {
+    /// The amount in bytes, given the memory available to the process.
+    ///
+    /// # Errors
+    /// An amount that does not parse, naming it.
+    pub fn bytes(&self, available: u64) -> Result<u64, String> {
+        match self {
+            MemoryAmount::Relative(f) => Ok((available as f64 * f) as u64),
+            MemoryAmount::Absolute(text) => crate::memory::parse_bytes(text),
+        }
+    }
+}
+
+impl std::str::FromStr for MemoryAmount {
+    type Err = String;
+
+    /// `0.4` is a fraction, anything else an amount (`512MiB`).
+    fn from_str(s: &str) -> Result<MemoryAmount, String> {
+        match s.parse::<f64>() {
+            Ok(f) if f <= 1.0 => Ok(MemoryAmount::Relative(f)),
+            _ => {
+                crate::memory::parse_bytes(s)?;
+                Ok(MemoryAmount::Absolute(s.to_owned()))
+            }
+        }
+    }
 }
 
 /// `[storage]`: where data lives and how it is made durable.
@@ -204,6 +247,7 @@ impl Default for LimitsConfig {
             handshake_timeout_ms: 10_000,
             connection_max: 0,
             consumer_timeout_ms: 30 * 60 * 1000,
+            memory_high_watermark: MemoryAmount::Relative(0.4),
         }
     }
 }
@@ -296,6 +340,20 @@ impl Config {
         if self.vhosts.is_empty() {
             return bad("vhosts", "at least one virtual host is needed");
         }
+        match &self.limits.memory_high_watermark {
+            MemoryAmount::Relative(f) if !(*f > 0.0 && *f <= 1.0) => {
+                return bad(
+                    "limits.memory_high_watermark",
+                    "a fraction must be above 0 and at most 1",
+                );
+            }
+            MemoryAmount::Absolute(t) => {
+                if let Err(e) = crate::memory::parse_bytes(t) {
+                    return bad("limits.memory_high_watermark", &e);
+                }
+            }
+            MemoryAmount::Relative(_) => {}
+        }
         for v in self.vhost_limits.keys() {
             if !self.vhosts.contains(v) {
                 return bad(&format!("vhost_limits.{v}"), "unknown vhost");
@@ -363,6 +421,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.vhost_limits["/"].max_connections, Some(2));
+        let w = Config::from_toml("[limits]\nmemory_high_watermark = \"256MiB\"\n").unwrap();
+        assert_eq!(w.limits.memory_high_watermark.bytes(0), Ok(256 << 20));
+        let w = Config::from_toml("[limits]\nmemory_high_watermark = 0.5\n").unwrap();
+        assert_eq!(w.limits.memory_high_watermark.bytes(1000), Ok(500));
+        let err = Config::from_toml("[limits]\nmemory_high_watermark = \"lots\"\n").unwrap_err();
+        assert_eq!(err.key, "limits.memory_high_watermark");
+        let err = Config::from_toml("[limits]\nmemory_high_watermark = 1.5\n").unwrap_err();
+        assert_eq!(err.key, "limits.memory_high_watermark");
         assert_eq!(ok.user_limits["guest"].max_connections, Some(1));
     }
 }

@@ -73,14 +73,17 @@ pub enum StartError {
 }
 
 /// A running broker: a [`Server`] (address, stopper, wait, stop) started by
-/// [`Broker::start`].
-pub struct Broker(Server);
+/// [`Broker::start`], and the resources its shards share.
+pub struct Broker {
+    server: Server,
+    resources: Arc<resources::Resources>,
+}
 
 impl std::ops::Deref for Broker {
     type Target = Server;
 
     fn deref(&self) -> &Server {
-        &self.0
+        &self.server
     }
 }
 
@@ -108,7 +111,8 @@ impl Broker {
             spin_before_park: Duration::from_micros(config.server.spin_before_park_us),
         };
         let mesh = MeshBuilder::<Vec<ShardMsg>, _>::full(shards, MESH_CHANNEL_BATCHES);
-        let resources = resources::Resources::new(&config);
+        let resources = resources::Resources::new(&config, shards);
+        let shared_resources = resources.clone();
         let config = Arc::new(config);
         let server = Server::start(addr, &pool_config, move |ready, stopper| {
             let shared = Shared {
@@ -119,7 +123,22 @@ impl Broker {
             run_shard(shared, mesh, addr, stopper, ready)
         })?;
         info!(%addr, shards, "ringmq listening");
-        Ok(Broker(server))
+        Ok(Broker {
+            server,
+            resources: shared_resources,
+        })
+    }
+
+    /// Bytes of memory the shards hold by their own count (messages,
+    /// queue entries, connection buffers), as they last published it
+    /// (every [`shard::memory::MEMORY_TICK`]).
+    pub fn memory_held(&self) -> u64 {
+        self.resources.memory_held()
+    }
+
+    /// The memory high watermark, bytes.
+    pub fn memory_high_watermark(&self) -> u64 {
+        self.resources.watermark
     }
 }
 
@@ -172,7 +191,10 @@ async fn open_storage(
     for op in meta_ops {
         shard.apply_meta(op, now);
     }
-    let storage = &config.storage;
+    // Recovered bodies stay in memory up to the same budget as new ones.
+    let mut storage = config.storage.clone();
+    storage.memory_budget_bytes = shard.resources.page_out_above;
+    let storage = &storage;
     let log_dir = storage.data_dir.join(format!("shard-{id}"));
     let (log, recovered) = log::Log::open(id, &log_dir, storage)
         .await
@@ -244,6 +266,7 @@ async fn run_shard(
         glommio::spawn_local(shard.clone().run_outbox(to)).detach();
     }
     glommio::spawn_local(shard.clone().run_timers()).detach();
+    glommio::spawn_local(shard.clone().run_memory_monitor()).detach();
     let listener = match ringmq_rt::listener::bind_reuse(addr) {
         Ok(l) => l,
         Err(e) => {

@@ -27,6 +27,11 @@ struct Cli {
     /// server.spin_before_park_us).
     #[arg(long, env = "RINGMQ_SPIN_US")]
     spin_us: Option<u64>,
+    /// Memory above which publishers are blocked: a fraction of the
+    /// available memory (0.4) or an amount (512MiB) (overrides
+    /// limits.memory_high_watermark).
+    #[arg(long, env = "RINGMQ_MEMORY_HIGH_WATERMARK")]
+    memory_high_watermark: Option<ringmq_core::config::MemoryAmount>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -66,6 +71,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(s) = cli.spin_us {
         config.server.spin_before_park_us = s;
+    }
+    if let Some(w) = cli.memory_high_watermark {
+        config.limits.memory_high_watermark = w;
     }
     config.validate()?;
     std::fs::create_dir_all(&config.storage.data_dir)

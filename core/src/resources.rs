@@ -1,8 +1,11 @@
 //! What the shards share to bound resources: how many connections are
-//! open (in all, per vhost, per user) against the configured limits.
-//! Atomics touched when a connection opens or closes, never on the data
+//! open (in all, per vhost, per user) against the configured limits, and
+//! how much memory each shard holds against the high watermark. Atomics
+//! touched when a connection opens or closes and when a shard publishes
+//! its memory use (every few tens of milliseconds), never on the data
 //! path.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use ringmq_protocol::{ErrorCode, Refusal};
@@ -18,6 +21,13 @@ pub struct Resources {
     /// Vhosts and users with a connection limit.
     vhosts: Vec<(String, Arc<Limit>)>,
     users: Vec<(String, Arc<Limit>)>,
+    /// Bytes each shard holds, as it last published.
+    memory: Vec<AtomicI64>,
+    /// Above this many bytes in all, publishers are blocked.
+    pub watermark: u64,
+    /// Above this many bytes of messages in a shard's queues, new messages
+    /// live only in the shard's log until they are read.
+    pub page_out_above: u64,
 }
 
 /// A connection counted against a limit; the unit goes back on drop.
@@ -29,9 +39,26 @@ fn not_allowed(text: std::fmt::Arguments<'_>) -> Refusal {
 }
 
 impl Resources {
-    /// Counters for the limits in `config`.
-    pub fn new(config: &Config) -> Arc<Resources> {
+    /// Counters for the limits in `config`, for `shards` shards.
+    pub fn new(config: &Config, shards: usize) -> Arc<Resources> {
+        let available = crate::memory::available().unwrap_or_else(|| {
+            tracing::warn!("cannot read the memory available; assuming 4 GiB");
+            4 << 30
+        });
+        // Validated with the configuration: it parses.
+        let watermark = config
+            .limits
+            .memory_high_watermark
+            .bytes(available)
+            .unwrap_or(available / 10 * 4);
+        let page_out_above = config
+            .storage
+            .memory_budget_bytes
+            .min(watermark / 2 / shards.max(1) as u64);
         Arc::new(Resources {
+            memory: (0..shards).map(|_| AtomicI64::new(0)).collect(),
+            watermark,
+            page_out_above,
             node: Limit::zero_unlimited(config.limits.connection_max),
             vhosts: config
                 .vhost_limits
@@ -96,6 +123,19 @@ impl Resources {
     pub fn connections(&self) -> usize {
         self.node.taken()
     }
+
+    /// Records what shard `shard` holds now.
+    pub fn publish_memory(&self, shard: u16, bytes: i64) {
+        if let Some(m) = self.memory.get(usize::from(shard)) {
+            m.store(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes held by every shard, as they last published.
+    pub fn memory_held(&self) -> u64 {
+        let sum: i64 = self.memory.iter().map(|m| m.load(Ordering::Relaxed)).sum();
+        sum.max(0) as u64
+    }
 }
 
 #[cfg(test)]
@@ -120,7 +160,7 @@ mod tests {
                 max_connections: Some(1),
             },
         );
-        let r = Resources::new(&c);
+        let r = Resources::new(&c, 2);
         let a = r.admit().unwrap();
         let _b = r.admit().unwrap();
         let refused = r.admit().unwrap_err();

@@ -43,6 +43,7 @@ async fn session(dir: &Path, cfg: &StorageConfig, ops: &[Op]) -> Result<Recovere
                 routing_key: "k",
                 props: b"",
                 body,
+                transient: false,
             })?,
             Op::Settle { queue, id } => log.append(&Record::Settle {
                 queue: *queue,

@@ -5,7 +5,8 @@
 //! header (12 bytes, little endian)
 //!   len   u32   whole record, header included; 0 = no more records (padding)
 //!   crc   u32   CRC32C of bytes [8, len)
-//!   kind  u8    1 enqueue, 2 settle, 3 delivered, 4 queue deleted
+//!   kind  u8    1 enqueue, 2 settle, 3 delivered, 4 queue deleted,
+//!               5 paged out
 //!   flags u8    reserved, 0
 //!   rsv   u16   reserved, 0
 //! ```
@@ -14,6 +15,8 @@
 //!   none), exchange (u8 length + bytes), routing key (u8 length + bytes),
 //!   properties (u32 length + a FlatBuffers `Properties` table, 0 = none),
 //!   body (u32 length + bytes);
+//! - paged out: as enqueue; a transient message (or one in a non-durable
+//!   queue) kept only in the log while it waits, never recovered;
 //! - settle, delivered: queue u64, id u64;
 //! - queue deleted: queue u64.
 //!
@@ -40,6 +43,9 @@ pub enum Kind {
     Delivered = 3,
     /// A queue and all its messages were deleted.
     QueueDeleted = 4,
+    /// A message that must not survive a restart was paged out to the log
+    /// (payload as [`Kind::Enqueue`]); recovery skips it.
+    PagedOut = 5,
 }
 
 /// A decoded record, borrowing from the segment bytes.
@@ -61,6 +67,8 @@ pub enum Record<'a> {
         props: &'a [u8],
         /// Body.
         body: &'a [u8],
+        /// Not to be recovered: a paged-out copy ([`Kind::PagedOut`]).
+        transient: bool,
     },
     /// See [`Kind::Settle`].
     Settle {
@@ -132,6 +140,9 @@ impl Record<'_> {
         out.put_u32_le(0);
         out.put_u32_le(0);
         let kind = match self {
+            Record::Enqueue {
+                transient: true, ..
+            } => Kind::PagedOut,
             Record::Enqueue { .. } => Kind::Enqueue,
             Record::Settle { .. } => Kind::Settle,
             Record::Delivered { .. } => Kind::Delivered,
@@ -149,6 +160,7 @@ impl Record<'_> {
                 routing_key,
                 props,
                 body,
+                transient: _,
             } => {
                 out.put_u64_le(*queue);
                 out.put_u64_le(*id);
@@ -203,7 +215,7 @@ impl Record<'_> {
             buf: &buf[HEADER_LEN..len],
         };
         let rec = match buf[8] {
-            1 => Record::Enqueue {
+            kind @ (1 | 5) => Record::Enqueue {
                 queue: r.u64()?,
                 id: r.u64()?,
                 expires_at: r.u64()?,
@@ -211,6 +223,7 @@ impl Record<'_> {
                 routing_key: r.short()?,
                 props: r.long()?,
                 body: r.long()?,
+                transient: kind == 5,
             },
             2 => Record::Settle {
                 queue: r.u64()?,
@@ -287,6 +300,17 @@ mod tests {
                 routing_key: "q",
                 props: b"",
                 body: b"hello",
+                transient: false,
+            },
+            Record::Enqueue {
+                queue: 7,
+                id: 2,
+                expires_at: 9,
+                exchange: "x",
+                routing_key: "q",
+                props: b"",
+                body: b"paged",
+                transient: true,
             },
             Record::Delivered { queue: 7, id: 1 },
             Record::Settle { queue: 7, id: 1 },
@@ -336,7 +360,7 @@ mod tests {
             let mut buf = Vec::new();
             let mut ends = Vec::new();
             for (i, b) in bodies.iter().enumerate() {
-                Record::Enqueue { queue: 1, id: i as u64, expires_at: 0, exchange: "x", routing_key: "k", props: b"", body: b }.encode(&mut buf);
+                Record::Enqueue { queue: 1, id: i as u64, expires_at: 0, exchange: "x", routing_key: "k", props: b"", body: b, transient: false }.encode(&mut buf);
                 ends.push(buf.len());
             }
             let cut = (buf.len() as f64 * cut_frac) as usize;

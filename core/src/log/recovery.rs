@@ -61,6 +61,10 @@ impl Recovered {
 
     fn apply(&mut self, rec: Record<'_>, loc: LogLoc, budget: u64) {
         match rec {
+            // A paged-out copy of a message that must not survive a restart.
+            Record::Enqueue {
+                transient: true, ..
+            } => {}
             Record::Enqueue {
                 queue,
                 id,
@@ -69,6 +73,7 @@ impl Recovered {
                 routing_key,
                 props,
                 body,
+                transient: false,
             } => {
                 let q = self.queues.entry(queue).or_default();
                 let redelivered = q.get(&id).is_some_and(|m| m.redelivered);

@@ -56,6 +56,11 @@ pub struct QueuedMsg {
     pub resident: bool,
     /// Body length, also while the body is paged out.
     pub size: u32,
+    /// `loc` is an `Enqueue` record that recovery restores (a persistent
+    /// message in a durable queue), not a paged-out transient copy.
+    pub durable: bool,
+    /// The priority property, kept while the message is paged out.
+    pub priority: u8,
 }
 
 /// Who a consumer is and how it consumes.
@@ -119,6 +124,11 @@ pub trait Sink {
     fn delivered(&mut self, _queue: QueueId, _qm: &QueuedMsg) {}
     /// The head message is not in memory: read it back, then dispatch.
     fn page_in(&mut self, _queue: QueueId) {}
+    /// Keep `qm` only in the log from now on (writing it there first if
+    /// it is not yet): false when it cannot be.
+    fn page_out(&mut self, _queue: &QueueDef, _qm: &mut QueuedMsg) -> bool {
+        false
+    }
     /// Dead-letter `qm`, whose parts are only in the log: read it back,
     /// record the death, route it, then settle it. Without a log there is
     /// nothing to read: it is settled (dropped).
@@ -226,15 +236,15 @@ impl Queue {
         self.last_used = now;
     }
 
-    fn level(&self, msg: &Message) -> usize {
+    fn level(&self, priority: u8) -> usize {
         match self.def.args.max_priority {
             None => 0,
-            Some(max) => usize::from(msg.priority().min(max)),
+            Some(max) => usize::from(priority.min(max)),
         }
     }
 
     fn push_ready(&mut self, qm: QueuedMsg) {
-        let level = self.level(&qm.msg);
+        let level = self.level(qm.priority);
         self.ready_bytes += u64::from(qm.size);
         self.ready_count += 1;
         let dq = &mut self.ready[level];
@@ -293,6 +303,7 @@ impl Queue {
                 Overflow::DropHead => {}
             }
         }
+        let priority = msg.priority();
         let mut qm = QueuedMsg {
             id: self.next_id,
             msg,
@@ -301,6 +312,8 @@ impl Queue {
             loc: None,
             resident: true,
             size: bytes as u32,
+            durable: false,
+            priority,
         };
         if !sink.persist(&self.def, &mut qm) {
             return Accepted::Rejected;

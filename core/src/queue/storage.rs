@@ -5,7 +5,7 @@
 use crate::log::LogLoc;
 use crate::message::Message;
 
-use super::{MsgId, Persisted, Queue, QueuedMsg};
+use super::{MsgId, Persisted, Queue, QueuedMsg, Sink};
 
 impl Queue {
     /// Removes a message that could not be made durable (its publisher was
@@ -48,6 +48,29 @@ impl Queue {
             }
         }
         out
+    }
+
+    /// Pages out ready messages that are in memory, in delivery order,
+    /// after the first `keep` of them (those are delivered soon), until
+    /// `bytes` are released. Returns the bytes released.
+    pub fn page_out(&mut self, keep: usize, bytes: u64, sink: &mut impl Sink) -> u64 {
+        let mut kept = 0;
+        let mut freed = 0;
+        for level in self.ready.iter_mut().rev() {
+            for m in level.iter_mut().filter(|m| m.resident) {
+                if freed >= bytes {
+                    return freed;
+                }
+                if kept < keep {
+                    kept += 1;
+                    continue;
+                }
+                if sink.page_out(&self.def, m) {
+                    freed += u64::from(m.size);
+                }
+            }
+        }
+        freed
     }
 
     /// Puts a paged-in message back. Returns false if the message is no

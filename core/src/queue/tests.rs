@@ -298,6 +298,8 @@ fn restored(id: MsgId, body: &str, expires_at: Option<u64>, resident: bool) -> Q
         }),
         resident,
         size: body.len() as u32,
+        durable: true,
+        priority: 0,
     }
 }
 

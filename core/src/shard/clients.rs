@@ -35,8 +35,11 @@ pub trait Client {
     fn confirmed(&self, channel: u16, seq: u64, nack: bool);
     /// A queue cancelled one of its consumers (the queue was deleted).
     fn server_cancel(&self, consumer: ConsumerId);
-    /// A storage alarm: publishing is blocked.
-    fn blocked(&self, reason: &str);
+    /// An alarm was raised (`Some(reason)`: publishing is blocked) or
+    /// every alarm cleared (`None`).
+    fn alarm(&self, reason: Option<&str>);
+    /// Bytes the connection holds in its buffers.
+    fn buffered(&self) -> usize;
     /// Encodes pending output and wakes the writer; called once per batch
     /// of shard work that touched the session.
     fn flush(&self);

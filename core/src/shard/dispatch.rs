@@ -146,7 +146,7 @@ impl Shard {
         error!(reason = %reason, "storage alarm: publishers are blocked");
         *self.alarm.borrow_mut() = Some(reason.clone());
         for s in self.all_sessions() {
-            s.blocked(&reason);
+            s.alarm(Some(&reason));
             self.mark_dirty(&s);
         }
     }

@@ -14,6 +14,7 @@
 //! | `sink.rs` | A queue's effects carried out here: deliveries, dead-letters, log records |
 //! | `storage.rs` | Recovery into queues, confirms after commit, the storage alarm, segment reclaim |
 //! | `paging.rs` | Reading paged-out bodies back from the log |
+//! | `memory.rs` | The memory alarm: what the shard holds against the high watermark |
 //! | `timers.rs` | TTL and `x-expires` deadlines |
 //! | `coordinator.rs` | Shard 0: metadata changes, checked, stored and replicated |
 //! | `mesh.rs`, `placement.rs` | What shards say to each other; which shard owns a queue |
@@ -21,6 +22,7 @@
 pub mod clients;
 mod coordinator;
 mod dispatch;
+pub mod memory;
 pub mod mesh;
 mod outbox;
 mod paging;
@@ -128,6 +130,10 @@ pub struct Shard {
     dead_lettering: Cell<bool>,
     /// A storage alarm is raised (a log failed): publishers are told.
     pub alarm: RefCell<Option<String>>,
+    /// The memory alarm is raised (see `memory.rs`).
+    memory_alarm: Cell<bool>,
+    /// Wakes the connections waiting for the memory alarm to clear.
+    pub alarm_changed: Notify,
     /// Metadata request tickets handed out and done (coordinator), and the
     /// wake-up for the next turn.
     meta_next: Cell<u64>,
@@ -180,6 +186,8 @@ impl Shard {
             want_dead_letter: RefCell::default(),
             dead_lettering: Cell::new(false),
             alarm: RefCell::new(None),
+            memory_alarm: Cell::new(false),
+            alarm_changed: Notify::new(),
             meta_next: Cell::new(0),
             meta_done: Cell::new(0),
             meta_turn: Notify::new(),

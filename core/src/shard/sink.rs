@@ -95,6 +95,36 @@ impl<'a> ShardSink<'a> {
     }
 }
 
+impl ShardSink<'_> {
+    /// Counts a message that stays in memory against the shard's budget,
+    /// keeping only its own bytes, not the frame it came in.
+    fn keep_resident(&mut self, qm: &mut QueuedMsg) {
+        self.shard
+            .resident
+            .set(self.shard.resident.get() + u64::from(qm.size));
+        if qm.durable {
+            qm.msg.detach();
+        }
+    }
+
+    /// A message's properties as stored: messages of one dense publish
+    /// share them, so they are encoded once.
+    fn encoded_props(&self, msg: &Message) -> Rc<Vec<u8>> {
+        let Some(p) = &msg.props else {
+            return Rc::new(Vec::new());
+        };
+        let mut cache = self.shard.props_cache.borrow_mut();
+        match &*cache {
+            Some((cached, bytes)) if Arc::ptr_eq(cached, p) => bytes.clone(),
+            _ => {
+                let bytes = Rc::new(p.to_flatbuffer());
+                *cache = Some((p.clone(), bytes.clone()));
+                bytes
+            }
+        }
+    }
+}
+
 impl Sink for ShardSink<'_> {
     fn deliver(&mut self, queue: QueueId, consumer: &ConsumerSpec, qm: &QueuedMsg) {
         self.shard.post(
@@ -161,14 +191,16 @@ impl Sink for ShardSink<'_> {
     }
 
     fn settled(&mut self, queue: QueueId, qm: &QueuedMsg) {
-        let Some(loc) = qm.loc else { return };
         if qm.resident {
             self.shard
                 .resident
                 .set(self.shard.resident.get().saturating_sub(u64::from(qm.size)));
         }
+        let Some(loc) = qm.loc else { return };
         let Some(log) = self.shard.log() else { return };
-        if !self.bulk_delete {
+        // A paged-out transient copy is never recovered: releasing it is
+        // enough.
+        if qm.durable && !self.bulk_delete {
             if let Err(e) = log.append(&Record::Settle {
                 queue: queue.0,
                 id: qm.id,
@@ -181,27 +213,19 @@ impl Sink for ShardSink<'_> {
 
     fn persist(&mut self, queue: &QueueDef, qm: &mut QueuedMsg) -> bool {
         self.last_loc = None;
-        if !(queue.durable && qm.msg.is_persistent()) {
-            return true;
-        }
-        let Some(log) = self.shard.log() else {
-            return true;
-        };
-        // Messages of one dense publish share their properties: encode once.
-        let props = match &qm.msg.props {
-            None => Rc::new(Vec::new()),
-            Some(p) => {
-                let mut cache = self.shard.props_cache.borrow_mut();
-                match &*cache {
-                    Some((cached, bytes)) if Arc::ptr_eq(cached, p) => bytes.clone(),
-                    _ => {
-                        let bytes = Rc::new(p.to_flatbuffer());
-                        *cache = Some((p.clone(), bytes.clone()));
-                        bytes
-                    }
-                }
+        let durable = queue.durable && qm.msg.is_persistent();
+        let size = u64::from(qm.size);
+        let over = self.shard.resident.get() + size > self.shard.resources.page_out_above;
+        let log = match self.shard.log() {
+            Some(log) if durable || over => log,
+            // In memory only: a transient message under the budget, or no
+            // log at all.
+            _ => {
+                self.keep_resident(qm);
+                return true;
             }
         };
+        let props = self.encoded_props(&qm.msg);
         let rec = Record::Enqueue {
             queue: queue.id.0,
             id: qm.id,
@@ -210,33 +234,39 @@ impl Sink for ShardSink<'_> {
             routing_key: qm.msg.routing_key.as_str(),
             props: &props[..],
             body: &qm.msg.body,
+            transient: !durable,
         };
         match log.append(&rec) {
             Ok(loc) => {
                 qm.loc = Some(loc);
-                self.last_loc = Some((loc, qm.id));
-                let budget = self.shard.config.storage.memory_budget_bytes;
-                let size = u64::from(qm.size);
-                if self.shard.resident.get() + size > budget {
+                qm.durable = durable;
+                if durable {
+                    // Its confirm waits for this record to be on disk.
+                    self.last_loc = Some((loc, qm.id));
+                }
+                if over {
+                    // Only in the log until it is about to be delivered.
                     qm.msg = Message::paged_out();
                     qm.resident = false;
                 } else {
-                    self.shard.resident.set(self.shard.resident.get() + size);
-                    // Keep only the message's own bytes, not the frame it
-                    // came in.
-                    qm.msg.detach();
+                    self.keep_resident(qm);
                 }
                 true
             }
-            Err(e) => {
+            Err(e) if durable => {
                 debug!(error = %e, "persistent message refused");
                 false
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot page a message out; kept in memory");
+                self.keep_resident(qm);
+                true
             }
         }
     }
 
     fn delivered(&mut self, queue: QueueId, qm: &QueuedMsg) {
-        if qm.loc.is_none() {
+        if qm.loc.is_none() || !qm.durable {
             return;
         }
         if let Some(log) = self.shard.log() {
@@ -249,6 +279,38 @@ impl Sink for ShardSink<'_> {
 
     fn page_in(&mut self, _queue: QueueId) {
         self.page_in = true;
+    }
+
+    fn page_out(&mut self, queue: &QueueDef, qm: &mut QueuedMsg) -> bool {
+        if !qm.resident {
+            return false;
+        }
+        if qm.loc.is_none() {
+            let Some(log) = self.shard.log() else {
+                return false;
+            };
+            let props = self.encoded_props(&qm.msg);
+            let rec = Record::Enqueue {
+                queue: queue.id.0,
+                id: qm.id,
+                expires_at: qm.expires_at.unwrap_or(0),
+                exchange: qm.msg.exchange.as_str(),
+                routing_key: qm.msg.routing_key.as_str(),
+                props: &props[..],
+                body: &qm.msg.body,
+                transient: true,
+            };
+            match log.append(&rec) {
+                Ok(loc) => qm.loc = Some(loc),
+                Err(_) => return false,
+            }
+        }
+        qm.msg = Message::paged_out();
+        qm.resident = false;
+        self.shard
+            .resident
+            .set(self.shard.resident.get().saturating_sub(u64::from(qm.size)));
+        true
     }
 
     fn dead_letter_stored(&mut self, queue: &QueueDef, qm: QueuedMsg, reason: DeathReason) {

@@ -217,9 +217,16 @@ impl Shard {
 
 /// A recovered message as a queue entry.
 fn restored_msg(id: u64, m: RecoveredMsg) -> QueuedMsg {
-    let msg = match &m.body {
-        Some(body) => Message::from_stored(&m.exchange, &m.routing_key, &m.props, body.clone()),
-        None => Message::paged_out(),
+    let (msg, priority) = match &m.body {
+        Some(body) => {
+            let msg = Message::from_stored(&m.exchange, &m.routing_key, &m.props, body.clone());
+            let priority = msg.priority();
+            (msg, priority)
+        }
+        None => {
+            let props = ringmq_protocol::Properties::from_flatbuffer(&m.props).unwrap_or_default();
+            (Message::paged_out(), props.priority.unwrap_or(0))
+        }
     };
     QueuedMsg {
         id,
@@ -229,5 +236,7 @@ fn restored_msg(id: u64, m: RecoveredMsg) -> QueuedMsg {
         loc: Some(m.loc),
         resident: m.body.is_some(),
         size: m.size,
+        durable: true,
+        priority,
     }
 }

@@ -69,6 +69,12 @@ impl TestBroker {
         c
     }
 
+    /// Bytes the broker holds by its own count (see
+    /// `Broker::memory_held`).
+    pub fn memory_held(&self) -> u64 {
+        self.broker.as_ref().map_or(0, |b| b.memory_held())
+    }
+
     pub fn stop(mut self) {
         self.shut_down();
     }

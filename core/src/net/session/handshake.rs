@@ -12,7 +12,6 @@ use tracing::info;
 
 use super::{Phase, Session, Stop};
 use crate::auth::{self, LoginError};
-use crate::shard::clients::Client as _;
 
 impl Session {
     /// Handles the first frame, which must be a `Hello`.
@@ -85,9 +84,6 @@ impl Session {
                 connection_id: self.id,
             }),
         );
-        if !deferred {
-            self.tell_alarm();
-        }
         Ok(())
     }
 
@@ -170,7 +166,6 @@ impl Session {
         self.shard.add_session(self.clone());
         info!(user = %user, vhost = %vhost, "connection open");
         self.send(corr, &Wire::OpenOk);
-        self.tell_alarm();
         Ok(())
     }
 
@@ -218,14 +213,6 @@ impl Session {
             }
         }
         ip
-    }
-
-    /// Tells a newly opened connection about a storage alarm in force.
-    fn tell_alarm(&self) {
-        let alarm = self.shard.alarm.borrow().clone();
-        if let Some(reason) = alarm {
-            self.blocked(&reason);
-        }
     }
 }
 

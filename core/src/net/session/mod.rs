@@ -140,6 +140,14 @@ pub struct Session {
     /// Units held against the connection limits (node, user, vhost), or
     /// why the connection was not admitted.
     claims: RefCell<Result<Vec<Claim>, Refusal>>,
+    /// The connection has published: an alarm blocks it.
+    published: Cell<bool>,
+    /// It was sent `Blocked` and not yet `Unblocked`.
+    told_blocked: Cell<bool>,
+    /// Reading is paused by the memory alarm.
+    paused: Cell<bool>,
+    /// Bytes of the read buffer and frame decoder.
+    read_buffers: Cell<usize>,
 }
 
 impl Session {
@@ -179,6 +187,10 @@ impl Session {
             fatal_set: Latch::new(),
             after_close: RefCell::new(closing::CloseScan::default()),
             claims: RefCell::new(admitted.map(|c| vec![c])),
+            published: Cell::new(false),
+            told_blocked: Cell::new(false),
+            paused: Cell::new(false),
+            read_buffers: Cell::new(0),
         })
     }
 
@@ -237,6 +249,7 @@ impl Session {
         // A deadline for the whole handshake, not only for each read.
         let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms.max(1));
         loop {
+            self.wait_while_blocked().await;
             if !matches!(self.st.borrow().phase, Phase::Open) {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -264,11 +277,51 @@ impl Session {
             };
             self.last_read.set(Instant::now());
             decoder.extend(&buf[..n]);
+            self.read_buffers
+                .set(buf.capacity() + decoder.buffer_mut().capacity());
             if let Err(stop) = self.handle_frames(&mut decoder, reader).await {
                 return stop;
             }
             self.flush();
             self.shard.wait_for_room().await;
+        }
+    }
+
+    /// While the memory alarm is raised, a connection that publishes is
+    /// not read (TCP pushes back on the client); deliveries and confirms
+    /// still go out. Heartbeats are not watched meanwhile.
+    async fn wait_while_blocked(&self) {
+        while self.shard.memory_alarm() && self.published.get() {
+            if self.shard.stopping.is_set() || self.fatal_set.is_set() {
+                break;
+            }
+            self.paused.set(true);
+            let stop = futures_lite::future::or(self.shard.stopping.wait(), self.fatal_set.wait());
+            futures_lite::future::or(self.shard.alarm_changed.wait(), stop).await;
+        }
+        if self.paused.replace(false) {
+            self.last_read.set(Instant::now());
+        }
+    }
+
+    /// Sends `Blocked` or `Unblocked` when that changes what the client
+    /// was last told.
+    fn tell_blocked(&self, reason: Option<&str>) {
+        match reason {
+            Some(r) if !self.told_blocked.get() => {
+                self.told_blocked.set(true);
+                self.send(
+                    0,
+                    &Wire::Blocked {
+                        reason: r.to_owned(),
+                    },
+                );
+            }
+            None if self.told_blocked.get() => {
+                self.told_blocked.set(false);
+                self.send(0, &Wire::Unblocked);
+            }
+            _ => {}
         }
     }
 
@@ -364,7 +417,8 @@ impl Session {
             if self.closed.get() {
                 return;
             }
-            if self.last_read.get().elapsed() >= interval * 2 {
+            // Not read while blocked: silence is expected then.
+            if !self.paused.get() && self.last_read.get().elapsed() >= interval * 2 {
                 self.silent.set();
                 return;
             }

@@ -135,13 +135,15 @@ impl Client for Session {
         }
     }
 
-    fn blocked(&self, reason: &str) {
-        self.send(
-            0,
-            &Wire::Blocked {
-                reason: reason.to_owned(),
-            },
-        );
+    fn alarm(&self, reason: Option<&str>) {
+        // As RabbitMQ: only connections that publish are blocked, and told.
+        if self.published.get() {
+            self.tell_blocked(reason);
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.out.borrow().capacity() + self.read_buffers.get()
     }
 
     fn server_cancel(&self, consumer: ConsumerId) {

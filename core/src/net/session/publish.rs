@@ -31,6 +31,13 @@ impl Session {
         if self.usable_channel(ch, Kind::Publish)? == ChanState::Closing {
             return Ok(());
         }
+        if !self.published.replace(true) {
+            // A first publish during an alarm: the connection is blocked
+            // from now on, and told so.
+            if let Some(reason) = self.shard.alarm_reason() {
+                self.tell_blocked(Some(&reason));
+            }
+        }
         let result = match (batch.dense(), batch.messages()) {
             (Some(_), Some(m)) if !m.is_empty() => Err(Refusal::new(
                 ErrorCode::SyntaxError,
