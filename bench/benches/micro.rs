@@ -226,6 +226,7 @@ fn segment(c: &mut Criterion) {
             routing_key: "eu.s17.trade",
             props: &[],
             body: &body,
+            transient: false,
         };
         g.throughput(Throughput::Bytes(rec.encoded_len() as u64));
         let mut out = Vec::with_capacity(64 * 1024);
