@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod raw;
+
 use ringmq_core::{Broker, Config};
 use ringmq_gateway::{Gateway, GatewayConfig};
 

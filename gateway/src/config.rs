@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use ringmq_rt::memory::Amount;
+
 /// Gateway settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -26,6 +28,15 @@ pub struct GatewayConfig {
     /// Client connections accepted at once; 0 = unlimited (RabbitMQ's
     /// `connection_max`). One past it is refused with 530 NOT_ALLOWED.
     pub connection_max: usize,
+    /// What the gateway may buffer (client and broker output, content in
+    /// assembly) before publishers are blocked: a fraction of the memory
+    /// available to the process or an amount. Default 0.2 (the broker's
+    /// default is 0.4 of the same machine).
+    pub memory_high_watermark: Amount,
+    /// Bytes of content one connection may have in assembly at once
+    /// (bodies grow as their frames arrive); a body that would pass it
+    /// closes its channel with 406 PRECONDITION_FAILED.
+    pub content_buffer_max: usize,
 }
 
 impl Default for GatewayConfig {
@@ -41,6 +52,8 @@ impl Default for GatewayConfig {
             max_message_size: 128 * 1024 * 1024,
             handshake_timeout_ms: 10_000,
             connection_max: 0,
+            memory_high_watermark: Amount::Relative(0.2),
+            content_buffer_max: 256 * 1024 * 1024,
         }
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod amqp;
 mod config;
+pub mod memory;
 pub mod translate;
 
 pub use config::GatewayConfig;
@@ -68,11 +69,13 @@ impl Gateway {
             spin_before_park: Duration::ZERO,
         };
         let connections = Limit::zero_unlimited(config.connection_max);
+        let available = ringmq_rt::memory::available().unwrap_or(1 << 30);
+        let watermark = config.memory_high_watermark.bytes(available);
         let config = Arc::new(config);
         let server = Server::start(addr, &pool_config, move |ready, stopper| {
-            run_executor(config, connections, addr, stopper, ready)
+            run_executor(config, connections, watermark, addr, stopper, ready)
         })?;
-        info!(%addr, executors = threads, "ringmq-gateway listening");
+        info!(%addr, executors = threads, memory_high_watermark = watermark, "ringmq-gateway listening");
         Ok(Gateway(server))
     }
 }
@@ -80,6 +83,7 @@ impl Gateway {
 async fn run_executor(
     config: Arc<GatewayConfig>,
     connections: Arc<Limit>,
+    watermark: u64,
     addr: SocketAddr,
     stopper: Stopper,
     ready: Ready,
@@ -101,15 +105,18 @@ async fn run_executor(
         })
         .detach();
     }
+    let alarm = memory::Alarm::new(watermark);
+    glommio::spawn_local(alarm.clone().watch(stopping.clone())).detach();
     ready.ok();
     let gate = Gate::new();
     while let Some(stream) = accept_until(&listener, &stopping).await {
         let pass = gate.enter();
-        let (cfg, stopping) = (cfg.clone(), stopping.clone());
+        let (cfg, stopping, alarm) = (cfg.clone(), stopping.clone(), alarm.clone());
         // Past connection_max the handshake ends with the refusal.
         let admitted = connections.take();
         glommio::spawn_local(async move {
-            amqp::connection::serve(stream, cfg, stopping, admitted.is_some()).await;
+            let admitted_ = admitted.is_some();
+            amqp::connection::serve(stream, cfg, stopping, admitted_, alarm).await;
             drop((pass, admitted));
         })
         .detach();

@@ -26,6 +26,10 @@ struct Cli {
     /// Client connections accepted at once (0: unlimited).
     #[arg(long, env = "RINGMQ_GATEWAY_CONNECTION_MAX", default_value_t = 0)]
     connection_max: usize,
+    /// Buffered bytes above which publishers are blocked: a fraction of
+    /// available memory (0.2) or an amount (256MiB).
+    #[arg(long, env = "RINGMQ_GATEWAY_MEMORY_HIGH_WATERMARK", default_value = "0.2", value_parser = ringmq_rt::memory::Amount::parse)]
+    memory_high_watermark: ringmq_rt::memory::Amount,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         heartbeat: cli.heartbeat,
         frame_max: cli.frame_max,
         connection_max: cli.connection_max,
+        memory_high_watermark: cli.memory_high_watermark,
         ..GatewayConfig::default()
     };
     let gateway = Gateway::start(config)?;

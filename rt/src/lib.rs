@@ -17,5 +17,6 @@ pub mod connection;
 pub mod limit;
 pub mod listener;
 pub mod local;
+pub mod memory;
 pub mod pool;
 pub mod process;

@@ -33,9 +33,10 @@ use ringmq_rt::local::{Latch, Notify};
 use rustc_hash::FxHashMap;
 use tracing::{debug, error, info, Instrument};
 
-use super::content::Content;
+use super::content::{Content, Meter};
 use super::error::{ConnError, Ended};
 use crate::config::GatewayConfig;
+use crate::memory::{self, Alarm};
 use crate::translate;
 
 /// Output buffered for one side above which the other side stops reading.
@@ -77,6 +78,12 @@ pub(super) struct State {
     pub settles: Option<(u16, Vec<m::Settle>)>,
     /// We sent connection.close and wait for close-ok.
     pub closing: bool,
+    /// The client published: memory alarms block it.
+    pub published: bool,
+    /// The broker's block, with its reason.
+    pub broker_blocked: Option<String>,
+    /// connection.blocked went to the client, not yet unblocked.
+    pub told_blocked: bool,
 }
 
 /// Shared by the connection's tasks.
@@ -103,30 +110,45 @@ pub(super) struct Conn {
     pub silent: Cell<bool>,
     /// connection.close-ok went to the client: it closes the socket.
     pub close_ok_sent: Cell<bool>,
+    /// The executor's gateway memory alarm.
+    pub alarm: Rc<Alarm>,
+    /// Content in assembly on this connection, against its cap.
+    pub meter: Meter,
+    /// Bytes the writers took from the output buffers and are writing.
+    in_flight: Cell<usize>,
+    /// What this connection added to the gateway's memory counter.
+    accounted: Cell<usize>,
+    /// The client is not read (memory alarm or backpressure): its silence
+    /// is not a missed heartbeat.
+    pub paused: Cell<bool>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        memory::add(-(self.accounted.get() as i64));
+    }
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(stream: TcpStream, cfg: Rc<GatewayConfig>, stopping: Latch, admitted: bool) {
+pub async fn serve(
+    stream: TcpStream,
+    cfg: Rc<GatewayConfig>,
+    stopping: Latch,
+    admitted: bool,
+    alarm: Rc<Alarm>,
+) {
     let Ok(peer) = stream.peer_addr() else {
         return;
     };
     let span = tracing::info_span!("amqp", peer = %peer);
-    serve_peer(stream, peer, cfg, stopping, admitted)
-        .instrument(span)
-        .await;
+    let _ = stream.set_nodelay(true);
+    let conn = Rc::new(Conn::new(cfg, peer, admitted, alarm));
+    serve_peer(stream, conn, stopping).instrument(span).await;
 }
 
-async fn serve_peer(
-    stream: TcpStream,
-    peer: SocketAddr,
-    cfg: Rc<GatewayConfig>,
-    stopping: Latch,
-    admitted: bool,
-) {
-    let _ = stream.set_nodelay(true);
+async fn serve_peer(stream: TcpStream, conn: Rc<Conn>, stopping: Latch) {
     let (mut client_r, mut client_w) = split(stream);
-    let cfg_handshake_ms = cfg.handshake_timeout_ms;
-    let conn = Rc::new(Conn::new(cfg, peer, admitted));
+    let cfg_handshake_ms = conn.cfg.handshake_timeout_ms;
     // Until tune-ok, frames of at most 4096 bytes, as AMQP specifies: a
     // peer that has not logged in cannot make the gateway buffer more.
     let mut decoder = Decoder::new(FRAME_MIN_SIZE);
@@ -154,6 +176,7 @@ async fn serve_peer(
     let span = tracing::Span::current();
     let client_writer =
         glommio::spawn_local(conn.clone().writer(client_w, true).instrument(span.clone()));
+    glommio::spawn_local(conn.clone().watch_alarm().instrument(span.clone())).detach();
     let hb = conn.st.borrow().heartbeat;
     if hb > 0 {
         glommio::spawn_local(conn.clone().heartbeats(hb).instrument(span.clone())).detach();
@@ -293,7 +316,7 @@ async fn wait_close_ok(conn: &Rc<Conn>, r: &mut ReadHalf, decoder: &mut Decoder)
 }
 
 impl Conn {
-    fn new(cfg: Rc<GatewayConfig>, peer: SocketAddr, admitted: bool) -> Conn {
+    fn new(cfg: Rc<GatewayConfig>, peer: SocketAddr, admitted: bool, alarm: Rc<Alarm>) -> Conn {
         Conn {
             st: RefCell::new(State {
                 frame_max: cfg.frame_max,
@@ -307,7 +330,11 @@ impl Conn {
                 publishes: None,
                 settles: None,
                 closing: false,
+                published: false,
+                broker_blocked: None,
+                told_blocked: false,
             }),
+            meter: Meter::new(cfg.content_buffer_max),
             cfg,
             peer,
             admitted,
@@ -323,6 +350,66 @@ impl Conn {
             last_client_read: Cell::new(Instant::now()),
             silent: Cell::new(false),
             close_ok_sent: Cell::new(false),
+            alarm,
+            in_flight: Cell::new(0),
+            accounted: Cell::new(0),
+            paused: Cell::new(false),
+        }
+    }
+
+    /// Brings this connection's share of the gateway's memory counter up
+    /// to date: output not yet written, content in assembly.
+    pub fn account(&self) {
+        let now = self.client_out.borrow().len()
+            + self.broker_out.borrow().len()
+            + self.in_flight.get()
+            + self.meter.held();
+        let before = self.accounted.replace(now);
+        memory::add(now as i64 - before as i64);
+    }
+
+    /// Tells the client when the gateway's memory alarm changes whether
+    /// it is blocked, even while it is idle (reading pauses only after
+    /// its next publish).
+    async fn watch_alarm(self: Rc<Self>) {
+        loop {
+            futures_lite::future::or(self.alarm.changed.wait(), self.done.wait()).await;
+            if self.done.is_set() {
+                return;
+            }
+            self.update_blocked();
+        }
+    }
+
+    /// Tells the client `connection.blocked` or `unblocked` when whether
+    /// it is blocked (by the broker, or by the gateway's own alarm if it
+    /// publishes) differs from what it was last told.
+    pub fn update_blocked(&self) {
+        let (reason, told) = {
+            let st = self.st.borrow();
+            if !st.blocked_notify {
+                return;
+            }
+            let own = (self.alarm.raised() && st.published).then(|| memory::REASON.to_owned());
+            (st.broker_blocked.clone().or(own), st.told_blocked)
+        };
+        match reason {
+            Some(reason) if !told => {
+                self.st.borrow_mut().told_blocked = true;
+                let blocked = connection::Blocked {
+                    reason: translate::short(&reason),
+                };
+                self.client_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Blocked(blocked)),
+                );
+            }
+            None if told => {
+                self.st.borrow_mut().told_blocked = false;
+                let unblocked = connection::AMQPMethod::Unblocked(connection::Unblocked {});
+                self.client_method(0, AMQPClass::Connection(unblocked));
+            }
+            _ => {}
         }
     }
 
@@ -439,7 +526,12 @@ impl Conn {
             if chunk.is_empty() {
                 return true;
             }
-            if w.write_all(&chunk).await.is_err() {
+            self.in_flight.set(self.in_flight.get() + chunk.len());
+            let written = w.write_all(&chunk).await;
+            self.in_flight.set(self.in_flight.get() - chunk.len());
+            drop(chunk);
+            self.account();
+            if written.is_err() {
                 self.done.set();
                 return false;
             }
@@ -457,7 +549,7 @@ impl Conn {
             if self.done.is_set() {
                 return;
             }
-            if self.last_client_read.get().elapsed() >= interval * 2 {
+            if !self.paused.get() && self.last_client_read.get().elapsed() >= interval * 2 {
                 self.silent.set(true);
                 self.done.set();
                 return;

@@ -2,10 +2,18 @@
 //! header (size and properties), then body frames until the size is
 //! reached. Pure state, tested on its own; the connection decides what an
 //! error closes.
+//!
+//! Memory follows the bytes that arrived, not the size a header announces:
+//! the body grows as frames come (at most doubling, never past the
+//! announced size), and every content of a connection counts its capacity
+//! on the connection's [`Meter`], which refuses growth past the
+//! connection's cap.
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::protocol::basic;
-use bytes::{BufMut, BytesMut};
 use ringmq_protocol::message as m;
 use ringmq_protocol::{ErrorCode, Refusal};
 
@@ -30,6 +38,32 @@ pub(super) enum ContentError {
     TooLarge(Refusal),
 }
 
+/// The bytes held by one connection's contents in assembly, against a
+/// cap.
+#[derive(Debug, Clone)]
+pub(super) struct Meter {
+    held: Rc<Cell<usize>>,
+    cap: usize,
+}
+
+impl Meter {
+    /// A meter refusing growth past `cap` bytes.
+    pub fn new(cap: usize) -> Meter {
+        Meter {
+            held: Rc::new(Cell::new(0)),
+            cap,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.get()
+    }
+}
+
+/// A body below this size is allocated whole at its header.
+const WHOLE_BELOW: u64 = 256 * 1024;
+
 /// A publish being assembled.
 #[derive(Debug)]
 pub(super) struct Content {
@@ -37,18 +71,59 @@ pub(super) struct Content {
     props: ringmq_protocol::Properties,
     /// Announced by the header; `None` until it arrives.
     size: Option<u64>,
-    body: BytesMut,
+    body: Vec<u8>,
+    meter: Meter,
+    /// Capacity counted on the meter.
+    counted: usize,
+}
+
+impl Drop for Content {
+    fn drop(&mut self) {
+        self.meter.held.set(self.meter.held.get() - self.counted);
+    }
 }
 
 impl Content {
-    /// A publish whose header is due next.
-    pub fn new(publish: basic::Publish) -> Content {
+    /// A publish whose header is due next, counted on `meter`.
+    pub fn new(publish: basic::Publish, meter: &Meter) -> Content {
         Content {
             publish,
             props: Default::default(),
             size: None,
-            body: BytesMut::new(),
+            body: Vec::new(),
+            meter: meter.clone(),
+            counted: 0,
         }
+    }
+
+    /// Makes room for `more` bytes: the body grows to at least twice its
+    /// capacity, never past the announced size, and only if the
+    /// connection's meter allows.
+    fn grow(&mut self, more: usize, size: u64) -> Result<(), ContentError> {
+        let need = self.body.len() + more;
+        if need <= self.body.capacity() {
+            return Ok(());
+        }
+        let target = need
+            .max(self.body.capacity() * 2)
+            .min(size as usize)
+            .max(need);
+        let extra = target - self.body.capacity();
+        let held = self.meter.held.get();
+        if held + extra > self.meter.cap {
+            return Err(ContentError::TooLarge(Refusal::new(
+                ErrorCode::PreconditionFailed,
+                format_args!(
+                    "content being assembled on this connection would exceed {} bytes",
+                    self.meter.cap
+                ),
+            )));
+        }
+        self.body.reserve_exact(target - self.body.len());
+        let now = self.body.capacity();
+        self.meter.held.set(held - self.counted + now);
+        self.counted = now;
+        Ok(())
     }
 
     /// True once the header arrived.
@@ -82,7 +157,9 @@ impl Content {
         }
         self.size = Some(header.body_size);
         self.props = translate::props_to_native(&header.properties);
-        self.body.reserve(header.body_size as usize);
+        if header.body_size < WHOLE_BELOW {
+            self.grow(header.body_size as usize, header.body_size)?;
+        }
         Ok(self.progress(header.body_size))
     }
 
@@ -91,13 +168,14 @@ impl Content {
         let Some(size) = self.size else {
             return Err(unexpected("content body before the content header"));
         };
-        self.body.put_slice(payload);
-        if self.body.len() as u64 > size {
+        if (self.body.len() + payload.len()) as u64 > size {
             return Err(ContentError::Connection(Refusal::new(
                 ErrorCode::FrameError,
                 format_args!("content body exceeds the announced size {size}"),
             )));
         }
+        self.grow(payload.len(), size)?;
+        self.body.extend_from_slice(payload);
         Ok(self.progress(size))
     }
 
@@ -110,14 +188,14 @@ impl Content {
     }
 
     /// The whole publish, as the native protocol carries it.
-    pub fn finish(self) -> m::Publish {
+    pub fn finish(mut self) -> m::Publish {
         m::Publish {
             exchange: self.publish.exchange.to_string(),
             routing_key: self.publish.routing_key.to_string(),
             mandatory: self.publish.mandatory,
             immediate: self.publish.immediate,
-            properties: self.props,
-            body: self.body.freeze(),
+            properties: std::mem::take(&mut self.props),
+            body: std::mem::take(&mut self.body).into(),
         }
     }
 }
@@ -132,12 +210,19 @@ mod tests {
     use super::*;
 
     fn publish() -> Content {
-        Content::new(basic::Publish {
-            exchange: "x".into(),
-            routing_key: "k".into(),
-            mandatory: true,
-            ..basic::Publish::default()
-        })
+        publish_on(&Meter::new(1 << 30))
+    }
+
+    fn publish_on(meter: &Meter) -> Content {
+        Content::new(
+            basic::Publish {
+                exchange: "x".into(),
+                routing_key: "k".into(),
+                mandatory: true,
+                ..basic::Publish::default()
+            },
+            meter,
+        )
     }
 
     fn header(size: u64) -> AMQPContentHeader {
@@ -198,5 +283,48 @@ mod tests {
             panic!("longer than announced")
         };
         assert_eq!(r.code, ErrorCode::FrameError);
+    }
+
+    #[test]
+    fn memory_follows_arrived_bytes_not_the_announced_size() {
+        let meter = Meter::new(1 << 20);
+        // Many contents announcing 128 MiB each hold nothing yet.
+        let mut many: Vec<Content> = (0..2047)
+            .map(|_| {
+                let mut c = publish_on(&meter);
+                assert_eq!(
+                    c.header(&header(128 << 20), 1 << 30),
+                    Ok(Progress::NeedMore)
+                );
+                c
+            })
+            .collect();
+        assert_eq!(meter.held(), 0);
+        // Bodies grow with their frames, at most doubling.
+        assert_eq!(many[0].body(&[7; 1000]), Ok(Progress::NeedMore));
+        assert_eq!(meter.held(), 1000);
+        assert_eq!(many[0].body(&[7; 1000]), Ok(Progress::NeedMore));
+        assert_eq!(meter.held(), 2000);
+        // Past the connection's cap the channel is refused.
+        let Err(ContentError::TooLarge(r)) = many[1].body(&[0; 1 << 20]) else {
+            panic!("over the cap")
+        };
+        assert_eq!(r.code, ErrorCode::PreconditionFailed);
+        assert!(r.text.contains("1048576"), "{}", r.text);
+        // Dropped contents give their bytes back.
+        many.clear();
+        assert_eq!(meter.held(), 0);
+    }
+
+    #[test]
+    fn a_small_body_is_allocated_once_and_released_at_finish() {
+        let meter = Meter::new(1 << 20);
+        let mut c = publish_on(&meter);
+        c.header(&header(10), 100).unwrap();
+        assert_eq!(meter.held(), 10);
+        assert_eq!(c.body(b"0123456789"), Ok(Progress::Complete));
+        let p = c.finish();
+        assert_eq!(meter.held(), 0);
+        assert_eq!(&p.body[..], b"0123456789");
     }
 }

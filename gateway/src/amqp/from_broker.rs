@@ -62,6 +62,7 @@ impl Conn {
                 }
             }
             self.client_wake.notify();
+            self.account();
             while self.client_out.borrow().len() > HIGH_WATER && !self.done.is_set() {
                 futures_lite::future::or(self.client_drained.wait(), self.done.wait()).await;
             }
@@ -90,20 +91,15 @@ impl Conn {
                     AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel)),
                 );
             }
-            Message::Blocked { reason } if self.st.borrow().blocked_notify => {
-                let blocked = connection::Blocked {
-                    reason: translate::short(&reason),
-                };
-                self.client_method(
-                    0,
-                    AMQPClass::Connection(connection::AMQPMethod::Blocked(blocked)),
-                );
+            Message::Blocked { reason } => {
+                self.st.borrow_mut().broker_blocked = Some(reason);
+                self.update_blocked();
             }
-            Message::Unblocked if self.st.borrow().blocked_notify => {
-                let unblocked = connection::AMQPMethod::Unblocked(connection::Unblocked {});
-                self.client_method(0, AMQPClass::Connection(unblocked));
+            Message::Unblocked => {
+                self.st.borrow_mut().broker_blocked = None;
+                self.update_blocked();
             }
-            Message::ServerCancel(_) | Message::Blocked { .. } | Message::Unblocked => {}
+            Message::ServerCancel(_) => {}
             Message::ChannelClose(c) => {
                 // The broker closed a channel (soft error): requests still
                 // pending on it will not be answered.

@@ -43,6 +43,7 @@ impl Conn {
     ) -> Ended {
         let mut buf = vec![0u8; 256 * 1024];
         loop {
+            self.wait_while_blocked().await;
             let read = futures_lite::future::or(async { Some(r.read(&mut buf).await) }, async {
                 futures_lite::future::or(stopping.wait(), self.done.wait()).await;
                 None
@@ -69,9 +70,39 @@ impl Conn {
                 return end;
             }
             self.flush_batches();
+            self.account();
             while self.broker_out.borrow().len() > HIGH_WATER && !self.done.is_set() {
+                self.paused.set(true);
                 futures_lite::future::or(self.broker_drained.wait(), self.done.wait()).await;
             }
+            self.resume();
+        }
+    }
+
+    /// While the gateway's memory alarm is raised, a connection that
+    /// publishes is not read (TCP pushes back on the client) and is told
+    /// `connection.blocked`; deliveries and acks of others keep flowing.
+    /// A connection holding content in assembly is read until it holds
+    /// none (within its `content_buffer_max`): pausing it there would keep
+    /// what it holds, and so the alarm, for ever.
+    async fn wait_while_blocked(&self) {
+        self.update_blocked();
+        while self.alarm.raised()
+            && self.st.borrow().published
+            && self.meter.held() == 0
+            && !self.done.is_set()
+        {
+            self.paused.set(true);
+            futures_lite::future::or(self.alarm.changed.wait(), self.done.wait()).await;
+            self.update_blocked();
+        }
+        self.resume();
+    }
+
+    /// Reading goes on: the client's silence counts again from now.
+    fn resume(&self) {
+        if self.paused.replace(false) {
+            self.last_client_read.set(std::time::Instant::now());
         }
     }
 
@@ -195,7 +226,8 @@ impl Conn {
                         format_args!("expected 'channel.open' (channel {ch} is not open)"),
                     ));
                 };
-                c.content = Some(Content::new(p));
+                c.content = Some(Content::new(p, &self.meter));
+                st.published = true;
             }
             Inbound::Settle(s) => self.settle(ch, s),
             Inbound::ChannelClose => self.client_closes_channel(ch)?,
@@ -296,10 +328,18 @@ impl Conn {
         if self.discards_content(ch)? {
             return Ok(());
         }
-        let progress = self
-            .content_of(ch, |c| c.body(&f.payload))
-            .unwrap_or_else(|| Err(content::unexpected("content body without basic.publish")))
-            .map_err(content_error)?;
+        let progress = match self.content_of(ch, |c| c.body(&f.payload)) {
+            Some(Err(ContentError::TooLarge(r))) => {
+                self.fail_channel(ch, ConnError::from(r).at(60, 40));
+                return Ok(());
+            }
+            Some(p) => p.map_err(content_error)?,
+            None => {
+                return Err(content_error(content::unexpected(
+                    "content body without basic.publish",
+                )))
+            }
+        };
         if progress == Progress::Complete {
             self.finish_publish(ch);
         }

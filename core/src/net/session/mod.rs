@@ -65,6 +65,12 @@ use crate::shard::Shard;
 /// How long a closing connection waits for the peer's `CloseOk`.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
+/// Output not yet handed to the socket above which the connection is not
+/// read: a client that does not read what it causes (returns, replies,
+/// confirms) slows itself instead of growing the broker's memory.
+/// Deliveries are bounded by credit, not by this.
+pub(crate) const OUTPUT_HIGH_WATER: usize = 4 * 1024 * 1024;
+
 /// Why the reader stops.
 enum Stop {
     /// The peer closed the socket or the close handshake finished.
@@ -122,6 +128,8 @@ pub struct Session {
     st: RefCell<State>,
     out: RefCell<BytesMut>,
     wake_writer: Notify,
+    /// The writer handed a chunk to the socket (or gave up).
+    drained: Notify,
     closed: Cell<bool>,
     /// When the client last sent bytes / the writer last wrote.
     last_read: Cell<Instant>,
@@ -144,7 +152,7 @@ pub struct Session {
     published: Cell<bool>,
     /// It was sent `Blocked` and not yet `Unblocked`.
     told_blocked: Cell<bool>,
-    /// Reading is paused by the memory alarm.
+    /// Reading is paused (memory alarm, or output over its bound).
     paused: Cell<bool>,
     /// Bytes of the read buffer and frame decoder.
     read_buffers: Cell<usize>,
@@ -178,6 +186,7 @@ impl Session {
             }),
             out: RefCell::new(BytesMut::with_capacity(64 * 1024)),
             wake_writer: Notify::new(),
+            drained: Notify::new(),
             closed: Cell::new(false),
             last_read: Cell::new(Instant::now()),
             last_write: Cell::new(Instant::now()),
@@ -284,7 +293,28 @@ impl Session {
             }
             self.flush();
             self.shard.wait_for_room().await;
+            self.wait_for_output_room().await;
         }
+    }
+
+    /// While the output the writer has not taken is over
+    /// [`OUTPUT_HIGH_WATER`], the connection is not read: TCP pushes back
+    /// on a client that does not read its returns and replies.
+    async fn wait_for_output_room(&self) {
+        if self.out.borrow().len() <= OUTPUT_HIGH_WATER {
+            return;
+        }
+        self.paused.set(true);
+        while self.out.borrow().len() > OUTPUT_HIGH_WATER
+            && !self.closed.get()
+            && !self.shard.stopping.is_set()
+            && !self.fatal_set.is_set()
+        {
+            let stop = futures_lite::future::or(self.shard.stopping.wait(), self.fatal_set.wait());
+            futures_lite::future::or(self.drained.wait(), stop).await;
+        }
+        self.paused.set(false);
+        self.last_read.set(Instant::now());
     }
 
     /// While the memory alarm is raised, a connection that publishes is
@@ -468,9 +498,11 @@ impl Session {
                 if let Err(e) = w.write_all(&chunk).await {
                     debug!(error = %e, "write failed");
                     self.closed.set(true);
+                    self.drained.notify();
                     return;
                 }
                 self.last_write.set(Instant::now());
+                self.drained.notify();
                 for ((queue, consumer), credit) in owed {
                     let ch = self.st.borrow().consumers.get(&consumer).map(|c| c.channel);
                     // Through `grant`, which holds it back while the
