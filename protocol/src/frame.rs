@@ -246,6 +246,10 @@ pub fn put_frame(out: &mut BytesMut, kind: Kind, corr_id: u64, body: &[u8]) {
     out.put_slice(body);
 }
 
+/// A decoder buffer left with more free capacity than this after a frame
+/// is moved to a fresh allocation (see [`FrameDecoder::next_frame`]).
+pub const REHOME_ABOVE: usize = 1024 * 1024;
+
 /// Splits a byte stream into frames.
 #[derive(Debug)]
 pub struct FrameDecoder {
@@ -324,6 +328,12 @@ impl FrameDecoder {
             return Ok(None);
         }
         let mut frame = self.buf.split_to(total).freeze();
+        // Frames split from one allocation keep all of it alive. After a
+        // large frame the rest of its allocation is left for the large
+        // frame alone: small frames that follow get a buffer of their own.
+        if self.buf.capacity() > REHOME_ABOVE && self.buf.len() < REHOME_ABOVE / 16 {
+            self.buf = BytesMut::from(&self.buf[..]);
+        }
         frame.advance(4);
         let kind = frame.get_u16_le();
         let flags = frame.get_u16_le();

@@ -21,6 +21,18 @@ use crate::meta::Vhost;
 use crate::queue::args::Overflow;
 use crate::shard::mesh::ConfirmRef;
 
+/// Frames up to this size are shared by the messages they carry (their
+/// bodies are slices of the frame, no copy).
+pub(crate) const SHARED_FRAME_MAX: usize = 256 * 1024;
+
+/// True when a message of `len` bytes would keep a much larger frame
+/// alive: from a frame above [`SHARED_FRAME_MAX`], a message smaller than
+/// half of it is copied out, so no message pins more than the larger of
+/// that size and twice its own.
+fn pins_more_than_it_holds(frame_len: usize, len: usize) -> bool {
+    frame_len > SHARED_FRAME_MAX && len * 2 < frame_len
+}
+
 impl Session {
     /// Handles a `Publish` frame.
     pub(super) fn publish(self: &Rc<Self>, frame: &Frame) -> Result<(), Stop> {
@@ -80,13 +92,16 @@ impl Session {
                 let props = checked_props(p.properties(), user)?;
                 let routing_key = p.routing_key().unwrap_or("");
                 check_publish_names(xname, routing_key, limits.max_name_len)?;
-                let msg = Message::new(Parts {
+                let mut msg = Message::new(Parts {
                     exchange: Text::slice_of(&frame.body, xname),
                     routing_key: Text::slice_of(&frame.body, routing_key),
                     props,
                     body,
                     publisher: self.id,
                 });
+                if pins_more_than_it_holds(frame.body.len(), msg.body.len()) {
+                    msg.detach();
+                }
                 check_expiration(&msg)?;
                 targets.clear();
                 vhost.route(x, routing_key, msg.headers(), &mut targets);
@@ -114,9 +129,17 @@ impl Session {
             let props = checked_props(dense.properties(), user)?;
             let routing_key = dense.routing_key().unwrap_or("");
             check_publish_names(xname, routing_key, limits.max_name_len)?;
+            let large = frame.body.len() > SHARED_FRAME_MAX;
+            let text = |s: &str| {
+                if large {
+                    Text::new(s)
+                } else {
+                    Text::slice_of(&frame.body, s)
+                }
+            };
             let template = Parts {
-                exchange: Text::slice_of(&frame.body, xname),
-                routing_key: Text::slice_of(&frame.body, routing_key),
+                exchange: text(xname),
+                routing_key: text(routing_key),
                 props,
                 body: bytes::Bytes::new(),
                 publisher: self.id,
@@ -126,8 +149,13 @@ impl Session {
             vhost.route(x, routing_key, template.headers(), &mut targets);
             for body in bodies {
                 check_size(body.len(), limits.max_message_size)?;
+                let body = if pins_more_than_it_holds(frame.body.len(), body.len()) {
+                    bytes::Bytes::copy_from_slice(body)
+                } else {
+                    frame.body.slice_ref(body)
+                };
                 let msg = Message::new(Parts {
-                    body: frame.body.slice_ref(body),
+                    body,
                     ..template.clone()
                 });
                 out.accept(msg, &targets, dense.mandatory());
