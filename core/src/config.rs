@@ -129,12 +129,9 @@ impl std::str::FromStr for MemoryAmount {
 
     /// `0.4` is a fraction, anything else an amount (`512MiB`).
     fn from_str(s: &str) -> Result<MemoryAmount, String> {
-        match s.parse::<f64>() {
-            Ok(f) if f <= 1.0 => Ok(MemoryAmount::Relative(f)),
-            _ => {
-                crate::memory::parse_bytes(s)?;
-                Ok(MemoryAmount::Absolute(s.to_owned()))
-            }
+        match ringmq_rt::memory::Amount::parse(s)? {
+            ringmq_rt::memory::Amount::Relative(f) => Ok(MemoryAmount::Relative(f)),
+            ringmq_rt::memory::Amount::Absolute(_) => Ok(MemoryAmount::Absolute(s.to_owned())),
         }
     }
 }

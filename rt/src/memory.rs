@@ -13,14 +13,19 @@ pub enum Amount {
 }
 
 impl Amount {
-    /// `0.4` is a fraction (at most 1), anything else an amount (`512MiB`).
+    /// `0.4` is a fraction (at most 1), a whole number is bytes, anything
+    /// else an amount with a unit (`512MiB`). `1.5` is refused: neither a
+    /// fraction nor a number of bytes.
     ///
     /// # Errors
-    /// A text that is neither, naming it.
+    /// A text that is none of these, naming it.
     pub fn parse(text: &str) -> Result<Amount, String> {
         match text.trim().parse::<f64>() {
             Ok(f) if (0.0..=1.0).contains(&f) => Ok(Amount::Relative(f)),
             Ok(f) if f < 0.0 => Err(format!("'{text}' is negative")),
+            Ok(f) if f.fract() != 0.0 => Err(format!(
+                "'{text}' is neither a fraction of memory (0 to 1) nor a whole number of bytes"
+            )),
             _ => parse_bytes(text).map(Amount::Absolute),
         }
     }
@@ -120,6 +125,8 @@ mod tests {
         assert_eq!(Amount::parse("256MiB"), Ok(Amount::Absolute(256 << 20)));
         assert_eq!(Amount::parse("0.5").unwrap().bytes(1000), 500);
         assert!(Amount::parse("-1").is_err());
+        assert!(Amount::parse("1.5").is_err());
+        assert_eq!(Amount::parse("2048"), Ok(Amount::Absolute(2048)));
         assert!(Amount::parse("much").is_err());
     }
 

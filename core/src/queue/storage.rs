@@ -108,6 +108,20 @@ impl Queue {
             .collect()
     }
 
+    /// True while message `id` is in the queue (ready or unacked) with its
+    /// record at `loc`: a lookup by id, not a scan.
+    pub fn holds_record(&self, id: MsgId, loc: LogLoc) -> bool {
+        if let Some(u) = self.unacked.get(&id) {
+            return u.qm.loc == Some(loc);
+        }
+        self.ready.iter().any(|level| {
+            let at = level.partition_point(|m| m.id < id);
+            level
+                .get(at)
+                .is_some_and(|m| m.id == id && m.loc == Some(loc))
+        })
+    }
+
     /// Moves a persisted message's record (compaction). False if the
     /// message is gone or its record moved already.
     pub fn relocate(&mut self, id: MsgId, from: LogLoc, to: LogLoc) -> bool {

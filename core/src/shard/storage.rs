@@ -175,17 +175,28 @@ impl Shard {
                     warn!(seq, "compaction: record does not decode");
                     return;
                 };
-                // The message may have been settled while we read.
-                let still = self.queues.borrow().get(&qid).is_some_and(|q| {
-                    q.persisted_in(seq)
-                        .iter()
-                        .any(|(id, l, _)| *id == msg_id && *l == from)
-                });
+                // The message may have been settled while we read (a
+                // lookup: a scan per message would make compacting a
+                // segment of a long queue quadratic).
+                let still = self
+                    .queues
+                    .borrow()
+                    .get(&qid)
+                    .is_some_and(|q| q.holds_record(msg_id, from));
                 if !still {
                     continue;
                 }
                 let Ok(to) = log.append(&rec) else { return };
-                if delivered {
+                // A transient copy is never recovered: its delivery mark
+                // would be a wasted write.
+                let transient = matches!(
+                    rec,
+                    Record::Enqueue {
+                        transient: true,
+                        ..
+                    }
+                );
+                if delivered && !transient {
                     let _ = log.append(&Record::Delivered {
                         queue: qid.0,
                         id: msg_id,
