@@ -57,6 +57,7 @@ pub mod compare;
 pub mod cpu;
 pub mod driver;
 pub mod error;
+pub mod memory;
 pub mod native;
 pub mod plot;
 pub mod report;

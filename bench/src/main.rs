@@ -30,6 +30,22 @@ enum Command {
     Compare(CompareArgs),
     /// Overlays the latency curves of run summaries (JSON) in one SVG.
     Plot(PlotArgs),
+    /// Plots broker and gateway RSS and throughput over time of run
+    /// summaries (JSON; runs given --target ...#broker=PID,gateway=PID).
+    PlotMemory(PlotMemoryArgs),
+}
+
+#[derive(Args, Debug)]
+struct PlotMemoryArgs {
+    /// Run summaries (JSON written by run or compare).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Output SVG file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Title.
+    #[arg(long, default_value = "Memory and throughput over time")]
+    title: String,
 }
 
 #[derive(Args, Debug)]
@@ -316,12 +332,28 @@ fn cmd_plot(a: &PlotArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+fn cmd_plot_memory(a: &PlotMemoryArgs) -> anyhow::Result<bool> {
+    let runs = a
+        .runs
+        .iter()
+        .map(|p| RunSummary::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if runs.iter().all(|r| r.timeline.is_empty()) {
+        bail!("none of the runs has a timeline (written by ringmq-bench 0.1 with RSS sampling)");
+    }
+    let doc = ringmq_bench::memory::rss_svg(&runs, &a.title);
+    std::fs::write(&a.output, doc).with_context(|| format!("writing {}", a.output.display()))?;
+    println!("saved {}", a.output.display());
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(a) => cmd_run(a),
         Command::Compare(a) => cmd_compare(a),
         Command::Plot(a) => cmd_plot(a),
+        Command::PlotMemory(a) => cmd_plot_memory(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

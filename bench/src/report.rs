@@ -213,6 +213,15 @@ pub struct RunSummary {
     pub latency: LatencySummary,
     /// `--check` verdict: "ok" or what failed; absent when not checked.
     pub check: Option<String>,
+    /// Highest broker RSS seen, bytes (when its pid was given).
+    #[serde(default)]
+    pub peak_broker_rss: Option<u64>,
+    /// Highest gateway RSS seen, bytes.
+    #[serde(default)]
+    pub peak_gateway_rss: Option<u64>,
+    /// Counts and RSS once a second.
+    #[serde(default)]
+    pub timeline: Vec<crate::memory::Sample>,
 }
 
 impl RunSummary {
@@ -266,6 +275,9 @@ impl RunSummary {
                 Ok(()) => "ok".to_owned(),
                 Err(e) => e.clone(),
             }),
+            peak_broker_rss: crate::memory::peaks(&r.timeline).0,
+            peak_gateway_rss: crate::memory::peaks(&r.timeline).1,
+            timeline: r.timeline.clone(),
         }
     }
 
@@ -331,6 +343,15 @@ impl RunSummary {
         }
         if let Some(p) = &self.latency.send_lag {
             let _ = writeln!(s, "  send lag   {}", p.line());
+        }
+        if self.peak_broker_rss.is_some() || self.peak_gateway_rss.is_some() {
+            let mib = |b: Option<u64>| b.map_or("-".to_owned(), |b| format!("{} MiB", b >> 20));
+            let _ = writeln!(
+                s,
+                "  peak RSS   broker {}  gateway {}",
+                mib(self.peak_broker_rss),
+                mib(self.peak_gateway_rss)
+            );
         }
         if let Some(c) = &self.check {
             let _ = writeln!(s, "  check      {c}");

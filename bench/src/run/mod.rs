@@ -78,6 +78,8 @@ pub struct RunResult {
     pub send_lag: Histogram<u64>,
     /// The verdict of `--check` (`None` when not asked).
     pub check: Option<Result<(), String>>,
+    /// Counts and the target's RSS once a second.
+    pub timeline: Vec<crate::memory::Sample>,
 }
 
 /// Runs `s` against `target`.
@@ -183,12 +185,12 @@ where
         let run = move |shared: &SharedRun| publish_loop(conn, &plan, shared);
         pub_handles.push(spawn_worker(format!("publisher-{i}"), &shared, run)?);
     }
-    monitor(
+    let timeline = monitor(
         s,
         &shared,
         &pub_handles,
         &consumers_stop,
-        start_ns,
+        (start_ns, &target.pids()),
         opts.progress,
     );
     consumers_stop.store(true, Ordering::Release);
@@ -197,6 +199,7 @@ where
     let cpu = meter.elapsed();
     let (pubs, cons) = (pubs?, cons?);
     let mut result = summarize(target, s, start_ns, &pubs, &cons, cpu);
+    result.timeline = timeline;
     if opts.check {
         result.check = Some(check_counts(&result, &pubs, &cons, topo));
     }
@@ -290,6 +293,7 @@ fn summarize(
         confirm,
         send_lag,
         check: None,
+        timeline: Vec::new(),
     }
 }
 

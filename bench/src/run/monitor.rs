@@ -9,18 +9,21 @@ use super::publish::PublisherOut;
 use crate::clock::now_ns;
 use crate::driver::SharedRun;
 use crate::error::BenchError;
+use crate::memory::Sample;
 use crate::scenario::Scenario;
 
 /// Waits for the publishers, then for the consumers to drain; prints
-/// progress.
+/// progress and samples counts and the RSS of `pids` once a second.
 pub(super) fn monitor(
     s: &Scenario,
     shared: &SharedRun,
     publishers: &[JoinHandle<Result<PublisherOut, BenchError>>],
     consumers_stop: &AtomicBool,
-    start_ns: u64,
+    (start_ns, pids): (u64, &[(&'static str, u32)]),
     progress: bool,
-) {
+) -> Vec<Sample> {
+    let mut timeline = Vec::new();
+    let mut next_sample = start_ns;
     let (counters, abort) = &**shared;
     let fanout = s.fanout_factor();
     let tty = std::io::stderr().is_terminal();
@@ -37,6 +40,10 @@ pub(super) fn monitor(
         let published = counters.published.load(Ordering::Relaxed);
         let consumed = counters.consumed.load(Ordering::Relaxed);
         let confirmed = counters.confirmed.load(Ordering::Relaxed);
+        if now >= next_sample {
+            timeline.push(sample(now - start_ns, published, consumed, pids));
+            next_sample += 1_000_000_000;
+        }
         if progress && now >= next_print {
             let dt = (now - last.0) as f64 / 1e9;
             let line = format!(
@@ -74,6 +81,31 @@ pub(super) fn monitor(
     }
     if progress && tty {
         let _ = writeln!(std::io::stderr());
+    }
+    let published = counters.published.load(Ordering::Relaxed);
+    let consumed = counters.consumed.load(Ordering::Relaxed);
+    timeline.push(sample(
+        now_ns().saturating_sub(start_ns),
+        published,
+        consumed,
+        pids,
+    ));
+    timeline
+}
+
+/// Counts and the RSS of the broker and gateway at `since_start_ns`.
+fn sample(since_start_ns: u64, published: u64, consumed: u64, pids: &[(&str, u32)]) -> Sample {
+    let rss_of = |role: &str| {
+        pids.iter()
+            .find(|(r, _)| *r == role)
+            .and_then(|&(_, pid)| crate::memory::rss(pid))
+    };
+    Sample {
+        t: since_start_ns as f64 / 1e9,
+        published,
+        consumed,
+        broker_rss: rss_of("broker"),
+        gateway_rss: rss_of("gateway"),
     }
 }
 
