@@ -61,6 +61,12 @@ struct Active {
     tail: Vec<u8>,
 }
 
+/// Most bytes [`Log::read_many`] reads at once.
+pub const READ_SPAN_MAX: u64 = 256 * 1024;
+
+/// Largest gap between two records [`Log::read_many`] reads over.
+const READ_GAP_MAX: u64 = 4096;
+
 /// A shard's log.
 pub struct Log {
     shard: u16,
@@ -496,6 +502,56 @@ impl Log {
     /// # Errors
     /// I/O errors, a missing segment, a record that no longer decodes.
     pub async fn read(&self, loc: LogLoc) -> Result<Bytes, LogError> {
+        self.read_span(loc.seq, loc.offset, u64::from(loc.len))
+            .await
+    }
+
+    /// Reads the records at `locs`, in order. Records that lie close
+    /// together in one segment (as a queue's paged-out messages do) are
+    /// read with one read of at most [`READ_SPAN_MAX`] bytes, and share
+    /// its buffer.
+    ///
+    /// # Errors
+    /// As [`Log::read`].
+    pub async fn read_many(&self, locs: &[LogLoc]) -> Result<Vec<Bytes>, LogError> {
+        let mut out = Vec::with_capacity(locs.len());
+        let mut i = 0;
+        while i < locs.len() {
+            let first = locs[i];
+            let mut end = first.offset + u64::from(first.len);
+            let mut j = i + 1;
+            while let Some(next) = locs.get(j) {
+                let next_end = next.offset + u64::from(next.len);
+                let close = next.seq == first.seq
+                    && next.offset >= end
+                    && next.offset - end <= READ_GAP_MAX
+                    && next_end - first.offset <= READ_SPAN_MAX;
+                if !close {
+                    break;
+                }
+                end = next_end;
+                j += 1;
+            }
+            let span = self
+                .read_span(first.seq, first.offset, end - first.offset)
+                .await?;
+            for loc in &locs[i..j] {
+                let at = (loc.offset - first.offset) as usize;
+                out.push(span.slice(at..at + loc.len as usize));
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+
+    /// Reads `len` bytes at `offset` of segment `seq` once they are
+    /// committed.
+    async fn read_span(&self, seq: u32, offset: u64, len: u64) -> Result<Bytes, LogError> {
+        let loc = LogLoc {
+            seq,
+            offset,
+            len: len as u32,
+        };
         while self.committed.get() < (loc.seq, loc.offset + u64::from(loc.len)) {
             if self.poisoned.borrow().is_some() {
                 return Err(LogError::Poisoned {

@@ -87,14 +87,15 @@ impl Shard {
                 break;
             }
             let mut filled_any = false;
-            for (msg_id, loc) in wanted {
-                let bytes = match log.read(loc).await {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        error!(queue = %id, error = %e, "page-in failed");
-                        return false;
-                    }
-                };
+            let locs: Vec<_> = wanted.iter().map(|&(_, loc)| loc).collect();
+            let records = match log.read_many(&locs).await {
+                Ok(records) => records,
+                Err(e) => {
+                    error!(queue = %id, error = %e, "page-in failed");
+                    return false;
+                }
+            };
+            for ((msg_id, _), bytes) in wanted.into_iter().zip(records) {
                 let Some(msg) = stored_message(&bytes) else {
                     error!(queue = %id, msg = msg_id, "paged-out record does not decode");
                     continue;

@@ -46,7 +46,7 @@ gw_pid=$!
 trap cleanup EXIT
 for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$amqp) 2>/dev/null && break; sleep 0.1; done
 status=0
-AMQP_PORT=$amqp BROKER_RESTART_CMD="$work/restart-broker.sh" "$venv/bin/pytest" -q -p no:cacheprovider "$here" "$@" || status=$?
+RINGMQ_BACKLOG_MIB=${RINGMQ_BACKLOG_MIB:-256} RINGMQ_BIN="$bin" AMQP_PORT=$amqp BROKER_RESTART_CMD="$work/restart-broker.sh" "$venv/bin/pytest" -q -p no:cacheprovider "$here" "$@" || status=$?
 if [ $status -ne 0 ]; then
   echo "--- broker log (tail)"; tail -n 50 "$work/broker.log" || true
   echo "--- gateway log (tail)"; tail -n 50 "$work/gateway.log" || true
