@@ -6,6 +6,59 @@ use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, WIPOffset};
 use crate::error::DecodeError;
 use crate::wire;
 
+/// Floats as JSON (the metadata store) keeps them: a number when finite,
+/// `"NaN"`, `"inf"` or `"-inf"` when not (JSON numbers cannot be those;
+/// serde_json would write `null` and fail to read it back). `null`, as
+/// stores written before this read, comes back as NaN.
+#[cfg(feature = "serde")]
+macro_rules! nonfinite_float {
+    ($module:ident, $t:ty, $put:ident) => {
+        mod $module {
+            use serde::{Deserialize, Deserializer, Serializer};
+
+            pub fn serialize<S: Serializer>(v: &$t, s: S) -> Result<S::Ok, S::Error> {
+                if v.is_finite() {
+                    s.$put(*v)
+                } else if v.is_nan() {
+                    s.serialize_str("NaN")
+                } else if *v > 0.0 {
+                    s.serialize_str("inf")
+                } else {
+                    s.serialize_str("-inf")
+                }
+            }
+
+            #[derive(Deserialize)]
+            #[serde(untagged)]
+            enum Repr {
+                Number($t),
+                Text(String),
+                Null(()),
+            }
+
+            pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                match Repr::deserialize(d)? {
+                    Repr::Number(v) => Ok(v),
+                    Repr::Null(()) => Ok(<$t>::NAN),
+                    Repr::Text(t) => match t.as_str() {
+                        "NaN" => Ok(<$t>::NAN),
+                        "inf" => Ok(<$t>::INFINITY),
+                        "-inf" => Ok(<$t>::NEG_INFINITY),
+                        other => Err(serde::de::Error::custom(format_args!(
+                            "'{other}' is not a float"
+                        ))),
+                    },
+                }
+            }
+        }
+    };
+}
+
+#[cfg(feature = "serde")]
+nonfinite_float!(nonfinite_f32, f32, serialize_f32);
+#[cfg(feature = "serde")]
+nonfinite_float!(nonfinite_f64, f64, serialize_f64);
+
 /// One typed value of a field table.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -31,9 +84,9 @@ pub enum FieldValue {
     /// Unsigned 64-bit (no AMQP 0-9-1 tag; RabbitMQ reads `l` as signed).
     U64(u64),
     /// AMQP `f`.
-    F32(f32),
+    F32(#[cfg_attr(feature = "serde", serde(with = "nonfinite_f32"))] f32),
     /// AMQP `d`.
-    F64(f64),
+    F64(#[cfg_attr(feature = "serde", serde(with = "nonfinite_f64"))] f64),
     /// AMQP `D`: `value / 10^scale`.
     Decimal {
         /// Number of decimal digits.

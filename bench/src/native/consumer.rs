@@ -77,7 +77,7 @@ impl ConsumeConn for Consumer {
                         at += size as usize;
                         f(
                             now,
-                            run.first_tag() + i as u64,
+                            run.first_tag().wrapping_add(i as u64),
                             &body[..body.len().min(STAMP_LEN)],
                         );
                         n += 1;

@@ -325,3 +325,30 @@ impl MetaStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ringmq_protocol::FieldValue;
+
+    /// A durable declare with a NaN or infinite float argument must load
+    /// again (a JSON number cannot hold those).
+    #[test]
+    fn non_finite_float_arguments_survive_the_store() {
+        for v in [
+            FieldValue::F64(f64::NAN),
+            FieldValue::F64(f64::NEG_INFINITY),
+            FieldValue::F32(f32::INFINITY),
+            FieldValue::F64(1.5),
+        ] {
+            let text = serde_json::to_string(&v).unwrap();
+            let back: FieldValue = serde_json::from_str(&text).unwrap();
+            match (&v, &back) {
+                (FieldValue::F64(a), FieldValue::F64(b)) if a.is_nan() => assert!(b.is_nan()),
+                _ => assert_eq!(v, back, "{text}"),
+            }
+        }
+        // Stores written before: `null` reads as NaN instead of failing.
+        let old: FieldValue = serde_json::from_str(r#"{"F64":null}"#).unwrap();
+        assert!(matches!(old, FieldValue::F64(f) if f.is_nan()));
+    }
+}

@@ -236,7 +236,7 @@ impl Conn {
             let bodies = dense_bodies("DenseDelivery", run.sizes(), run.bodies())?;
             for (i, body) in bodies.enumerate() {
                 let again = redelivered.is_some_and(|r| i < r.len() && r.get(i));
-                let delivery_tag = run.first_tag() + i as u64;
+                let delivery_tag = run.first_tag().wrapping_add(i as u64);
                 put_deliver(
                     &mut *out,
                     ch,

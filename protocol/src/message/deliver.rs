@@ -72,7 +72,7 @@ impl DeliverBatch {
             for (i, b) in bodies.enumerate() {
                 deliveries.push(Delivery {
                     consumer_tag: run.consumer_tag().unwrap_or_default().to_owned(),
-                    delivery_tag: run.first_tag() + i as u64,
+                    delivery_tag: run.first_tag().wrapping_add(i as u64),
                     redelivered: redelivered.is_some_and(|r| i < r.len() && r.get(i)),
                     exchange: run.exchange().unwrap_or_default().to_owned(),
                     routing_key: run.routing_key().unwrap_or_default().to_owned(),

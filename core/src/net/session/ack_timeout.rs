@@ -24,7 +24,7 @@ impl Session {
     pub(super) async fn watch_ack_timeouts(self: Rc<Self>, timeout: Duration) {
         let every = tick(timeout);
         loop {
-            glommio::timer::sleep(every).await;
+            futures_lite::future::or(glommio::timer::sleep(every), self.ended.wait()).await;
             if self.closed.get() {
                 return;
             }

@@ -131,6 +131,9 @@ pub struct Session {
     /// The writer handed a chunk to the socket (or gave up).
     drained: Notify,
     closed: Cell<bool>,
+    /// Set once the connection is over: timer tasks end at once instead
+    /// of holding the session until their next tick.
+    ended: Latch,
     /// When the client last sent bytes / the writer last wrote.
     last_read: Cell<Instant>,
     last_write: Cell<Instant>,
@@ -188,6 +191,7 @@ impl Session {
             wake_writer: Notify::new(),
             drained: Notify::new(),
             closed: Cell::new(false),
+            ended: Latch::new(),
             last_read: Cell::new(Instant::now()),
             last_write: Cell::new(Instant::now()),
             silent: Latch::new(),
@@ -223,6 +227,7 @@ impl Session {
                 }
             }
             me.closed.set(true);
+            me.ended.set();
             me.wake_writer.notify();
             // A peer that stopped reading must not keep the session alive.
             futures_lite::future::or(writer_task, glommio::timer::sleep(CLOSE_WAIT)).await;
@@ -443,7 +448,7 @@ impl Session {
     async fn heartbeats(self: Rc<Self>, hb: u16) {
         let interval = Duration::from_secs(u64::from(hb));
         loop {
-            glommio::timer::sleep(interval / 2).await;
+            futures_lite::future::or(glommio::timer::sleep(interval / 2), self.ended.wait()).await;
             if self.closed.get() {
                 return;
             }
