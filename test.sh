@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from a clean clone: formatting, lints, the
-# generated-code check, the Rust tests, and the pika suite through the AMQP
-# gateway (a Python venv with pika is created in .venv on first use).
+# generated-code check, the Rust tests, the pika suite through the AMQP
+# gateway (a Python venv with pika is created in .venv on first use), and a
+# short run of every fuzz target (fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 echo "== fmt"; cargo fmt --all -- --check
@@ -13,3 +14,4 @@ fi
 protocol/regen.sh --check
 echo "== cargo test"; cargo test --workspace
 echo "== pika suite through the gateway"; gateway/tests/pika/run_against_ringmq.sh target/debug
+echo "== fuzz (short: build the targets, then 10 s each)"; fuzz/run.sh 10

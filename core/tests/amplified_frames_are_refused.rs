@@ -114,17 +114,6 @@ fn amplified_publish(value_len: usize, refs: usize) -> BytesMut {
     out
 }
 
-/// The resident set of this process (the broker runs in it), bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kib * 1024
-}
-
 #[test]
 fn amplified_hello_and_publish_are_refused_and_memory_stays_flat() {
     let broker = TestBroker::start();

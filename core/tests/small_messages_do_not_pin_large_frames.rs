@@ -14,17 +14,6 @@ use ringmq_protocol::message::{self as m, Message};
 
 const MIB: u64 = 1024 * 1024;
 
-/// The resident set of this process (the broker runs in it), bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kib * 1024
-}
-
 #[test]
 fn a_small_message_does_not_keep_its_large_frame_alive() {
     let broker = TestBroker::start();

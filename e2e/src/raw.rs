@@ -141,6 +141,26 @@ impl Raw {
         self.send_frame(&AMQPFrame::Method(ch, class));
     }
 
+    /// Declares a server-named exclusive queue on `ch`; its name.
+    pub fn declare_exclusive(&mut self, ch: u16) -> amq_protocol::types::ShortString {
+        self.send_method(
+            ch,
+            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                queue: "".into(),
+                passive: false,
+                durable: false,
+                exclusive: true,
+                auto_delete: false,
+                nowait: false,
+                arguments: FieldTable::default(),
+            })),
+        );
+        match self.method() {
+            AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)) => ok.queue,
+            other => panic!("expected queue.declare-ok, got {other:?}"),
+        }
+    }
+
     /// Opens `ch` and reads channel.open-ok.
     pub fn open_channel(&mut self, ch: u16) {
         self.send_method(
@@ -274,22 +294,7 @@ impl Raw {
 pub fn assert_gateway_alive(addr: SocketAddr) {
     let mut c = Raw::open(addr, 0);
     c.open_channel(1);
-    c.send_method(
-        1,
-        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-            queue: "".into(),
-            passive: false,
-            durable: false,
-            exclusive: true,
-            auto_delete: false,
-            nowait: false,
-            arguments: FieldTable::default(),
-        })),
-    );
-    let name = match c.method() {
-        AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)) => ok.queue,
-        other => panic!("expected queue.declare-ok, got {other:?}"),
-    };
+    let name = c.declare_exclusive(1);
     publish(&mut c, 1, name.as_str(), b"still alive");
     let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
         queue: name,

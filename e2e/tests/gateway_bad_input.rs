@@ -103,22 +103,7 @@ fn frame_above_the_negotiated_frame_max_is_a_frame_error() {
     // A frame of exactly frame_max (payload 4096 - 8) is fine.
     let mut c = Raw::open_tuned(gw.addr, 0, 4096, 0);
     c.open_channel(1);
-    c.send_method(
-        1,
-        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-            queue: "".into(),
-            passive: false,
-            durable: false,
-            exclusive: true,
-            auto_delete: false,
-            nowait: false,
-            arguments: FieldTable::default(),
-        })),
-    );
-    let name = match c.method() {
-        AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)) => ok.queue,
-        other => panic!("expected queue.declare-ok, got {other:?}"),
-    };
+    let name = c.declare_exclusive(1);
     publish(&mut c, 1, name.as_str(), &[1u8; 4088]);
     c.send_method(
         1,

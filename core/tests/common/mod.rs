@@ -349,3 +349,14 @@ pub fn wait_ready(c: &mut Conn, ch: u16, queue: &str, n: u32) {
 pub fn call(c: &mut Conn, msg: Message) -> Result<Message, ClientError> {
     c.call(msg)
 }
+
+/// The resident set of this process (the broker runs in it), bytes.
+pub fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kib * 1024
+}
