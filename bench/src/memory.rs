@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::plot::{escape, nice_ceiling};
 use crate::report::RunSummary;
 
 /// One sample of a run's timeline.
@@ -219,13 +220,6 @@ fn dash(dashed: bool) -> &'static str {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// A tick value with a k/M suffix.
 fn short(v: f64) -> String {
     if v >= 1e6 {
@@ -235,16 +229,6 @@ fn short(v: f64) -> String {
     } else {
         format!("{v:.0}")
     }
-}
-
-/// 1, 2 or 5 times a power of ten, at least `v`.
-fn nice_ceiling(v: f64) -> f64 {
-    let p = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * p)
-        .find(|&c| c >= v)
-        .unwrap_or(10.0 * p)
 }
 
 #[cfg(test)]

@@ -38,7 +38,8 @@ fn nines(q: f64) -> Option<f64> {
     (q < 1.0).then(|| -(1.0 - q).log10())
 }
 
-fn escape(s: &str) -> String {
+/// Escapes text for SVG.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -289,7 +290,8 @@ fn tick_label(us: f64) -> String {
     format!("{n} {unit}")
 }
 
-fn nice_ceiling(v: f64) -> f64 {
+/// 1, 2 or 5 times a power of ten, at least `v`.
+pub(crate) fn nice_ceiling(v: f64) -> f64 {
     let mag = 10f64.powf(v.log10().floor());
     for m in [1.0, 2.0, 5.0, 10.0] {
         if m * mag >= v {
