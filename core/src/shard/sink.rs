@@ -226,16 +226,7 @@ impl Sink for ShardSink<'_> {
             }
         };
         let props = self.encoded_props(&qm.msg);
-        let rec = Record::Enqueue {
-            queue: queue.id.0,
-            id: qm.id,
-            expires_at: qm.expires_at.unwrap_or(0),
-            exchange: qm.msg.exchange.as_str(),
-            routing_key: qm.msg.routing_key.as_str(),
-            props: &props[..],
-            body: &qm.msg.body,
-            transient: !durable,
-        };
+        let rec = enqueue_record(queue.id.0, qm, &props, !durable);
         match log.append(&rec) {
             Ok(loc) => {
                 qm.loc = Some(loc);
@@ -290,16 +281,7 @@ impl Sink for ShardSink<'_> {
                 return false;
             };
             let props = self.encoded_props(&qm.msg);
-            let rec = Record::Enqueue {
-                queue: queue.id.0,
-                id: qm.id,
-                expires_at: qm.expires_at.unwrap_or(0),
-                exchange: qm.msg.exchange.as_str(),
-                routing_key: qm.msg.routing_key.as_str(),
-                props: &props[..],
-                body: &qm.msg.body,
-                transient: true,
-            };
+            let rec = enqueue_record(queue.id.0, qm, &props, true);
             match log.append(&rec) {
                 Ok(loc) => qm.loc = Some(loc),
                 Err(_) => return false,
@@ -350,4 +332,24 @@ fn death_queues(msg: &Message) -> Deaths {
         }
     }
     d
+}
+
+/// The log record of a queued message (`transient`: a PagedOut record,
+/// not recovered).
+fn enqueue_record<'a>(
+    queue: u64,
+    qm: &'a QueuedMsg,
+    props: &'a [u8],
+    transient: bool,
+) -> Record<'a> {
+    Record::Enqueue {
+        queue,
+        id: qm.id,
+        expires_at: qm.expires_at.unwrap_or(0),
+        exchange: qm.msg.exchange.as_str(),
+        routing_key: qm.msg.routing_key.as_str(),
+        props,
+        body: &qm.msg.body,
+        transient,
+    }
 }
