@@ -6,7 +6,7 @@
 //!   len   u32   whole record, header included; 0 = no more records (padding)
 //!   crc   u32   CRC32C of bytes [8, len)
 //!   kind  u8    1 enqueue, 2 settle, 3 delivered, 4 queue deleted,
-//!               5 paged out
+//!               5 paged out, 6 abandoned
 //!   flags u8    reserved, 0
 //!   rsv   u16   reserved, 0
 //! ```
@@ -18,7 +18,11 @@
 //! - paged out: as enqueue; a transient message (or one in a non-durable
 //!   queue) kept only in the log while it waits, never recovered;
 //! - settle, delivered: queue u64, id u64;
-//! - queue deleted: queue u64.
+//! - queue deleted: queue u64;
+//! - abandoned: seq u64, end u64: segment `seq` holds trustworthy records
+//!   only below offset `end`; a write or sync of the bytes after it failed
+//!   and the records there were written again after this record. Written
+//!   only at the start of a segment.
 //!
 //! See `docs/storage-format.md`.
 
@@ -46,6 +50,8 @@ pub enum Kind {
     /// A message that must not survive a restart was paged out to the log
     /// (payload as [`Kind::Enqueue`]); recovery skips it.
     PagedOut = 5,
+    /// A segment is valid only up to an offset (see [`Record::Abandoned`]).
+    Abandoned = 6,
 }
 
 /// A decoded record, borrowing from the segment bytes.
@@ -89,6 +95,15 @@ pub enum Record<'a> {
         /// Queue id.
         queue: u64,
     },
+    /// After a failed write or sync, segment `seq` is trusted only below
+    /// `end`: the records after it were rewritten after this record, in a
+    /// new segment that starts with it.
+    Abandoned {
+        /// The abandoned segment.
+        seq: u32,
+        /// Its durable length.
+        end: u64,
+    },
 }
 
 /// Why bytes are not a record.
@@ -130,6 +145,7 @@ impl Record<'_> {
                 }
                 Record::Settle { .. } | Record::Delivered { .. } => 16,
                 Record::QueueDeleted { .. } => 8,
+                Record::Abandoned { .. } => 16,
             }
     }
 
@@ -147,6 +163,7 @@ impl Record<'_> {
             Record::Settle { .. } => Kind::Settle,
             Record::Delivered { .. } => Kind::Delivered,
             Record::QueueDeleted { .. } => Kind::QueueDeleted,
+            Record::Abandoned { .. } => Kind::Abandoned,
         };
         out.put_u8(kind as u8);
         out.put_u8(0);
@@ -177,6 +194,10 @@ impl Record<'_> {
                 out.put_u64_le(*id);
             }
             Record::QueueDeleted { queue } => out.put_u64_le(*queue),
+            Record::Abandoned { seq, end } => {
+                out.put_u64_le(u64::from(*seq));
+                out.put_u64_le(*end);
+            }
         }
         let len = (out.len() - start) as u32;
         out[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -234,6 +255,11 @@ impl Record<'_> {
                 id: r.u64()?,
             },
             4 => Record::QueueDeleted { queue: r.u64()? },
+            6 => Record::Abandoned {
+                seq: u32::try_from(r.u64()?)
+                    .map_err(|_| DecodeError::Malformed("segment number too large"))?,
+                end: r.u64()?,
+            },
             _ => return Err(DecodeError::Malformed("unknown record kind")),
         };
         if !r.buf.is_empty() {
@@ -315,6 +341,7 @@ mod tests {
             Record::Delivered { queue: 7, id: 1 },
             Record::Settle { queue: 7, id: 1 },
             Record::QueueDeleted { queue: 7 },
+            Record::Abandoned { seq: 3, end: 4096 },
         ]
     }
 

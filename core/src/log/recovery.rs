@@ -117,6 +117,8 @@ impl Recovered {
                     m.redelivered = true;
                 }
             }
+            // Read before the scan (see `scan_segment`'s caller).
+            Record::Abandoned { .. } => {}
             Record::QueueDeleted { queue } => {
                 if let Some(q) = self.queues.remove(&queue) {
                     for m in q.into_values() {
