@@ -98,6 +98,59 @@ pub struct LimitsConfig {
     /// `vm_memory_high_watermark`): a fraction of the memory available to
     /// the process (cgroup limit included) or an absolute amount.
     pub memory_high_watermark: MemoryAmount,
+    /// Free space on the data directory's file system below which
+    /// publishers are blocked (RabbitMQ's `disk_free_limit`, default
+    /// 50 MB): an amount (`"50MB"`, `"2GiB"`, `0` = no limit) or a
+    /// multiple of the memory available (`{ relative = 1.0 }`; RabbitMQ's
+    /// `disk_free_limit.relative`).
+    pub disk_free_limit: DiskFreeLimit,
+}
+
+/// `limits.disk_free_limit`: an amount, or relative to memory.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum DiskFreeLimit {
+    /// A multiple of the memory available to the process.
+    Relative {
+        /// The multiple.
+        relative: f64,
+    },
+    /// Bytes, as a number.
+    Bytes(u64),
+    /// An amount with an optional unit (`"50MB"`).
+    Absolute(String),
+}
+
+impl DiskFreeLimit {
+    /// The limit in bytes, given the memory available to the process.
+    ///
+    /// # Errors
+    /// An amount that does not parse, naming it.
+    pub fn bytes(&self, available: u64) -> Result<u64, String> {
+        match self {
+            DiskFreeLimit::Relative { relative } => Ok((available as f64 * relative) as u64),
+            DiskFreeLimit::Bytes(n) => Ok(*n),
+            DiskFreeLimit::Absolute(text) => crate::memory::parse_bytes(text),
+        }
+    }
+}
+
+impl std::str::FromStr for DiskFreeLimit {
+    type Err = String;
+
+    /// `relative:1.5` is a multiple of memory, anything else an amount
+    /// (`50MB`, `1073741824`).
+    fn from_str(s: &str) -> Result<DiskFreeLimit, String> {
+        if let Some(r) = s.trim().strip_prefix("relative:") {
+            let relative: f64 = r
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{s}': relative:N needs a number, as relative:1.5"))?;
+            return Ok(DiskFreeLimit::Relative { relative });
+        }
+        crate::memory::parse_bytes(s)?;
+        Ok(DiskFreeLimit::Absolute(s.to_owned()))
+    }
 }
 
 /// An amount of memory in configuration: a fraction of what is available
@@ -245,6 +298,7 @@ impl Default for LimitsConfig {
             connection_max: 0,
             consumer_timeout_ms: 30 * 60 * 1000,
             memory_high_watermark: MemoryAmount::Relative(0.4),
+            disk_free_limit: DiskFreeLimit::Absolute("50MB".to_owned()),
         }
     }
 }
@@ -351,6 +405,20 @@ impl Config {
             }
             MemoryAmount::Relative(_) => {}
         }
+        match &self.limits.disk_free_limit {
+            DiskFreeLimit::Relative { relative } if !(relative.is_finite() && *relative >= 0.0) => {
+                return bad(
+                    "limits.disk_free_limit",
+                    "relative must be a number of at least 0 (a multiple of memory)",
+                );
+            }
+            DiskFreeLimit::Absolute(t) => {
+                if let Err(e) = crate::memory::parse_bytes(t) {
+                    return bad("limits.disk_free_limit", &e);
+                }
+            }
+            _ => {}
+        }
         for v in self.vhost_limits.keys() {
             if !self.vhosts.contains(v) {
                 return bad(&format!("vhost_limits.{v}"), "unknown vhost");
@@ -426,6 +494,25 @@ mod tests {
         assert_eq!(err.key, "limits.memory_high_watermark");
         let err = Config::from_toml("[limits]\nmemory_high_watermark = 1.5\n").unwrap_err();
         assert_eq!(err.key, "limits.memory_high_watermark");
+        let d = Config::default().limits.disk_free_limit;
+        assert_eq!(d.bytes(1 << 30), Ok(50_000_000));
+        let d = Config::from_toml("[limits]\ndisk_free_limit = \"2GiB\"\n").unwrap();
+        assert_eq!(d.limits.disk_free_limit.bytes(0), Ok(2 << 30));
+        let d = Config::from_toml("[limits]\ndisk_free_limit = 0\n").unwrap();
+        assert_eq!(d.limits.disk_free_limit.bytes(0), Ok(0));
+        let d = Config::from_toml("[limits]\ndisk_free_limit = { relative = 1.5 }\n").unwrap();
+        assert_eq!(d.limits.disk_free_limit.bytes(1000), Ok(1500));
+        let err = Config::from_toml("[limits]\ndisk_free_limit = \"lots\"\n").unwrap_err();
+        assert_eq!(err.key, "limits.disk_free_limit");
+        let err =
+            Config::from_toml("[limits]\ndisk_free_limit = { relative = -1.0 }\n").unwrap_err();
+        assert_eq!(err.key, "limits.disk_free_limit");
+        assert_eq!(
+            "relative:2".parse::<DiskFreeLimit>(),
+            Ok(DiskFreeLimit::Relative { relative: 2.0 })
+        );
+        assert!("relative:x".parse::<DiskFreeLimit>().is_err());
+        assert!("50MB".parse::<DiskFreeLimit>().is_ok());
         assert_eq!(ok.user_limits["guest"].max_connections, Some(1));
     }
 }

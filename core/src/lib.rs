@@ -202,7 +202,7 @@ async fn open_storage(
     shard.restore(&log, recovered);
     shard.set_log(log.clone());
     let s = shard.clone();
-    glommio::spawn_local(log.run(move |r| s.on_commit(r))).detach();
+    glommio::spawn_local(log.run(move |e| s.on_log_event(e))).detach();
     glommio::spawn_local(shard.clone().reclaim_segments()).detach();
     if id == 0 {
         let store = log::meta_store::MetaStore::open(&storage.data_dir.join("meta"))

@@ -32,6 +32,11 @@ struct Cli {
     /// limits.memory_high_watermark).
     #[arg(long, env = "RINGMQ_MEMORY_HIGH_WATERMARK")]
     memory_high_watermark: Option<ringmq_core::config::MemoryAmount>,
+    /// Free disk space below which publishers are blocked: an amount
+    /// (50MB, 0 = no limit) or relative:N, N times the available memory
+    /// (overrides limits.disk_free_limit).
+    #[arg(long, env = "RINGMQ_DISK_FREE_LIMIT")]
+    disk_free_limit: Option<ringmq_core::config::DiskFreeLimit>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -74,6 +79,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(w) = cli.memory_high_watermark {
         config.limits.memory_high_watermark = w;
+    }
+    if let Some(d) = cli.disk_free_limit {
+        config.limits.disk_free_limit = d;
     }
     config.validate()?;
     std::fs::create_dir_all(&config.storage.data_dir)

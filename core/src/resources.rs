@@ -28,6 +28,9 @@ pub struct Resources {
     /// Above this many bytes of messages in a shard's queues, new messages
     /// live only in the shard's log until they are read.
     pub page_out_above: u64,
+    /// Below this many free bytes on the data directory's file system,
+    /// publishers are blocked (`limits.disk_free_limit`); 0 = never.
+    pub disk_free_limit: u64,
 }
 
 /// A connection counted against a limit; the unit goes back on drop.
@@ -55,7 +58,14 @@ impl Resources {
             .storage
             .memory_budget_bytes
             .min(watermark / 2 / shards.max(1) as u64);
+        // Validated with the configuration: it parses.
+        let disk_free_limit = config
+            .limits
+            .disk_free_limit
+            .bytes(available)
+            .unwrap_or(50_000_000);
         Arc::new(Resources {
+            disk_free_limit,
             memory: (0..shards).map(|_| AtomicI64::new(0)).collect(),
             watermark,
             page_out_above,

@@ -44,11 +44,11 @@ async fn session(dir: &Path, cfg: &StorageConfig, ops: &[Op]) -> Result<Recovere
                 props: b"",
                 body,
                 transient: false,
-            })?,
+            }),
             Op::Settle { queue, id } => log.append(&Record::Settle {
                 queue: *queue,
                 id: *id,
-            })?,
+            }),
         };
     }
     log.sync_all().await;

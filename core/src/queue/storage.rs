@@ -8,23 +8,24 @@ use crate::message::Message;
 use super::{MsgId, Persisted, Queue, QueuedMsg, Sink};
 
 impl Queue {
-    /// Removes a message that could not be made durable (its publisher was
-    /// nacked), wherever it is, without settling it through the sink.
-    pub fn discard(&mut self, id: MsgId) -> bool {
-        if self.unacked.remove(&id).is_some() {
-            return true;
-        }
-        for level in &mut self.ready {
+    /// Removes a ready message that could not be made durable (its
+    /// publisher was nacked), settling it through the sink so no copy of
+    /// it survives a restart. One already delivered stays with its
+    /// consumer, whose ack settles it. False when it is not ready here.
+    pub fn discard(&mut self, id: MsgId, sink: &mut dyn Sink) -> bool {
+        let taken = self.ready.iter_mut().find_map(|level| {
             let at = level.partition_point(|m| m.id < id);
             if level.get(at).is_some_and(|m| m.id == id) {
-                if let Some(qm) = level.remove(at) {
-                    self.ready_count -= 1;
-                    self.ready_bytes -= u64::from(qm.size);
-                }
-                return true;
+                level.remove(at)
+            } else {
+                None
             }
-        }
-        false
+        });
+        let Some(qm) = taken else { return false };
+        self.ready_count -= 1;
+        self.ready_bytes -= u64::from(qm.size);
+        sink.settled(self.def.id, &qm);
+        true
     }
 
     /// True when the next message `get` would take is in memory (or there

@@ -5,7 +5,6 @@
 use std::rc::Rc;
 
 use ringmq_protocol::{ErrorCode, Refusal};
-use tracing::error;
 
 use super::clients::Delivery;
 use super::mesh::{CallReq, CallResp, ConfirmRef, GotMessage, SettleHow, ShardMsg};
@@ -87,7 +86,7 @@ impl Shard {
             ShardMsg::Shutdown => self.begin_shutdown(),
             ShardMsg::ShutdownDone => self.shutdown_done(),
             ShardMsg::Exit => self.exit.set(),
-            ShardMsg::Alarm { reason } => self.raise_alarm(reason),
+            ShardMsg::Alarm { source, reason } => self.set_alarm(source, reason),
         }
     }
 
@@ -135,19 +134,6 @@ impl Shard {
                     credit: None,
                 },
             );
-        }
-    }
-
-    /// A storage alarm (from any shard): every session is told once.
-    fn raise_alarm(&self, reason: String) {
-        if self.alarm.borrow().is_some() {
-            return;
-        }
-        error!(reason = %reason, "storage alarm: publishers are blocked");
-        *self.alarm.borrow_mut() = Some(reason.clone());
-        for s in self.all_sessions() {
-            s.alarm(Some(&reason));
-            self.mark_dirty(&s);
         }
     }
 

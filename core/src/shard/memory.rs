@@ -18,6 +18,9 @@ use crate::queue::QueuedMsg;
 /// How often a shard publishes its memory use and looks at the total.
 pub const MEMORY_TICK: Duration = Duration::from_millis(50);
 
+/// Memory ticks between two looks at the free disk space (one second).
+const DISK_EVERY: u32 = 20;
+
 /// The reason publishers are given, in RabbitMQ's words.
 pub const LOW_ON_MEMORY: &str = "low on memory";
 
@@ -53,7 +56,11 @@ impl Shard {
 
     /// Publishes this shard's memory use and follows the alarm, every
     /// [`MEMORY_TICK`], until the shard stops.
+    /// The free disk space is looked at every [`DISK_EVERY`] ticks (and at
+    /// once after a failed write).
     pub async fn run_memory_monitor(self: Rc<Self>) {
+        self.check_disk_free();
+        let mut ticks = 0u32;
         loop {
             let tick = glommio::timer::sleep(MEMORY_TICK);
             futures_lite::future::or(tick, self.stopping.wait()).await;
@@ -61,6 +68,10 @@ impl Shard {
                 return;
             }
             self.memory_tick();
+            ticks += 1;
+            if ticks.is_multiple_of(DISK_EVERY) {
+                self.check_disk_free();
+            }
         }
     }
 
@@ -88,13 +99,7 @@ impl Shard {
                 "memory alarm cleared: publishers may go on"
             );
         }
-        let reason = self.alarm_reason();
-        for s in self.all_sessions() {
-            s.alarm(reason.as_deref());
-            self.mark_dirty(&s);
-        }
-        self.alarm_changed.notify();
-        self.flush_dirty();
+        self.alarms_changed();
     }
 
     /// Pages out ready messages while this shard holds more message bytes
@@ -124,14 +129,5 @@ impl Shard {
                 .unwrap_or(0);
             want = want.saturating_sub(freed);
         }
-    }
-
-    /// Why publishers are blocked now, if they are: the memory alarm or a
-    /// storage alarm.
-    pub fn alarm_reason(&self) -> Option<String> {
-        if let Some(storage) = self.alarm.borrow().clone() {
-            return Some(storage);
-        }
-        self.memory_alarm.get().then(|| LOW_ON_MEMORY.to_owned())
     }
 }

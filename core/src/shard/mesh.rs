@@ -125,10 +125,13 @@ pub enum ShardMsg {
     ShutdownDone,
     /// Every shard is done: exit.
     Exit,
-    /// A shard's storage failed: block publishers, everywhere.
+    /// A shard's storage failed (`Some(reason)`: block publishers) or
+    /// works again (`None`).
     Alarm {
-        /// What happened.
-        reason: String,
+        /// What raised it.
+        source: super::alarms::AlarmSource,
+        /// What happened; `None` when it cleared.
+        reason: Option<String>,
     },
 }
 

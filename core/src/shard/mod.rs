@@ -15,10 +15,12 @@
 //! | `storage.rs` | Recovery into queues, confirms after commit, the storage alarm, segment reclaim |
 //! | `paging.rs` | Reading paged-out bodies back from the log |
 //! | `memory.rs` | The memory alarm: what the shard holds against the high watermark |
+//! | `alarms.rs` | Alarms that block publishers: memory, free disk space, a failing log |
 //! | `timers.rs` | TTL and `x-expires` deadlines |
 //! | `coordinator.rs` | Shard 0: metadata changes, checked, stored and replicated |
 //! | `mesh.rs`, `placement.rs` | What shards say to each other; which shard owns a queue |
 
+pub mod alarms;
 pub mod clients;
 mod coordinator;
 mod dispatch;
@@ -128,8 +130,8 @@ pub struct Shard {
     /// order, by one task at a time.
     want_dead_letter: RefCell<VecDeque<StoredDeath>>,
     dead_lettering: Cell<bool>,
-    /// A storage alarm is raised (a log failed): publishers are told.
-    pub alarm: RefCell<Option<String>>,
+    /// Raised alarms other than memory (see `alarms.rs`).
+    alarms: RefCell<alarms::StorageAlarms>,
     /// The memory alarm is raised (see `memory.rs`).
     memory_alarm: Cell<bool>,
     /// Wakes the connections waiting for the memory alarm to clear.
@@ -185,7 +187,7 @@ impl Shard {
             want_page_in: RefCell::default(),
             want_dead_letter: RefCell::default(),
             dead_lettering: Cell::new(false),
-            alarm: RefCell::new(None),
+            alarms: RefCell::new(alarms::StorageAlarms::new()),
             memory_alarm: Cell::new(false),
             alarm_changed: Notify::new(),
             meta_next: Cell::new(0),

@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use ringmq_protocol::FieldValue;
-use tracing::{debug, warn};
 
 use super::clients::Delivery;
 use super::mesh::ShardMsg;
@@ -52,9 +51,7 @@ impl Shard {
         sink.bulk_delete = true;
         let (n, consumers) = q.delete(&mut sink);
         if let Some(log) = self.log() {
-            if let Err(e) = log.append(&Record::QueueDeleted { queue: id.0 }) {
-                warn!(error = %e, "cannot record a queue deletion");
-            }
+            log.append(&Record::QueueDeleted { queue: id.0 });
         }
         for c in consumers {
             self.post(
@@ -201,12 +198,12 @@ impl Sink for ShardSink<'_> {
         // A paged-out transient copy is never recovered: releasing it is
         // enough.
         if qm.durable && !self.bulk_delete {
-            if let Err(e) = log.append(&Record::Settle {
+            // Written when the disk allows: a failing log keeps it and
+            // retries, and keeps the alarm up meanwhile.
+            log.append(&Record::Settle {
                 queue: queue.0,
                 id: qm.id,
-            }) {
-                debug!(error = %e, "settlement not recorded");
-            }
+            });
         }
         log.release(loc);
     }
@@ -217,7 +214,9 @@ impl Sink for ShardSink<'_> {
         let size = u64::from(qm.size);
         let over = self.shard.resident.get() + size > self.shard.resources.page_out_above;
         let log = match self.shard.log() {
-            Some(log) if durable || over => log,
+            // Paging out to a failing disk would only move the bytes into
+            // the log's retry buffer: kept in memory instead.
+            Some(log) if durable || (over && log.failing().is_none()) => log,
             // In memory only: a transient message under the budget, or no
             // log at all.
             _ => {
@@ -227,33 +226,23 @@ impl Sink for ShardSink<'_> {
         };
         let props = self.encoded_props(&qm.msg);
         let rec = enqueue_record(queue.id.0, qm, &props, !durable);
-        match log.append(&rec) {
-            Ok(loc) => {
-                qm.loc = Some(loc);
-                qm.durable = durable;
-                if durable {
-                    // Its confirm waits for this record to be on disk.
-                    self.last_loc = Some((loc, qm.id));
-                }
-                if over {
-                    // Only in the log until it is about to be delivered.
-                    qm.msg = Message::paged_out();
-                    qm.resident = false;
-                } else {
-                    self.keep_resident(qm);
-                }
-                true
-            }
-            Err(e) if durable => {
-                debug!(error = %e, "persistent message refused");
-                false
-            }
-            Err(e) => {
-                debug!(error = %e, "cannot page a message out; kept in memory");
-                self.keep_resident(qm);
-                true
-            }
+        let loc = log.append(&rec);
+        qm.loc = Some(loc);
+        qm.durable = durable;
+        if durable {
+            // Its confirm waits for this record to be on disk.
+            self.last_loc = Some((loc, qm.id));
         }
+        if over {
+            // Only in the log until it is about to be delivered; the log
+            // keeps the bytes until they are durable, so it can always be
+            // read back.
+            qm.msg = Message::paged_out();
+            qm.resident = false;
+        } else {
+            self.keep_resident(qm);
+        }
+        true
     }
 
     fn delivered(&mut self, queue: QueueId, qm: &QueuedMsg) {
@@ -261,7 +250,7 @@ impl Sink for ShardSink<'_> {
             return;
         }
         if let Some(log) = self.shard.log() {
-            let _ = log.append(&Record::Delivered {
+            log.append(&Record::Delivered {
                 queue: queue.0,
                 id: qm.id,
             });
@@ -277,15 +266,12 @@ impl Sink for ShardSink<'_> {
             return false;
         }
         if qm.loc.is_none() {
-            let Some(log) = self.shard.log() else {
+            let Some(log) = self.shard.log().filter(|l| l.failing().is_none()) else {
                 return false;
             };
             let props = self.encoded_props(&qm.msg);
             let rec = enqueue_record(queue.id.0, qm, &props, true);
-            match log.append(&rec) {
-                Ok(loc) => qm.loc = Some(loc),
-                Err(_) => return false,
-            }
+            qm.loc = Some(log.append(&rec));
         }
         qm.msg = Message::paged_out();
         qm.resident = false;

@@ -1,6 +1,6 @@
 //! The shard's side of durability: putting recovered messages back into
-//! their queues, confirms that wait for the log to commit their record,
-//! the storage alarm when a write or sync fails, and reclaiming segments
+//! their queues, confirms that wait for the log to commit their record
+//! (sent, or nacked on a failure, in `alarms.rs`), and reclaiming segments
 //! (deleting settled ones, compacting mostly dead ones).
 
 use std::rc::Rc;
@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::mesh::{ConfirmRef, ShardMsg};
+use super::mesh::ConfirmRef;
 use super::Shard;
 use crate::exchange::QueueId;
 use crate::log::meta_store::MetaStore;
 use crate::log::record::Record;
 use crate::log::recovery::{Recovered, RecoveredMsg};
-use crate::log::{Log, LogError, LogLoc, Pos};
+use crate::log::{Log, LogLoc};
 use crate::message::Message;
 use crate::queue::QueuedMsg;
 
@@ -51,9 +51,7 @@ impl Shard {
                 for m in msgs.values() {
                     log.release(m.loc);
                 }
-                if let Err(e) = log.append(&Record::QueueDeleted { queue: qid }) {
-                    warn!(error = %e, "cannot record a vanished queue");
-                }
+                log.append(&Record::QueueDeleted { queue: qid });
                 continue;
             };
             restored += msgs.len();
@@ -91,40 +89,6 @@ impl Shard {
         }
     }
 
-    /// The log committed up to `pos` (or failed): send the confirms.
-    pub fn on_commit(self: &Rc<Self>, result: Result<Pos, LogError>) {
-        let e = match result {
-            Ok(pos) => {
-                let mut waiters = self.durable_waiters.borrow_mut();
-                while waiters.front().is_some_and(|(end, ..)| *end <= pos) {
-                    if let Some((_, c, ..)) = waiters.pop_front() {
-                        self.confirm(c, false);
-                    }
-                }
-                return;
-            }
-            Err(e) => e,
-        };
-        let waiting = std::mem::take(&mut *self.durable_waiters.borrow_mut());
-        for (_, c, queue, id) in waiting {
-            // Not durable: the publisher is told, and the message leaves
-            // the queue so a republish does not duplicate it.
-            if let Some(q) = self.queues.borrow_mut().get_mut(&queue) {
-                q.discard(id);
-            }
-            self.confirm(c, true);
-        }
-        let reason = format!("disk failure on shard {}: {e}", self.id);
-        for to in 0..self.count {
-            self.post(
-                to,
-                ShardMsg::Alarm {
-                    reason: reason.clone(),
-                },
-            );
-        }
-    }
-
     /// Deletes the oldest segment once every message in it is settled, and
     /// compacts it (copying its live records forward) once it is mostly
     /// dead, so an old unacked message cannot pin gigabytes.
@@ -143,7 +107,11 @@ impl Shard {
                     }
                 }
                 // Settle records in this segment must not vanish before the
-                // records that make them unnecessary are durable.
+                // records that make them unnecessary are durable, nor the
+                // messages compaction copied before their copies are.
+                if !log.sync_all().await {
+                    break;
+                }
                 if let Err(e) = log.delete_segment(seq).await {
                     warn!(error = %e, seq, "cannot delete a segment");
                     break;
@@ -186,7 +154,7 @@ impl Shard {
                 if !still {
                     continue;
                 }
-                let Ok(to) = log.append(&rec) else { return };
+                let to = log.append(&rec);
                 // A transient copy is never recovered: its delivery mark
                 // would be a wasted write.
                 let transient = matches!(
@@ -197,7 +165,7 @@ impl Shard {
                     }
                 );
                 if delivered && !transient {
-                    let _ = log.append(&Record::Delivered {
+                    log.append(&Record::Delivered {
                         queue: qid.0,
                         id: msg_id,
                     });
@@ -212,7 +180,7 @@ impl Shard {
                     moved += 1;
                 } else {
                     // Settled meanwhile: the copy is dead too.
-                    let _ = log.append(&Record::Settle {
+                    log.append(&Record::Settle {
                         queue: qid.0,
                         id: msg_id,
                     });
@@ -220,8 +188,6 @@ impl Shard {
                 }
             }
         }
-        // The copies must be durable before the old segment goes.
-        log.sync_all().await;
         tracing::info!(shard = self.id, seq, moved, "segment compacted");
     }
 }

@@ -322,11 +322,12 @@ impl Session {
         self.last_read.set(Instant::now());
     }
 
-    /// While the memory alarm is raised, a connection that publishes is
-    /// not read (TCP pushes back on the client); deliveries and confirms
-    /// still go out. Heartbeats are not watched meanwhile.
+    /// While an alarm is raised (memory, disk space, a failing log), a
+    /// connection that publishes is not read (TCP pushes back on the
+    /// client); deliveries and confirms still go out. Heartbeats are not
+    /// watched meanwhile.
     async fn wait_while_blocked(&self) {
-        while self.shard.memory_alarm() && self.published.get() {
+        while self.shard.publishers_blocked() && self.published.get() {
             if self.shard.stopping.is_set() || self.fatal_set.is_set() {
                 break;
             }
