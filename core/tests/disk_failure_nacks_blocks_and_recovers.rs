@@ -30,16 +30,29 @@ fn persistent(q: &str, body: &'static str) -> m::Publish {
     }
 }
 
-/// Waits for one confirm; true when it is a nack. Alarm events are
-/// returned through `alarms`.
-fn next_confirm(c: &mut Connection, alarms: &mut Vec<Event>) -> bool {
-    loop {
+/// Waits for the confirms of publish numbers `tags` (alone or as part of
+/// multiple ones, in any order); true for each that is a nack. Alarm
+/// events are returned through `alarms`.
+fn confirms_of(c: &mut Connection, tags: &[u64], alarms: &mut Vec<Event>) -> Vec<bool> {
+    let mut got: Vec<Option<bool>> = vec![None; tags.len()];
+    while got.iter().any(Option::is_none) {
         match c.next_event(Some(WAIT)).unwrap() {
-            Some(Event::Confirm(_, conf)) => return conf.nack,
+            Some(Event::Confirm(_, conf)) => {
+                for (tag, slot) in tags.iter().zip(&mut got) {
+                    if *tag == conf.delivery_tag || (conf.multiple && *tag < conf.delivery_tag) {
+                        slot.get_or_insert(conf.nack);
+                    }
+                }
+            }
             Some(e @ (Event::Blocked(_) | Event::Unblocked)) => alarms.push(e),
             other => panic!("unexpected {other:?}"),
         }
     }
+    got.into_iter().flatten().collect()
+}
+
+fn confirm_of(c: &mut Connection, tag: u64, alarms: &mut Vec<Event>) -> bool {
+    confirms_of(c, &[tag], alarms)[0]
 }
 
 fn declare(c: &mut Connection, ch: u16, q: &str) {
@@ -70,12 +83,12 @@ fn failing_log_nacks_blocks_keeps_acks_and_recovers_without_restart() {
     }
     publisher.call(Message::ConfirmSelect(ch)).unwrap();
     let mut alarms = Vec::new();
-    for body in ["acked-during-failure", "kept"] {
+    for (tag, body) in [(1, "acked-during-failure"), (2, "kept")] {
         publisher
             .publish(ch, persistent(&on_bad_shard, body))
             .unwrap();
         publisher.flush().unwrap();
-        assert!(!next_confirm(&mut publisher, &mut alarms));
+        assert!(!confirm_of(&mut publisher, tag, &mut alarms));
     }
 
     // The disk fails: the waiting publish is nacked and publishers are
@@ -86,7 +99,7 @@ fn failing_log_nacks_blocks_keeps_acks_and_recovers_without_restart() {
         .unwrap();
     publisher.flush().unwrap();
     assert!(
-        next_confirm(&mut publisher, &mut alarms),
+        confirm_of(&mut publisher, 3, &mut alarms),
         "a write that failed must not be confirmed"
     );
     while alarms.is_empty() {
@@ -125,8 +138,10 @@ fn failing_log_nacks_blocks_keeps_acks_and_recovers_without_restart() {
         .publish(ch, persistent(&on_good_shard, "other shard"))
         .unwrap();
     publisher.flush().unwrap();
-    assert!(!next_confirm(&mut publisher, &mut alarms));
-    assert!(!next_confirm(&mut publisher, &mut alarms));
+    assert_eq!(
+        confirms_of(&mut publisher, &[4, 5], &mut alarms),
+        [false, false]
+    );
     assert!(alarms.is_empty(), "{alarms:?}");
 
     // A failed sync (the writes succeed): the same; and messages from a
@@ -145,7 +160,7 @@ fn failing_log_nacks_blocks_keeps_acks_and_recovers_without_restart() {
         .publish(ch, persistent(&on_bad_shard, "nacked after sync failure"))
         .unwrap();
     publisher.flush().unwrap();
-    assert!(next_confirm(&mut publisher, &mut alarms));
+    assert!(confirm_of(&mut publisher, 6, &mut alarms));
     while !alarms.iter().any(|e| matches!(e, Event::Blocked(_))) {
         alarms.extend(publisher.next_event(Some(WAIT)).unwrap());
     }

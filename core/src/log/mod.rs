@@ -55,6 +55,9 @@ struct Segment {
     live: u64,
     /// Their bytes.
     live_bytes: u64,
+    /// Compaction copied live records out of it, up to this position: it
+    /// may go only once that is durable.
+    copied_until: Option<Pos>,
 }
 
 impl Segment {
@@ -65,6 +68,7 @@ impl Segment {
             size: 0,
             live: 0,
             live_bytes: 0,
+            copied_until: None,
         }
     }
 }
@@ -409,15 +413,31 @@ impl Log {
     /// The oldest sealed segment, if it can be reclaimed: `Some(true)` when
     /// it holds no live record (delete it), `Some(false)` when it is mostly
     /// dead (compact it).
+    ///
+    /// A segment whose messages are all settled may go even while the log
+    /// is failing (that is how space comes back on a full disk): its
+    /// records are needed by nothing, whether or not the settle records
+    /// are durable yet — without the enqueue records a crash cannot bring
+    /// the messages back. One that compaction copied records out of waits
+    /// until the copies are durable. Compaction itself waits for a
+    /// healthy log.
     pub fn reclaimable(&self) -> Option<(u32, bool)> {
-        let active = self.active.borrow().as_ref().map(|a| a.seq)?;
+        // Segments below the one taking appends are sealed or abandoned.
+        let writing = match self.active.borrow().as_ref() {
+            Some(a) => a.seq.min(self.next.get().0),
+            None => self.next.get().0,
+        };
         let segs = self.segments.borrow();
         let (&seq, s) = segs.iter().next()?;
-        if seq >= active {
+        if seq >= writing {
             return None;
         }
         if s.live == 0 {
-            return Some((seq, true));
+            let copies_durable = s.copied_until.is_none_or(|p| self.committed.get() >= p);
+            return copies_durable.then_some((seq, true));
+        }
+        if self.failing.borrow().is_some() {
+            return None;
         }
         let dead = s.size.saturating_sub(s.live_bytes);
         (s.size > 0
@@ -451,6 +471,15 @@ impl Log {
             );
         }
         Ok(())
+    }
+
+    /// Compaction copied live records out of segment `seq`: it may be
+    /// deleted once everything appended so far is durable.
+    pub fn copied_out(&self, seq: u32) {
+        let until = self.next.get();
+        if let Some(s) = self.segments.borrow_mut().get_mut(&seq) {
+            s.copied_until = Some(until);
+        }
     }
 
     /// Live bytes and total bytes of a segment (for tests and metrics).

@@ -102,15 +102,12 @@ impl Shard {
             while let Some((seq, empty)) = log.reclaimable() {
                 if !empty {
                     self.compact(&log, seq).await;
+                    // The copies must be durable before the old segment
+                    // goes (`reclaimable` checks).
+                    log.sync_all().await;
                     if log.reclaimable() != Some((seq, true)) {
                         break;
                     }
-                }
-                // Settle records in this segment must not vanish before the
-                // records that make them unnecessary are durable, nor the
-                // messages compaction copied before their copies are.
-                if !log.sync_all().await {
-                    break;
                 }
                 if let Err(e) = log.delete_segment(seq).await {
                     warn!(error = %e, seq, "cannot delete a segment");
@@ -176,6 +173,8 @@ impl Shard {
                     .get_mut(&qid)
                     .is_some_and(|q| q.relocate(msg_id, from, to));
                 if relocated {
+                    // The old segment may go only once the copy is durable.
+                    log.copied_out(seq);
                     log.release(from);
                     moved += 1;
                 } else {
