@@ -118,6 +118,65 @@ pub enum BenchError {
         /// Why.
         reason: String,
     },
+    /// A command-line setting is out of range.
+    #[error("invalid --{key}: {reason}")]
+    BadOption {
+        /// The flag, without dashes.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A server binary is not where it was looked for.
+    #[error("{what} binary not found at {path} (build the workspace, or pass --{flag} PATH)")]
+    MissingBinary {
+        /// "broker" or "gateway".
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// The flag that names it.
+        flag: &'static str,
+    },
+    /// A server process cannot be started.
+    #[error("cannot start {path}")]
+    Spawn {
+        /// The binary.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A (re)started server did not answer.
+    #[error("{what} did not come up: {reason} (log: {log})")]
+    NotReady {
+        /// "broker" or "gateway".
+        what: &'static str,
+        /// It exited, or the time it was given.
+        reason: String,
+        /// Its log file.
+        log: PathBuf,
+    },
+    /// The run directory cannot be used.
+    #[error("run directory {path}: {reason}")]
+    RunDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Draining a queue after a restart went wrong.
+    #[error("draining queue {queue}: {reason}")]
+    Drain {
+        /// The queue.
+        queue: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A client thread of the harness panicked (a harness bug).
+    #[error("{what}: thread panicked")]
+    Panicked {
+        /// Which client.
+        what: String,
+    },
 }
 
 impl BenchError {

@@ -8,10 +8,16 @@
 //! HdrHistogram latency percentiles ([`report`]), with an SVG plot that
 //! overlays runs ([`plot`]) and a side-by-side comparison ([`compare`]).
 //!
+//! It also runs crash torture against the real binaries ([`torture`]:
+//! kill -9 cycles under confirmed load, each followed by a restart and a
+//! check of every queue; `docs/torture.md`).
+//!
 //! What it is not: a client library. Both clients here ([`native`],
 //! [`amqp`]) do only what a load generator needs, as cheaply as possible:
 //! hot frames are pre-encoded and patched, writes and reads are large and
 //! batched, and every connection uses one blocking socket per thread.
+//! The exception is [`amqp::CheckedChannel`], torture's client, which
+//! parses everything and copies every body out: checking before speed.
 //!
 //! ```text
 //! Scenario + Target -> run::run
@@ -64,6 +70,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod target;
+pub mod torture;
 
 pub use error::BenchError;
 pub use scenario::Scenario;

@@ -11,6 +11,7 @@ use ringmq_bench::plot::{svg, PlotOptions};
 use ringmq_bench::report::{file_stem, write_run, RunSummary};
 use ringmq_bench::run::{run, RunOptions};
 use ringmq_bench::scenario::{ExchangeType, Scenario};
+use ringmq_bench::torture::TortureOptions;
 use ringmq_bench::Target;
 
 /// Load harness for ringmq and AMQP 0-9-1 brokers.
@@ -33,6 +34,73 @@ enum Command {
     /// Plots broker and gateway RSS and throughput over time of run
     /// summaries (JSON; runs given --target ...#broker=PID,gateway=PID).
     PlotMemory(PlotMemoryArgs),
+    /// Crash torture: kill -9 cycles of the real broker and gateway under
+    /// confirmed persistent load, each followed by a restart and a check
+    /// of every queue (docs/torture.md). Exits non-zero on any violation.
+    Torture(TortureArgs),
+}
+
+#[derive(Args, Debug)]
+struct TortureArgs {
+    /// Kill, restart and check cycles.
+    #[arg(long, default_value_t = TortureOptions::default().cycles)]
+    cycles: u32,
+    /// AMQP publishers (through the gateway; confirms, persistent).
+    #[arg(long, default_value_t = TortureOptions::default().publishers)]
+    publishers: u32,
+    /// Native-protocol publishers (straight to the broker).
+    #[arg(long, default_value_t = TortureOptions::default().native_publishers)]
+    native_publishers: u32,
+    /// Durable queues.
+    #[arg(long, default_value_t = TortureOptions::default().queues)]
+    queues: u32,
+    /// Consumers (through the gateway; manual acks), spread over the queues.
+    #[arg(long, default_value_t = TortureOptions::default().consumers)]
+    consumers: u32,
+    /// Seed of the schedule (load times, kill order, queues, body sizes);
+    /// default: from the clock. Timing still differs between runs.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run directory (must be empty or absent; kept): broker data in
+    /// data/, broker.log, gateway.log. Default: a temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keep the temporary run directory.
+    #[arg(long)]
+    keep: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// The ringmq binary [default: next to this executable].
+    #[arg(long)]
+    broker: Option<PathBuf>,
+    /// The ringmq-gateway binary [default: next to this executable].
+    #[arg(long)]
+    gateway: Option<PathBuf>,
+    /// Broker shards (--cores of ringmq).
+    #[arg(long, default_value_t = TortureOptions::default().broker_cores)]
+    broker_cores: usize,
+    /// Shortest load before a kill, milliseconds.
+    #[arg(long, default_value_t = TortureOptions::default().min_load_ms)]
+    min_load_ms: u64,
+    /// Longest load before a kill, milliseconds.
+    #[arg(long, default_value_t = TortureOptions::default().max_load_ms)]
+    max_load_ms: u64,
+    /// Unconfirmed publishes per publisher.
+    #[arg(long, default_value_t = TortureOptions::default().in_flight)]
+    in_flight: usize,
+    /// Consumer prefetch.
+    #[arg(long, default_value_t = TortureOptions::default().prefetch)]
+    prefetch: u16,
+    /// Deliveries each consumer leaves unacked (so a kill finds some).
+    #[arg(long, default_value_t = TortureOptions::default().hold)]
+    hold: usize,
+    /// Seconds a restart may take before the run is aborted.
+    #[arg(long, default_value_t = TortureOptions::default().ready_timeout.as_secs_f64())]
+    ready_timeout: f64,
+    /// No line per cycle.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -347,6 +415,51 @@ fn cmd_plot_memory(a: &PlotMemoryArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+fn cmd_torture(a: &TortureArgs) -> anyhow::Result<bool> {
+    let seed = a.seed.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        (now.as_nanos() as u64) ^ u64::from(std::process::id())
+    });
+    if !(a.ready_timeout > 0.0 && a.ready_timeout.is_finite()) {
+        bail!("--ready-timeout must be a positive number of seconds");
+    }
+    let opts = TortureOptions {
+        cycles: a.cycles,
+        publishers: a.publishers,
+        native_publishers: a.native_publishers,
+        queues: a.queues,
+        consumers: a.consumers,
+        seed,
+        data_dir: a.data_dir.clone(),
+        keep: a.keep,
+        broker: a.broker.clone(),
+        gateway: a.gateway.clone(),
+        broker_cores: a.broker_cores,
+        min_load_ms: a.min_load_ms,
+        max_load_ms: a.max_load_ms,
+        in_flight: a.in_flight,
+        prefetch: a.prefetch,
+        hold: a.hold,
+        ready_timeout: std::time::Duration::from_secs_f64(a.ready_timeout),
+        ..TortureOptions::default()
+    };
+    let quiet = a.quiet;
+    let report = ringmq_bench::torture::run(&opts, &mut |c| {
+        if !quiet {
+            eprintln!("{}", c.line(opts.cycles));
+        }
+    })?;
+    print!("{}", report.text());
+    if let Some(path) = &a.report {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("  saved        {}", path.display());
+    }
+    Ok(report.passed())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -354,6 +467,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => cmd_compare(a),
         Command::Plot(a) => cmd_plot(a),
         Command::PlotMemory(a) => cmd_plot_memory(a),
+        Command::Torture(a) => cmd_torture(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -120,10 +120,12 @@ impl driver::Admin for Admin {
     }
 }
 
+mod checked;
 mod consumer;
 mod link;
 mod publisher;
 
+pub use self::checked::{CheckedChannel, Incoming};
 pub use self::consumer::Consumer;
 pub use self::publisher::{ConfirmReader, Publisher};
 
