@@ -23,6 +23,8 @@ mod error;
 #[cfg(feature = "failpoints")]
 pub mod fault;
 pub mod meta_store;
+#[cfg(feature = "failpoints")]
+pub mod power;
 pub mod record;
 pub mod recovery;
 mod writer;
@@ -464,6 +466,8 @@ impl Log {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(self.shard, seq, e)),
             }
+            #[cfg(feature = "failpoints")]
+            power::removed(&seg.path);
             self.redirects.borrow_mut().retain(|r| r.seq != seq);
             info!(
                 shard = self.shard,

@@ -196,6 +196,8 @@ impl Log {
                 error!(shard = self.shard, seq, error = %e, "cannot delete a segment that holds nothing durable");
             }
         }
+        #[cfg(feature = "failpoints")]
+        super::power::removed(&path);
     }
 
     /// Writes a batch (rolling segments as needed) and starts the sync
@@ -217,19 +219,14 @@ impl Log {
             .as_ref()
             .map(|a| (a.seq, a.file.clone()));
         let shard = self.shard;
+        let path = file
+            .as_ref()
+            .map(|(seq, _)| self.dir.join(segment_name(*seq)));
         Ok(glommio::spawn_local(async move {
-            let Some((seq, file)) = file else {
+            let (Some((seq, file)), Some(path)) = (file, path) else {
                 return Ok(());
             };
-            #[cfg(feature = "failpoints")]
-            if super::fault::syncs_fail(shard) {
-                return Err(io_err(
-                    shard,
-                    seq,
-                    "injected sync failure (fault injection)",
-                ));
-            }
-            file.fdatasync().await.map_err(|e| io_err(shard, seq, e))
+            sync(shard, seq, &file, &path).await
         })
         .detach())
     }
@@ -250,10 +247,8 @@ impl Log {
             // Seal the full segment: sync it before moving on.
             let sealed = self.active.borrow_mut().take();
             if let Some(a) = sealed {
-                a.file
-                    .fdatasync()
-                    .await
-                    .map_err(|e| io_err(self.shard, a.seq, e))?;
+                let path = self.dir.join(segment_name(a.seq));
+                sync(self.shard, a.seq, &a.file, &path).await?;
                 info!(
                     shard = self.shard,
                     seq = a.seq,
@@ -285,6 +280,8 @@ impl Log {
             .map_err(|e| io_err(self.shard, seq, e))?;
         dir.sync().await.map_err(|e| io_err(self.shard, seq, e))?;
         let _ = dir.close().await;
+        #[cfg(feature = "failpoints")]
+        super::power::created(&path);
         self.segments
             .borrow_mut()
             .entry(seq)
@@ -324,6 +321,8 @@ impl Log {
             let size = len.div_ceil(align) * align;
             let mut buf = file.alloc_dma_buffer(size);
             let dst = buf.as_bytes_mut();
+            #[cfg(feature = "failpoints")]
+            let dst_len = dst.len();
             let mut filled = 0;
             if done < tail.len() {
                 let n = (tail.len() - done).min(len);
@@ -334,6 +333,8 @@ impl Log {
             let n = len - filled;
             dst[filled..filled + n].copy_from_slice(&bytes[from..from + n]);
             dst[len..].fill(0);
+            #[cfg(feature = "failpoints")]
+            let copy = super::power::tracking().then(|| buf.as_bytes()[..dst_len].to_vec());
             let written = file
                 .write_at(buf, pos)
                 .await
@@ -344,6 +345,10 @@ impl Log {
                     seq,
                     format!("short write: {written} of {len}"),
                 ));
+            }
+            #[cfg(feature = "failpoints")]
+            if let Some(copy) = copy {
+                super::power::wrote(&self.dir.join(segment_name(seq)), pos, copy);
             }
             pos += size as u64;
             done += len;
@@ -367,4 +372,31 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// `fdatasync` of a segment (with the test-only fault hooks).
+async fn sync(
+    shard: u16,
+    seq: u32,
+    file: &DmaFile,
+    path: &std::path::Path,
+) -> Result<(), LogError> {
+    #[cfg(feature = "failpoints")]
+    if super::fault::syncs_fail(shard) {
+        return Err(io_err(
+            shard,
+            seq,
+            "injected sync failure (fault injection)",
+        ));
+    }
+    #[cfg(feature = "failpoints")]
+    let mark = super::power::sync_started(path);
+    file.fdatasync().await.map_err(|e| io_err(shard, seq, e))?;
+    #[cfg(feature = "failpoints")]
+    if !super::power::synced(path, mark) {
+        return Err(io_err(shard, seq, "power cut (simulated)"));
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = path;
+    Ok(())
 }
