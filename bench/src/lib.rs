@@ -10,7 +10,9 @@
 //!
 //! It also runs crash torture against the real binaries ([`torture`]:
 //! kill -9 cycles under confirmed load, each followed by a restart and a
-//! check of every queue; `docs/torture.md`).
+//! check of every queue; `docs/torture.md`), and measures the broker's
+//! storage against its file system's own ([`storage`]: confirm latency
+//! against fdatasync latency, recovery time against a plain read).
 //!
 //! What it is not: a client library. Both clients here ([`native`],
 //! [`amqp`]) do only what a load generator needs, as cheaply as possible:
@@ -69,6 +71,7 @@ pub mod plot;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod storage;
 pub mod target;
 pub mod torture;
 

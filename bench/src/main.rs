@@ -11,6 +11,7 @@ use ringmq_bench::plot::{svg, PlotOptions};
 use ringmq_bench::report::{file_stem, write_run, RunSummary};
 use ringmq_bench::run::{run, RunOptions};
 use ringmq_bench::scenario::{ExchangeType, Scenario};
+use ringmq_bench::storage::{parse_bytes, StorageOptions};
 use ringmq_bench::torture::TortureOptions;
 use ringmq_bench::Target;
 
@@ -38,6 +39,55 @@ enum Command {
     /// confirmed persistent load, each followed by a restart and a check
     /// of every queue (docs/torture.md). Exits non-zero on any violation.
     Torture(TortureArgs),
+    /// Storage figures on the data directory's file system: confirm
+    /// latency of the real broker against plain write+fdatasync latency,
+    /// and the broker's restart time on a large log (kill -9, cold page
+    /// cache) against a plain read of the same files (docs/benchmarks.md).
+    Storage(StorageArgs),
+}
+
+#[derive(Args, Debug)]
+struct StorageArgs {
+    /// Seconds of the fdatasync loop, and of the confirm run.
+    #[arg(long, default_value_t = StorageOptions::default().seconds)]
+    seconds: f64,
+    /// Bytes per O_DIRECT write of the fdatasync loop (a multiple of 4096).
+    #[arg(long, default_value_t = StorageOptions::default().block)]
+    block: usize,
+    /// Body size of the confirm run, bytes.
+    #[arg(long, default_value_t = StorageOptions::default().message_size)]
+    size: usize,
+    /// Unconfirmed publishes allowed (confirm run and log fill).
+    #[arg(long, default_value_t = StorageOptions::default().in_flight)]
+    in_flight: u32,
+    /// Segment bytes to grow the log to before the kill (1GiB, 512MiB, ...).
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+    log_bytes: u64,
+    /// Body size of the log fill, bytes.
+    #[arg(long, default_value_t = StorageOptions::default().fill_message_size)]
+    fill_size: usize,
+    /// Broker shards (--cores of ringmq).
+    #[arg(long, default_value_t = StorageOptions::default().broker_cores)]
+    broker_cores: usize,
+    /// Run directory, on the file system to measure (must be empty or
+    /// absent; kept). Default: a temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keep the temporary run directory.
+    #[arg(long)]
+    keep: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// The ringmq binary [default: next to this executable].
+    #[arg(long)]
+    broker: Option<PathBuf>,
+    /// Seconds a broker start (its recovery included) may take.
+    #[arg(long, default_value_t = StorageOptions::default().ready_timeout.as_secs_f64())]
+    ready_timeout: f64,
+    /// No line per phase.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -460,6 +510,38 @@ fn cmd_torture(a: &TortureArgs) -> anyhow::Result<bool> {
     Ok(report.passed())
 }
 
+fn cmd_storage(a: &StorageArgs) -> anyhow::Result<bool> {
+    if !(a.ready_timeout > 0.0 && a.ready_timeout.is_finite()) {
+        bail!("--ready-timeout must be a positive number of seconds");
+    }
+    let opts = StorageOptions {
+        seconds: a.seconds,
+        block: a.block,
+        message_size: a.size,
+        in_flight: a.in_flight,
+        log_bytes: a.log_bytes,
+        fill_message_size: a.fill_size,
+        broker_cores: a.broker_cores,
+        data_dir: a.data_dir.clone(),
+        keep: a.keep,
+        broker: a.broker.clone(),
+        ready_timeout: std::time::Duration::from_secs_f64(a.ready_timeout),
+    };
+    let quiet = a.quiet;
+    let report = ringmq_bench::storage::run(&opts, &mut |line| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    })?;
+    print!("{}", report.text());
+    if let Some(path) = &a.report {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("  saved        {}", path.display());
+    }
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -468,6 +550,7 @@ fn main() -> ExitCode {
         Command::Plot(a) => cmd_plot(a),
         Command::PlotMemory(a) => cmd_plot_memory(a),
         Command::Torture(a) => cmd_torture(a),
+        Command::Storage(a) => cmd_storage(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

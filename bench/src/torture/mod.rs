@@ -195,16 +195,18 @@ impl Rng {
 }
 
 /// The run directory: a temporary one, or the caller's.
-enum RunDir {
+pub(crate) enum RunDir {
     Temp(tempfile::TempDir),
     Given(PathBuf),
 }
 
 impl RunDir {
-    fn new(given: Option<&PathBuf>) -> Result<RunDir, BenchError> {
+    /// A new temporary directory named `prefix…`, or `given`, which
+    /// must be empty or absent.
+    pub(crate) fn new(given: Option<&PathBuf>, prefix: &str) -> Result<RunDir, BenchError> {
         let Some(dir) = given else {
             return tempfile::Builder::new()
-                .prefix("ringmq-torture-")
+                .prefix(prefix)
                 .tempdir()
                 .map(RunDir::Temp)
                 .map_err(|source| BenchError::File {
@@ -219,14 +221,12 @@ impl RunDir {
         std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
         let mut entries = std::fs::read_dir(dir).map_err(|e| bad(e.to_string()))?;
         if entries.next().is_some() {
-            return Err(bad(
-                "not empty (a torture run starts from an empty broker)".into()
-            ));
+            return Err(bad("not empty (a run starts from an empty broker)".into()));
         }
         Ok(RunDir::Given(dir.clone()))
     }
 
-    fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         match self {
             RunDir::Temp(t) => t.path().to_owned(),
             RunDir::Given(p) => p.clone(),
@@ -235,7 +235,7 @@ impl RunDir {
 
     /// Removes a temporary directory unless `keep`; returns the path of
     /// a kept one.
-    fn finish(self, keep: bool) -> Option<PathBuf> {
+    pub(crate) fn finish(self, keep: bool) -> Option<PathBuf> {
         match self {
             RunDir::Temp(t) if keep => Some(t.keep()),
             RunDir::Temp(_) => None,
@@ -268,7 +268,7 @@ pub fn run(
 ) -> Result<TortureReport, BenchError> {
     opts.validate()?;
     let bins = Binaries::locate(opts.broker.as_deref(), opts.gateway.as_deref())?;
-    let dir = RunDir::new(opts.data_dir.as_ref())?;
+    let dir = RunDir::new(opts.data_dir.as_ref(), "ringmq-torture-")?;
     let servers = Servers::new(bins, &dir.path(), opts.broker_cores, opts.ready_timeout)?;
     let mut run = Run {
         opts,

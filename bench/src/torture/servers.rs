@@ -1,7 +1,8 @@
 //! The real `ringmq` and `ringmq-gateway` binaries as child processes:
 //! started on loopback ports picked once (free at the start, reused by
 //! every restart), killed with SIGKILL, restarted on the same data
-//! directory, and timed until they answer.
+//! directory, and timed until they answer. `ringmq-bench storage` starts
+//! the broker alone ([`Servers::start_broker`]).
 //!
 //! # Invariants
 //! - A child is never left running: [`Servers`] kills both on drop, so an
@@ -23,20 +24,43 @@ use crate::amqp::CheckedChannel;
 use crate::error::BenchError;
 use crate::target::Target;
 
+/// The start of the header line written into a child's log file before
+/// each start (followed by the start's number and ` ---`).
+pub const START_HEADER: &str = "--- ringmq-bench: start";
+
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(5);
 
 /// The broker settings the command line cannot give: shard threads are
 /// not pinned, so the harness's own threads are not starved.
-const BROKER_CONFIG: &str = "# written by ringmq-bench torture\n[server]\npin_cores = false\n";
+const BROKER_CONFIG: &str = "# written by ringmq-bench\n[server]\npin_cores = false\n";
 
 /// Where the two binaries are.
 #[derive(Debug, Clone)]
 pub struct Binaries {
     /// `ringmq`.
     pub broker: PathBuf,
-    /// `ringmq-gateway`.
+    /// `ringmq-gateway` (not looked at by [`Servers::start_broker`]).
     pub gateway: PathBuf,
+}
+
+/// `given`, else `name` next to this executable; an error unless a file.
+fn find_binary(
+    given: Option<&Path>,
+    name: &str,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<PathBuf, BenchError> {
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_owned))
+        .unwrap_or_default();
+    let path = given.map_or_else(|| here.join(name), Path::to_owned);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(BenchError::MissingBinary { what, path, flag })
+    }
 }
 
 impl Binaries {
@@ -46,21 +70,22 @@ impl Binaries {
     /// # Errors
     /// [`BenchError::MissingBinary`] for a path that is not a file.
     pub fn locate(broker: Option<&Path>, gateway: Option<&Path>) -> Result<Binaries, BenchError> {
-        let here = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_owned))
-            .unwrap_or_default();
-        let pick = |given: Option<&Path>, name: &str, what, flag| {
-            let path = given.map_or_else(|| here.join(name), Path::to_owned);
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(BenchError::MissingBinary { what, path, flag })
-            }
-        };
         Ok(Binaries {
-            broker: pick(broker, "ringmq", "broker", "broker")?,
-            gateway: pick(gateway, "ringmq-gateway", "gateway", "gateway")?,
+            broker: find_binary(broker, "ringmq", "broker", "broker")?,
+            gateway: find_binary(gateway, "ringmq-gateway", "gateway", "gateway")?,
+        })
+    }
+
+    /// The broker alone (for [`Servers::start_broker`]): the given path,
+    /// else `ringmq` next to this executable; the gateway path is left
+    /// empty.
+    ///
+    /// # Errors
+    /// [`BenchError::MissingBinary`] for a path that is not a file.
+    pub fn broker_only(broker: Option<&Path>) -> Result<Binaries, BenchError> {
+        Ok(Binaries {
+            broker: find_binary(broker, "ringmq", "broker", "broker")?,
+            gateway: PathBuf::new(),
         })
     }
 }
@@ -87,6 +112,8 @@ pub struct Servers {
     broker: Option<Child>,
     gateway: Option<Child>,
     starts: u32,
+    /// `RINGMQ_LOG` of the children, unless set in the environment.
+    log_filter: String,
 }
 
 fn free_port() -> Result<u16, BenchError> {
@@ -127,6 +154,7 @@ impl Servers {
             broker: None,
             gateway: None,
             starts: 0,
+            log_filter: "warn".into(),
         })
     }
 
@@ -150,6 +178,38 @@ impl Servers {
         self.broker_addr
     }
 
+    /// The broker, as a native target (with its pid while it runs, for
+    /// its CPU time).
+    pub fn native_target(&self) -> Target {
+        Target {
+            protocol: crate::target::Protocol::Native,
+            host: "127.0.0.1".into(),
+            port: self.broker_addr.port(),
+            username: "guest".into(),
+            password: "guest".into(),
+            vhost: "/".into(),
+            label: "ringmq".into(),
+            broker_pid: self.broker.as_ref().map(Child::id),
+            gateway_pid: None,
+        }
+    }
+
+    /// The broker's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The broker's log file (stdout and stderr of every start).
+    pub fn broker_log(&self) -> PathBuf {
+        self.log("broker")
+    }
+
+    /// Sets the children's `RINGMQ_LOG` (default `warn`); a `RINGMQ_LOG`
+    /// in the environment still wins.
+    pub fn set_log_filter(&mut self, filter: &str) {
+        filter.clone_into(&mut self.log_filter);
+    }
+
     fn log(&self, what: &str) -> PathBuf {
         self.dir.join(format!("{what}.log"))
     }
@@ -165,12 +225,12 @@ impl Servers {
             .append(true)
             .open(&path)
             .map_err(file_error)?;
-        writeln!(log, "--- ringmq-bench torture: start {} ---", self.starts).map_err(file_error)?;
+        writeln!(log, "{START_HEADER} {} ---", self.starts).map_err(file_error)?;
         let out = log.try_clone().map_err(file_error)?;
         let mut cmd = Command::new(bin);
         cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(log);
         if std::env::var_os("RINGMQ_LOG").is_none() {
-            cmd.env("RINGMQ_LOG", "warn");
+            cmd.env("RINGMQ_LOG", &self.log_filter);
         }
         cmd.spawn().map_err(|source| BenchError::Spawn {
             path: bin.to_owned(),
@@ -188,18 +248,7 @@ impl Servers {
         self.kill(true);
         self.starts += 1;
         let t0 = Instant::now();
-        let data = self.dir.join("data");
-        let broker_args = vec![
-            "--config".into(),
-            self.dir.join("ringmq.toml").display().to_string(),
-            "--listen".into(),
-            self.broker_addr.to_string(),
-            "--data-dir".into(),
-            data.display().to_string(),
-            "--cores".into(),
-            self.cores.to_string(),
-        ];
-        self.broker = Some(self.spawn("broker", &self.bins.broker, &broker_args)?);
+        self.broker = Some(self.spawn_broker()?);
         let gateway_args = vec![
             "--listen".into(),
             self.gateway_addr.to_string(),
@@ -210,10 +259,7 @@ impl Servers {
         ];
         self.gateway = Some(self.spawn("gateway", &self.bins.gateway, &gateway_args)?);
         let deadline = t0 + self.ready_timeout;
-        let addr = self.broker_addr;
-        self.wait("broker", deadline, || {
-            Connection::connect(addr, &ConnectOptions::default()).is_ok()
-        })?;
+        self.wait_broker(deadline)?;
         let broker = t0.elapsed();
         let target = self.amqp();
         self.wait("gateway", deadline, || {
@@ -222,6 +268,43 @@ impl Servers {
         Ok(Ready {
             broker,
             both: t0.elapsed(),
+        })
+    }
+
+    /// Starts the broker alone (on the data directory of the previous
+    /// start, if any) and returns the time from spawn until it completed
+    /// a native handshake: it listens only once every shard has recovered
+    /// its log.
+    ///
+    /// # Errors
+    /// As [`Servers::start`].
+    pub fn start_broker(&mut self) -> Result<Duration, BenchError> {
+        self.kill(true);
+        self.starts += 1;
+        let t0 = Instant::now();
+        self.broker = Some(self.spawn_broker()?);
+        self.wait_broker(t0 + self.ready_timeout)?;
+        Ok(t0.elapsed())
+    }
+
+    fn spawn_broker(&self) -> Result<Child, BenchError> {
+        let args = vec![
+            "--config".into(),
+            self.dir.join("ringmq.toml").display().to_string(),
+            "--listen".into(),
+            self.broker_addr.to_string(),
+            "--data-dir".into(),
+            self.data_dir().display().to_string(),
+            "--cores".into(),
+            self.cores.to_string(),
+        ];
+        self.spawn("broker", &self.bins.broker, &args)
+    }
+
+    fn wait_broker(&mut self, deadline: Instant) -> Result<(), BenchError> {
+        let addr = self.broker_addr;
+        self.wait("broker", deadline, || {
+            Connection::connect(addr, &ConnectOptions::default()).is_ok()
         })
     }
 
