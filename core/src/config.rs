@@ -209,9 +209,14 @@ pub struct StorageConfig {
     /// Compact the oldest segment when its live bytes fall below this
     /// fraction of its size (its live records are copied forward).
     pub compact_below: f64,
-    /// A corrupt record in the middle of a segment: "refuse" to start, or
-    /// "skip" it (logging loudly).
+    /// Bad bytes in a segment where a torn write cannot be (anything but
+    /// the end of the last segment with records): "refuse" to start, or
+    /// "skip" them (logging loudly; what they held is lost).
     pub on_corruption: OnCorruption,
+    /// A bad op in the metadata op log (`meta/ops.log`) that is not a
+    /// torn final op: "refuse" to start, or "truncate" the op log there
+    /// (dropping that op and every later one, logged at error level).
+    pub meta_on_corruption: MetaOnCorruption,
 }
 
 /// When appended records count as durable.
@@ -226,7 +231,7 @@ pub enum SyncPolicy {
     Interval,
 }
 
-/// What recovery does with a corrupt record in the middle of a segment.
+/// What recovery does with corrupt bytes in a segment.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OnCorruption {
@@ -235,6 +240,18 @@ pub enum OnCorruption {
     Refuse,
     /// Skip to the next valid record, logging at error level.
     Skip,
+}
+
+/// What loading the metadata does with a bad op that is not a torn tail.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MetaOnCorruption {
+    /// Refuse to start, naming the file and the byte offset.
+    #[default]
+    Refuse,
+    /// Keep the ops before it, drop it and every later one, logging at
+    /// error level.
+    Truncate,
 }
 
 /// `[[users]]`: one user.
@@ -313,6 +330,7 @@ impl Default for StorageConfig {
             memory_budget_bytes: 512 * 1024 * 1024,
             compact_below: 0.5,
             on_corruption: OnCorruption::Refuse,
+            meta_on_corruption: MetaOnCorruption::Refuse,
         }
     }
 }
@@ -336,7 +354,10 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError {
             key: e
                 .span()
-                .map(|s| format!("at bytes {}..{}", s.start, s.end))
+                .map(|s| {
+                    key_at(text, s.start)
+                        .unwrap_or_else(|| format!("at bytes {}..{}", s.start, s.end))
+                })
                 .unwrap_or_default(),
             reason: e.message().to_owned(),
         })?;
@@ -457,6 +478,28 @@ impl Config {
     }
 }
 
+/// The `section.key` whose value starts on the line of byte `at` (where a
+/// parse error points at a bad value), if that line is `key = value`.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = before[line_start..].split_once('=')?;
+    let key = key.trim();
+    let section = before[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        let name = l.strip_prefix('[')?.strip_suffix(']')?;
+        Some(
+            name.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned(),
+        )
+    });
+    Some(match section {
+        Some(s) => format!("{s}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +514,21 @@ mod tests {
             Config::default().users[0].password_hash
         );
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn corruption_policies_parse_and_bad_ones_are_named() {
+        let c = Config::from_toml(
+            "[storage]\non_corruption = \"skip\"\nmeta_on_corruption = \"truncate\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.storage.on_corruption, OnCorruption::Skip);
+        assert_eq!(c.storage.meta_on_corruption, MetaOnCorruption::Truncate);
+        for key in ["on_corruption", "meta_on_corruption"] {
+            let err = Config::from_toml(&format!("[storage]\n{key} = \"skip it\"\n")).unwrap_err();
+            assert_eq!(err.key, format!("storage.{key}"), "{err}");
+            assert!(err.reason.contains("unknown variant"), "{err}");
+        }
     }
 
     #[test]

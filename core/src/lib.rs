@@ -103,6 +103,7 @@ impl Broker {
         let meta_ops = Arc::new(log::meta_store::load_and_compact(
             &data_dir.join("meta"),
             &config.vhosts,
+            config.storage.meta_on_corruption,
         )?);
         let pool_config = PoolConfig {
             name: "ringmq-shard",
@@ -199,7 +200,9 @@ async fn open_storage(
     let (log, recovered) = log::Log::open(id, &log_dir, storage)
         .await
         .map_err(|e| format!("shard {id}: {e}"))?;
-    shard.restore(&log, recovered);
+    shard
+        .restore(&log, recovered)
+        .map_err(|e| format!("shard {id}: {e}"))?;
     shard.set_log(log.clone());
     let s = shard.clone();
     glommio::spawn_local(log.run(move |e| s.on_log_event(e))).detach();
@@ -219,6 +222,14 @@ struct Shared {
     resources: Arc<resources::Resources>,
     /// The metadata recovered from the store.
     meta_ops: Arc<Vec<meta::MetaOp>>,
+}
+
+/// This shard cannot start: report it, and stop together with the shards
+/// that did start (they wait for the coordinator's Exit, through the mesh).
+async fn fail_start(shard: &Rc<Shard>, ready: &Ready, why: String) {
+    ready.fail(why);
+    shard.shutdown_all();
+    shard.exit.wait().await;
 }
 
 async fn run_shard(
@@ -249,10 +260,7 @@ async fn run_shard(
         resources,
         Some(senders),
     ));
-    if let Err(why) = open_storage(&shard, &config, &meta_ops).await {
-        ready.fail(why);
-        return;
-    }
+    let storage = open_storage(&shard, &config, &meta_ops).await;
     for (peer, rx) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -265,15 +273,16 @@ async fn run_shard(
     for to in 0..count {
         glommio::spawn_local(shard.clone().run_outbox(to)).detach();
     }
+    if let Err(why) = storage {
+        return fail_start(&shard, &ready, why).await;
+    }
     glommio::spawn_local(shard.clone().run_timers()).detach();
     glommio::spawn_local(shard.clone().run_memory_monitor()).detach();
     let listener = match ringmq_rt::listener::bind_reuse(addr) {
         Ok(l) => l,
         Err(e) => {
-            ready.fail(format_args!("shard {id} cannot listen on {addr}: {e}"));
-            shard.shutdown_all();
-            shard.exit.wait().await;
-            return;
+            let why = format!("shard {id} cannot listen on {addr}: {e}");
+            return fail_start(&shard, &ready, why).await;
         }
     };
     glommio::spawn_local(net::listener::serve(listener, shard.clone())).detach();

@@ -7,7 +7,8 @@
 //! Input: one control byte, then the snapshot's bytes up to the first NUL
 //! byte, then the op log's. Bit 0: fix every op record's CRC first (to
 //! reach the JSON decoder and `apply`); bit 1: write no snapshot file;
-//! bit 2: a second virtual host.
+//! bit 2: a second virtual host; bit 3: `meta_on_corruption = "truncate"`
+//! (else a bad op that is not a torn final op refuses the load).
 //!
 //! Checks: no panic; the snapshot a load wrote loads again, and from then
 //! on (unless two queues share an id) the state is a fixed point: loading
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use ringmq_core::config::MetaOnCorruption;
 use ringmq_core::log::meta_store::{durable_state, load_and_compact};
 use ringmq_core::meta::{Meta, MetaOp};
 use ringmq_fuzz::{checksum, scratch};
@@ -49,13 +51,18 @@ fuzz_target!(|data: &[u8]| {
     } else {
         vec!["/".into()]
     };
+    let policy = if ctl & 8 != 0 {
+        MetaOnCorruption::Truncate
+    } else {
+        MetaOnCorruption::Refuse
+    };
     let dir = dir();
     scratch::clear(dir);
     if ctl & 2 == 0 {
         std::fs::write(dir.join("snapshot.json"), snapshot).expect("snapshot written");
     }
     std::fs::write(dir.join("ops.log"), &ops).expect("op log written");
-    let Ok(first) = load_and_compact(dir, &vhosts) else {
+    let Ok(first) = load_and_compact(dir, &vhosts, policy) else {
         return;
     };
     if has_non_finite_float(&first) {
@@ -64,9 +71,9 @@ fuzz_target!(|data: &[u8]| {
     // The first load may normalize what it read (an op log replayed over
     // a snapshot that already holds it, a queue redeclared under another
     // id); what it wrote must load again, and is then a fixed point.
-    let state = load_and_compact(dir, &vhosts)
+    let state = load_and_compact(dir, &vhosts, policy)
         .unwrap_or_else(|e| panic!("the snapshot a load wrote does not load: {e}"));
-    let again = load_and_compact(dir, &vhosts)
+    let again = load_and_compact(dir, &vhosts, policy)
         .unwrap_or_else(|e| panic!("the snapshot a load wrote does not load: {e}"));
     let mut meta = Meta::new(vhosts.iter().map(String::as_str));
     for op in &state {

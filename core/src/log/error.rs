@@ -37,8 +37,8 @@ pub enum LogError {
         /// The error text.
         cause: String,
     },
-    /// A record in the middle of a segment is corrupt.
-    #[error("segment {seq} of shard {shard} has a corrupt record at byte {at} followed by valid records")]
+    /// A segment holds bad bytes where a torn write cannot be.
+    #[error("segment {seq} of shard {shard} is corrupt at byte {at}: {reason}; refusing to start (storage.on_corruption = \"skip\" drops the bad bytes and what they held)")]
     Corrupt {
         /// The shard.
         shard: u16,
@@ -46,6 +46,31 @@ pub enum LogError {
         seq: u32,
         /// Byte offset of the bad record.
         at: u64,
+        /// Why it is corruption and not a torn tail.
+        reason: &'static str,
+    },
+    /// The metadata op log has a bad op where a torn write cannot be.
+    #[error("metadata op log {} has a bad op at byte {at} ({reason}), not a torn final op; refusing to start, since every change from there on would be lost (storage.meta_on_corruption = \"truncate\" drops them)", path.display())]
+    MetaCorrupt {
+        /// The op log.
+        path: std::path::PathBuf,
+        /// Byte offset of the bad op.
+        at: u64,
+        /// Why it is corruption and not a torn tail.
+        reason: &'static str,
+    },
+    /// A shard's log holds messages of a queue the metadata cannot account
+    /// for (see `Shard::restore`).
+    #[error("the log of shard {shard} holds {messages} message(s) of queue {queue}, which {reason}; refusing to start rather than delete them (restore the metadata directory that declared the queue)")]
+    UnknownQueue {
+        /// The shard.
+        shard: u16,
+        /// The queue id.
+        queue: u64,
+        /// Messages recovered for it.
+        messages: usize,
+        /// Why the metadata cannot account for it.
+        reason: String,
     },
     /// The data directory was written with another shard count.
     #[error("{0}")]

@@ -1,9 +1,13 @@
 //! Durable metadata (exchanges, queues, bindings), separate from the
 //! message segments: `meta/snapshot.json` plus `meta/ops.log`.
 //!
-//! At start the snapshot is loaded and the op log replayed (stopping at a
-//! torn tail), then a fresh snapshot is written to a temporary file, synced,
-//! and renamed over the old one (atomic), and the op log starts empty.
+//! At start the snapshot is loaded and the op log replayed, then a fresh
+//! snapshot is written to a temporary file, synced, and renamed over the
+//! old one (atomic), and the op log starts empty. Only a bad *final* op is
+//! a torn tail (a write cut by a crash) and dropped; a bad op with a valid
+//! op, or bytes that are not just a partial final op, after it refuses the
+//! start (or, with `storage.meta_on_corruption = "truncate"`, drops it and
+//! every later op, loudly).
 //! While running, the coordinator appends each durable change to the op log
 //! with group commit and answers the client only once it is synced.
 //!
@@ -16,11 +20,13 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glommio::io::BufferedFile;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::error::LogError;
+use super::recovery::RangeCrc;
+use crate::config::MetaOnCorruption;
 use crate::exchange::Dest;
-use crate::meta::{DestName, Meta, MetaOp, PREDECLARED};
+use crate::meta::{first_queue_id, DestName, Meta, MetaOp, PREDECLARED};
 use ringmq_rt::local::Notify;
 
 const SNAPSHOT: &str = "snapshot.json";
@@ -72,12 +78,16 @@ pub fn is_durable(meta: &Meta, op: &MetaOp) -> bool {
             };
             source_durable && dest_durable
         }
+        MetaOp::ReserveQueueIds { .. } => true,
     }
 }
 
 /// The ops that rebuild the durable part of `meta`.
 pub fn durable_state(meta: &Meta) -> Vec<MetaOp> {
-    let mut ops = Vec::new();
+    // Always first, even at 0: a snapshot without it predates it.
+    let mut ops = vec![MetaOp::ReserveQueueIds {
+        below: meta.queue_ids_below(),
+    }];
     for v in meta.vhosts() {
         let vhost = || v.name.clone();
         for x in v.exchanges() {
@@ -127,33 +137,126 @@ pub fn durable_state(meta: &Meta) -> Vec<MetaOp> {
     ops
 }
 
-fn read_ops_log(path: &Path) -> Result<Vec<MetaOp>, LogError> {
+/// The ops of the op log, up to a torn final op.
+///
+/// # Errors
+/// I/O errors; a bad op that is not a torn final op (unless `policy` says
+/// to truncate there).
+fn read_ops_log(path: &Path, policy: MetaOnCorruption) -> Result<Vec<MetaOp>, LogError> {
     let data = match std::fs::read(path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(err(e)),
+        Err(e) => return Err(err(format!("{}: {e}", path.display()))),
     };
     let mut ops = Vec::new();
     let mut at = 0;
-    while at + 8 <= data.len() {
-        let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
-        let crc = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
-        if len == 0
-            || at + 8 + len > data.len()
-            || crc32c::crc32c(&data[at + 8..at + 8 + len]) != crc
-        {
-            warn!(
-                at,
-                bytes_cut = data.len() - at,
-                "metadata op log: torn tail ignored"
-            );
+    while at < data.len() {
+        let Some((json, next)) = op_at(&data, at) else {
+            match not_torn(&data, at) {
+                Some(reason) => corrupt(path, &data, at, reason, policy)?,
+                None if data[at..].iter().any(|b| *b != 0) => warn!(
+                    file = %path.display(),
+                    at,
+                    bytes_cut = data.len() - at,
+                    "metadata op log: torn final op ignored"
+                ),
+                None => {}
+            }
             break;
+        };
+        match serde_json::from_slice(json) {
+            Ok(op) => ops.push(op),
+            Err(_) => {
+                corrupt(
+                    path,
+                    &data,
+                    at,
+                    "its checksum matches but it is not an op",
+                    policy,
+                )?;
+                break;
+            }
         }
-        let op: MetaOp = serde_json::from_slice(&data[at + 8..at + 8 + len]).map_err(err)?;
-        ops.push(op);
-        at += 8 + len;
+        at = next;
     }
     Ok(ops)
+}
+
+/// The JSON of the whole op with a matching checksum at `at`, and where
+/// the next op starts.
+fn op_at(data: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let (len, crc) = op_header(data.get(at..)?)?;
+    let json = data.get(at + 8..(at + 8).checked_add(len)?)?;
+    (len > 0 && crc32c::crc32c(json) == crc).then_some((json, at + 8 + len))
+}
+
+/// The length and checksum an op header at the start of `bytes` announces.
+fn op_header(bytes: &[u8]) -> Option<(usize, u32)> {
+    let h = bytes.get(..8)?;
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    Some((len, u32::from_le_bytes([h[4], h[5], h[6], h[7]])))
+}
+
+/// Why the bad op at `at` is not a torn final op, if it is not: a torn
+/// append leaves a bad last op (cut short, or whole with a bad checksum),
+/// then nothing, zeros, or the start of one more op cut short.
+fn not_torn(data: &[u8], at: usize) -> Option<&'static str> {
+    if later_valid_op(data, at + 1) {
+        return Some("a valid op follows it");
+    }
+    let Some((len, _)) = op_header(&data[at..]) else {
+        return None; // a partial header
+    };
+    let after = at + 8 + len;
+    if len > 0 && after >= data.len() {
+        return None; // the last op, cut short or damaged
+    }
+    let rest = &data[after.min(data.len())..];
+    let cut_op = op_header(rest).is_none_or(|(n, _)| n > 0 && 8 + n > rest.len());
+    (!rest.iter().all(|b| *b == 0) && !cut_op)
+        .then_some("bytes that are not just a partial final op follow it")
+}
+
+/// Whether a whole op with a matching checksum starts at or after `from`
+/// (in linear time: only where the JSON could be an object is the
+/// checksum computed, from prefix checksums).
+fn later_valid_op(data: &[u8], from: usize) -> bool {
+    let mut crc = RangeCrc::new(data);
+    (from..data.len()).any(|j| {
+        let Some((len, stored)) = op_header(&data[j..]) else {
+            return false;
+        };
+        let Some(json) = data.get(j + 8..(j + 8).saturating_add(len)) else {
+            return false;
+        };
+        json.first() == Some(&b'{')
+            && json.last() == Some(&b'}')
+            && crc.range(j + 8, j + 8 + len) == stored
+    })
+}
+
+fn corrupt(
+    path: &Path,
+    data: &[u8],
+    at: usize,
+    reason: &'static str,
+    policy: MetaOnCorruption,
+) -> Result<(), LogError> {
+    if policy == MetaOnCorruption::Refuse {
+        return Err(LogError::MetaCorrupt {
+            path: path.to_owned(),
+            at: at as u64,
+            reason,
+        });
+    }
+    error!(
+        file = %path.display(),
+        at,
+        bytes_dropped = data.len() - at,
+        reason,
+        "metadata op log truncated at a bad op (storage.meta_on_corruption = truncate): the changes from there on are lost"
+    );
+    Ok(())
 }
 
 fn encode_op(op: &MetaOp) -> Result<Vec<u8>, LogError> {
@@ -170,19 +273,15 @@ fn encode_op(op: &MetaOp) -> Result<Vec<u8>, LogError> {
 /// shards start.
 ///
 /// # Errors
-/// I/O errors, or a snapshot that does not parse.
-pub fn load_and_compact(dir: &Path, vhosts: &[String]) -> Result<Vec<MetaOp>, LogError> {
+/// I/O errors, a snapshot that does not parse, or a bad op in the op log
+/// that is not a torn final op (unless `policy` says to truncate there).
+pub fn load_and_compact(
+    dir: &Path,
+    vhosts: &[String],
+    policy: MetaOnCorruption,
+) -> Result<Vec<MetaOp>, LogError> {
     std::fs::create_dir_all(dir).map_err(err)?;
-    let snap_path = dir.join(SNAPSHOT);
-    let mut ops: Vec<MetaOp> = match std::fs::read(&snap_path) {
-        Ok(data) => serde_json::from_slice(&data)
-            .map_err(|e| err(format!("{} is unreadable: {e}", snap_path.display())))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(err(e)),
-    };
-    let logged = read_ops_log(&dir.join(OPS))?;
-    let n_logged = logged.len();
-    ops.extend(logged);
+    let (ops, n_logged) = load(dir, policy)?;
     let mut meta = Meta::new(vhosts.iter().map(String::as_str));
     for op in &ops {
         meta.apply(op);
@@ -195,16 +294,49 @@ pub fn load_and_compact(dir: &Path, vhosts: &[String]) -> Result<Vec<MetaOp>, Lo
             .map_err(err)?;
         f.sync_all().map_err(err)?;
     }
-    std::fs::rename(&tmp, &snap_path).map_err(err)?;
+    std::fs::rename(&tmp, dir.join(SNAPSHOT)).map_err(err)?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(err)?;
     let ops_file = std::fs::File::create(dir.join(OPS)).map_err(err)?;
     ops_file.sync_all().map_err(err)?;
-    if !state.is_empty() || n_logged > 0 {
+    if state.len() > 1 || n_logged > 0 {
         info!(ops = state.len(), replayed = n_logged, "metadata loaded");
     }
     Ok(state)
+}
+
+/// The snapshot's ops followed by the op log's, and how many came from
+/// the op log.
+fn load(dir: &Path, policy: MetaOnCorruption) -> Result<(Vec<MetaOp>, usize), LogError> {
+    let snap_path = dir.join(SNAPSHOT);
+    let (mut ops, had_snapshot): (Vec<MetaOp>, bool) = match std::fs::read(&snap_path) {
+        Ok(data) => (
+            serde_json::from_slice(&data)
+                .map_err(|e| err(format!("{} is unreadable: {e}", snap_path.display())))?,
+            true,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), false),
+        Err(e) => return Err(err(format!("{}: {e}", snap_path.display()))),
+    };
+    let logged = read_ops_log(&dir.join(OPS), policy)?;
+    let n_logged = logged.len();
+    ops.extend(logged);
+    let reserved = ops
+        .iter()
+        .any(|op| matches!(op, MetaOp::ReserveQueueIds { .. }));
+    if had_snapshot && !reserved {
+        // Written before queue ids were reserved: the coordinator then
+        // started at `first_queue_id(start time)` and counted up, so every
+        // id it issued is below the one it would start at now.
+        let below = first_queue_id(crate::shard::now_ms());
+        info!(
+            below,
+            "metadata from before queue id reservations: the queue ids issued so far are taken to be below the current time's"
+        );
+        ops.insert(0, MetaOp::ReserveQueueIds { below });
+    }
+    Ok((ops, n_logged))
 }
 
 /// The op log, appended by the coordinator with group commit.

@@ -140,6 +140,8 @@ pub struct Log {
     /// Set after each commit and each failure.
     pub committed_notify: Notify,
     active: RefCell<Option<Active>>,
+    /// Shut down: the commit task stops, the files are closed.
+    closed: Cell<bool>,
 }
 
 /// glommio decides per device and thread whether reads may use the
@@ -234,6 +236,7 @@ impl Log {
             wake: Notify::new(),
             committed_notify: Notify::new(),
             active: RefCell::new(None),
+            closed: Cell::new(false),
         });
         log.create_segment(seq).await?;
         Ok((log, rec))
@@ -513,6 +516,27 @@ impl Log {
                 return false;
             }
             self.committed_notify.wait().await;
+        }
+    }
+
+    /// Shutdown, after [`Log::sync_all`]: stops the commit task and closes
+    /// every segment file, so a broker stopped inside a process (tests,
+    /// embedding) leaves no descriptor open — nor the space of deleted
+    /// segments held.
+    pub async fn close(&self) {
+        self.closed.set(true);
+        self.wake.notify();
+        self.active.borrow_mut().take();
+        let files: Vec<Rc<DmaFile>> = self
+            .segments
+            .borrow_mut()
+            .values_mut()
+            .filter_map(|s| s.file.take())
+            .collect();
+        for f in files {
+            if let Ok(f) = Rc::try_unwrap(f) {
+                let _ = f.close().await;
+            }
         }
     }
 }

@@ -61,6 +61,9 @@ impl Log {
         let mut in_flight: Option<(Pos, SyncTask)> = None;
         let mut pause = RETRY_FIRST;
         loop {
+            if self.closed.get() {
+                return;
+            }
             if self.failing.borrow().is_some() {
                 glommio::timer::sleep(pause).await;
                 pause = (pause * 2).min(RETRY_MAX);

@@ -145,6 +145,22 @@ pub enum MetaOp {
         /// Arguments.
         args: FieldTable,
     },
+    /// Every id issued so far to a durable queue (exclusive or not, in any
+    /// virtual host), and until the next reservation, is below `below`.
+    /// Stored and synced before the coordinator gives a durable queue an id
+    /// at or above the previous reservation, so that recovery can tell a
+    /// queue that was deleted (an id below it, absent) from metadata that
+    /// is missing (an id at or above it: never issued by this metadata).
+    ReserveQueueIds {
+        /// The bound.
+        below: u64,
+    },
+}
+
+/// The first queue id a coordinator started at `now_ms` (ms since the
+/// epoch) issues: ids grow with time, so a restart does not reuse one.
+pub fn first_queue_id(now_ms: u64) -> u64 {
+    now_ms << 16
 }
 
 /// One virtual host.
@@ -362,6 +378,8 @@ impl Vhost {
                 args,
                 ..
             } => self.unbind(source, dest, key, args),
+            // Not per vhost (see `Meta::apply`).
+            MetaOp::ReserveQueueIds { .. } => {}
         }
     }
 
@@ -407,6 +425,8 @@ impl Vhost {
 #[derive(Debug, Default)]
 pub struct Meta {
     vhosts: FxHashMap<String, Vhost>,
+    /// See [`MetaOp::ReserveQueueIds`].
+    queue_ids_below: u64,
 }
 
 /// What an exchange declare amounts to.
@@ -431,7 +451,14 @@ impl Meta {
                 .into_iter()
                 .map(|v| (v.to_owned(), Vhost::new(v)))
                 .collect(),
+            queue_ids_below: 0,
         }
+    }
+
+    /// Every queue id issued so far is below this (see
+    /// [`MetaOp::ReserveQueueIds`]).
+    pub fn queue_ids_below(&self) -> u64 {
+        self.queue_ids_below
     }
 
     /// The virtual host named `name`.
@@ -447,6 +474,10 @@ impl Meta {
     /// Applies a validated op.
     pub fn apply(&mut self, op: &MetaOp) {
         let vhost = match op {
+            MetaOp::ReserveQueueIds { below } => {
+                self.queue_ids_below = self.queue_ids_below.max(*below);
+                return;
+            }
             MetaOp::DeclareExchange { vhost, .. }
             | MetaOp::DeleteExchange { vhost, .. }
             | MetaOp::DeclareQueue { vhost, .. }

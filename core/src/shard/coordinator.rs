@@ -14,6 +14,18 @@ use crate::queue::args::QueueArgs;
 use super::mesh::{CallReq, CallResp, DeclareQueue, DeleteQueue};
 use super::{now_ms, placement, Shard};
 
+/// A durable metadata change could not be stored.
+fn store_failed(e: crate::log::LogError) -> Refusal {
+    tracing::error!(error = %e, "metadata store failed");
+    Refusal::new(
+        ErrorCode::InternalError,
+        format_args!("cannot store metadata: {e}"),
+    )
+}
+
+/// Queue ids reserved at a time (one metadata sync each).
+const QUEUE_ID_BLOCK: u64 = 1024;
+
 /// A server-chosen queue name, `amq.gen-` and 22 URL-safe characters.
 pub fn server_named_queue() -> String {
     let bytes: [u8; 16] = rand::random();
@@ -158,6 +170,7 @@ impl Shard {
         };
         self.check_queue_limit(&vhost, &name)?;
         let args = QueueArgs::parse(&q.arguments, &name, &vhost, q.durable, q.exclusive)?;
+        self.reserve_queue_id(q.durable).await?;
         let def = QueueDef {
             id: self.new_queue_id(),
             shard: placement::owner(&vhost, &name, usize::from(self.count)),
@@ -174,6 +187,33 @@ impl Shard {
         };
         self.replicate(turn, op).await?;
         Ok(CallResp::Created(def))
+    }
+
+    /// Makes sure the next queue id is below a reservation stored in the
+    /// metadata (synced before the id is used, with the turn held), so
+    /// that recovery counts a log record of this queue whose declaration is
+    /// gone as deleted, not as missing metadata. The first reservation of
+    /// a run starts past every id earlier runs may have reserved. Only a
+    /// durable queue needs one: only its messages are recovered.
+    async fn reserve_queue_id(&self, durable: bool) -> Result<(), Refusal> {
+        if !durable || self.next_queue.get() < self.queue_ids_reserved.get() {
+            return Ok(());
+        }
+        let next = self
+            .next_queue
+            .get()
+            .max(self.meta.borrow().queue_ids_below());
+        let op = MetaOp::ReserveQueueIds {
+            below: next + QUEUE_ID_BLOCK,
+        };
+        let store = self.meta_store.borrow().clone();
+        if let Some(store) = store {
+            store.append(&op).await.map_err(store_failed)?;
+        }
+        self.meta.borrow_mut().apply(&op);
+        self.next_queue.set(next);
+        self.queue_ids_reserved.set(next + QUEUE_ID_BLOCK);
+        Ok(())
     }
 
     /// Refuses a new queue past its vhost's `max_queues`, in RabbitMQ's
@@ -252,13 +292,6 @@ impl Shard {
         turn: &mut Option<MetaTurn>,
         op: MetaOp,
     ) -> Result<Option<u32>, Refusal> {
-        let store_failed = |e: crate::log::LogError| {
-            tracing::error!(error = %e, "metadata store failed");
-            Refusal::new(
-                ErrorCode::InternalError,
-                format_args!("cannot store metadata: {e}"),
-            )
-        };
         // Durable changes enter the store's queue in order; the sync that
         // covers them is shared with the changes behind (group commit).
         let store = self.meta_store.borrow().clone();

@@ -104,6 +104,9 @@ pub struct Shard {
     next_session: Cell<u64>,
     next_consumer: Cell<u64>,
     next_queue: Cell<u64>,
+    /// Queue ids below this are reserved in the metadata store by this run
+    /// (coordinator only; 0 until its first durable queue).
+    queue_ids_reserved: Cell<u64>,
     timers: RefCell<BinaryHeap<Reverse<(u64, QueueId)>>>,
     scheduled: RefCell<FxHashMap<QueueId, u64>>,
     timer_wake: Notify,
@@ -170,7 +173,8 @@ impl Shard {
             next_call: Cell::new(1),
             next_session: Cell::new(base + 1),
             next_consumer: Cell::new(base + 1),
-            next_queue: Cell::new(now_ms() << 16),
+            next_queue: Cell::new(crate::meta::first_queue_id(now_ms())),
+            queue_ids_reserved: Cell::new(0),
             timers: RefCell::default(),
             scheduled: RefCell::default(),
             timer_wake: Notify::new(),
@@ -286,6 +290,7 @@ impl Shard {
             // Last durable point: everything appended is on disk.
             if let Some(log) = me.log() {
                 log.sync_all().await;
+                log.close().await;
             }
             me.post(0, ShardMsg::ShutdownDone);
         })

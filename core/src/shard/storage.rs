@@ -40,9 +40,22 @@ impl Shard {
         *self.meta_store.borrow_mut() = Some(store);
     }
 
-    /// Puts recovered messages into the queues this shard owns; records
-    /// of queues that no longer exist are marked deleted.
-    pub fn restore(&self, log: &Rc<Log>, recovered: Recovered) {
+    /// Puts recovered messages into the queues this shard owns.
+    ///
+    /// Messages of a queue the metadata says was deleted are released and
+    /// a QueueDeleted record is appended: its id is below the metadata's
+    /// queue id reservation (so it was issued) and the queue is gone (its
+    /// deletion was stored, but its QueueDeleted record was not durable
+    /// yet; or it was exclusive, and exclusive queues do not survive a
+    /// restart).
+    ///
+    /// Messages of a queue the metadata cannot account for refuse the start
+    /// instead, before anything changes (see `check_recovered_queues`).
+    ///
+    /// # Errors
+    /// [`crate::log::LogError::UnknownQueue`].
+    pub fn restore(&self, log: &Rc<Log>, recovered: Recovered) -> Result<(), crate::log::LogError> {
+        self.check_recovered_queues(&recovered)?;
         let mut resident = 0u64;
         let mut restored = 0usize;
         for (qid, msgs) in recovered.queues {
@@ -74,6 +87,43 @@ impl Shard {
                 "queues restored from the log"
             );
         }
+        Ok(())
+    }
+
+    /// Refuses recovered messages of a queue the metadata cannot account
+    /// for: an id at or above its queue id reservation was never issued by
+    /// this metadata (it is missing, or older than the log), and an id it
+    /// places on another shard cannot be in this shard's log. Refusing is
+    /// the choice that never loses data silently; keeping the records and
+    /// only logging would not do: no queue holds them, so compaction would
+    /// not copy them forward and their segment would later be deleted.
+    fn check_recovered_queues(&self, recovered: &Recovered) -> Result<(), crate::log::LogError> {
+        let meta = self.meta.borrow();
+        let issued_below = meta.queue_ids_below();
+        let queues = self.queues.borrow();
+        for (&qid, msgs) in &recovered.queues {
+            if msgs.is_empty() || queues.contains_key(&QueueId(qid)) {
+                continue;
+            }
+            let placed = meta
+                .vhosts()
+                .find_map(|v| v.queue_by_id(QueueId(qid)))
+                .map(|q| q.shard);
+            let reason = match placed {
+                Some(shard) => format!("the metadata places on shard {shard}"),
+                None if qid >= issued_below => format!(
+                    "the metadata never issued (every queue id it issued is below {issued_below}): the metadata is missing or older than the log"
+                ),
+                None => continue,
+            };
+            return Err(crate::log::LogError::UnknownQueue {
+                shard: self.id,
+                queue: qid,
+                messages: msgs.len(),
+                reason,
+            });
+        }
+        Ok(())
     }
 
     /// Sends the confirm for a record once the log has committed it.
