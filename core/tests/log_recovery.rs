@@ -49,6 +49,10 @@ async fn session(dir: &Path, cfg: &StorageConfig, ops: &[Op]) -> Result<Recovere
                 queue: *queue,
                 id: *id,
             }),
+            Op::Sync => {
+                log.sync_all().await;
+                continue;
+            }
         };
     }
     log.sync_all().await;
@@ -58,8 +62,18 @@ async fn session(dir: &Path, cfg: &StorageConfig, ops: &[Op]) -> Result<Recovere
 
 #[derive(Debug, Clone)]
 enum Op {
-    Enqueue { queue: u64, id: u64, body: Vec<u8> },
-    Settle { queue: u64, id: u64 },
+    Enqueue {
+        queue: u64,
+        id: u64,
+        body: Vec<u8>,
+    },
+    Settle {
+        queue: u64,
+        id: u64,
+    },
+    /// Wait until everything so far is durable (the next batch then
+    /// carries a `Synced` record vouching for it).
+    Sync,
 }
 
 fn bodies(r: &Recovered) -> BTreeMap<(u64, u64), Vec<u8>> {
@@ -132,7 +146,11 @@ fn flipped_bytes_in_the_last_record_are_a_torn_tail() {
 fn corruption_in_the_middle_is_refused_unless_skipping() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = cfg(dir.path());
-    run(session(dir.path(), &cfg, &enqueues(20))).unwrap();
+    // Two batches: the second one's Synced record vouches that the first
+    // was durable, so damage there is corruption, not a torn write.
+    let mut ops = enqueues(20);
+    ops.insert(10, Op::Sync);
+    run(session(dir.path(), &cfg, &ops)).unwrap();
     let seg = segment_files(dir.path()).pop().unwrap();
     let mut data = std::fs::read(&seg).unwrap();
     // A byte inside the body of the 3rd record.

@@ -82,7 +82,13 @@ fn ids(r: std::ops::RangeInclusive<u64>) -> Vec<u64> {
 #[test]
 fn a_zeroed_length_with_records_after_it_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
+    // Ten records; a Synced record after them says the first nine were
+    // durable, so the tail segment's damage below that is corruption.
     let (mut data, starts) = segment(&enqueues(1..=10));
+    Record::Synced {
+        end: starts[9] as u64,
+    }
+    .encode(&mut data);
     data[starts[4]..starts[4] + 4].fill(0);
     write_seg(dir.path(), 1, &data);
     assert_eq!(refused_at(dir.path()), (1, starts[4] as u64));
@@ -90,6 +96,29 @@ fn a_zeroed_length_with_records_after_it_is_corruption() {
     assert_eq!(std::fs::read(seg_path(dir.path(), 1)).unwrap(), data);
     let got = open(dir.path(), OnCorruption::Skip).unwrap();
     assert_eq!(got, [1, 2, 3, 4, 6, 7, 8, 9, 10], "only record 5 is lost");
+}
+
+#[test]
+fn in_the_tail_damage_past_what_was_vouched_durable_is_a_torn_write() {
+    // Records 1-3 vouched durable; 4 damaged; 5-6 valid after it: writes
+    // no sync covered that reached the disk out of order. Never confirmed:
+    // they go with the torn tail.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut data, _) = segment(&enqueues(1..=3));
+    Record::Synced {
+        end: data.len() as u64,
+    }
+    .encode(&mut data);
+    let bad = data.len();
+    let (rest, _) = segment(&enqueues(4..=6));
+    data.extend_from_slice(&rest);
+    data[bad + 20] ^= 1;
+    write_seg(dir.path(), 1, &data);
+    assert_eq!(open(dir.path(), OnCorruption::Refuse).unwrap(), ids(1..=3));
+    assert_eq!(
+        std::fs::metadata(seg_path(dir.path(), 1)).unwrap().len(),
+        bad as u64
+    );
 }
 
 #[test]
@@ -269,9 +298,11 @@ fn a_large_corrupt_region_is_searched_in_linear_time() {
     data.extend_from_slice(&plausible_garbage(8 << 20));
     enqueue(2).encode(&mut data);
     write_seg(dir.path(), 1, &data);
+    // Not the tail: damage there is corruption.
+    write_seg(dir.path(), 2, &segment(&enqueues(3..=3)).0);
     let started = Instant::now();
     assert_eq!(refused_at(dir.path()), (1, bad_at as u64));
-    assert_eq!(open(dir.path(), OnCorruption::Skip).unwrap(), [1, 2]);
+    assert_eq!(open(dir.path(), OnCorruption::Skip).unwrap(), [1, 2, 3]);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(30), "took {took:?}");
 }

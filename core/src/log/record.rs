@@ -6,7 +6,7 @@
 //!   len   u32   whole record, header included; 0 = no more records (padding)
 //!   crc   u32   CRC32C of bytes [8, len)
 //!   kind  u8    1 enqueue, 2 settle, 3 delivered, 4 queue deleted,
-//!               5 paged out, 6 abandoned
+//!               5 paged out, 6 abandoned, 7 synced
 //!   flags u8    reserved, 0
 //!   rsv   u16   reserved, 0
 //! ```
@@ -25,7 +25,11 @@
 //! - abandoned: seq u64, end u64: segment `seq` holds trustworthy records
 //!   only below offset `end`; a write or sync of the bytes after it failed
 //!   and the records there were written again after this record. Written
-//!   only at the start of a segment.
+//!   only at the start of a segment;
+//! - synced: end u64: when this record was written, the bytes of this
+//!   segment below `end` were durable (a sync had covered them). Recovery
+//!   uses it to tell damaged durable bytes (corruption) from a torn write
+//!   in the tail segment.
 //!
 //! See `docs/storage-format.md`.
 
@@ -55,6 +59,8 @@ pub enum Kind {
     PagedOut = 5,
     /// A segment is valid only up to an offset (see [`Record::Abandoned`]).
     Abandoned = 6,
+    /// How much of this segment was durable (see [`Record::Synced`]).
+    Synced = 7,
 }
 
 /// A decoded record, borrowing from the segment bytes.
@@ -107,6 +113,12 @@ pub enum Record<'a> {
         /// Its durable length.
         end: u64,
     },
+    /// When this record was written, the bytes of its own segment below
+    /// `end` were durable.
+    Synced {
+        /// The durable length of the segment holding this record.
+        end: u64,
+    },
 }
 
 /// Why bytes are not a record.
@@ -149,6 +161,7 @@ impl Record<'_> {
                 Record::Settle { .. } | Record::Delivered { .. } => 16,
                 Record::QueueDeleted { .. } => 8,
                 Record::Abandoned { .. } => 16,
+                Record::Synced { .. } => 8,
             }
     }
 
@@ -167,6 +180,7 @@ impl Record<'_> {
             Record::Delivered { .. } => Kind::Delivered,
             Record::QueueDeleted { .. } => Kind::QueueDeleted,
             Record::Abandoned { .. } => Kind::Abandoned,
+            Record::Synced { .. } => Kind::Synced,
         };
         out.put_u8(kind as u8);
         out.put_u8(0);
@@ -201,6 +215,7 @@ impl Record<'_> {
                 out.put_u64_le(u64::from(*seq));
                 out.put_u64_le(*end);
             }
+            Record::Synced { end } => out.put_u64_le(*end),
         }
         let len = (out.len() - start) as u32;
         out[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -252,7 +267,7 @@ impl Record<'_> {
         let fits = match buf[8] {
             1 | 5 => n >= HEADER_LEN + 34,
             2 | 3 | 6 => n == HEADER_LEN + 16,
-            4 => n == HEADER_LEN + 8,
+            4 | 7 => n == HEADER_LEN + 8,
             _ => return Err(DecodeError::Malformed("unknown record kind")),
         };
         if !fits {
@@ -296,6 +311,7 @@ impl Record<'_> {
                     .map_err(|_| DecodeError::Malformed("segment number too large"))?,
                 end: r.u64()?,
             },
+            7 => Record::Synced { end: r.u64()? },
             _ => return Err(DecodeError::Malformed("unknown record kind")),
         };
         if !r.buf.is_empty() {
@@ -384,6 +400,7 @@ mod tests {
             Record::Settle { queue: 7, id: 1 },
             Record::QueueDeleted { queue: 7 },
             Record::Abandoned { seq: 3, end: 4096 },
+            Record::Synced { end: 8192 },
         ]
     }
 

@@ -81,6 +81,7 @@ impl Log {
                 }
                 continue;
             }
+            self.vouch();
             let batch = std::mem::take(&mut *self.pending.borrow_mut());
             let target = self.next.get();
             let result = match self.write_batch(batch).await {
@@ -95,6 +96,25 @@ impl Log {
                 self.abandon(e, &on_event).await;
             }
         }
+    }
+
+    /// Ends the batch about to be written with a `Synced` record when the
+    /// segment it lands in has durable bytes no such record vouched for
+    /// yet: after a crash, recovery then knows which bytes of the tail
+    /// segment were durable (damage there is corruption) and which were
+    /// not (a torn write).
+    pub(super) fn vouch(&self) {
+        let committed = self.committed.get();
+        let rec = Record::Synced { end: committed.1 };
+        let (mut seq, offset) = self.next.get();
+        if offset > 0 && offset + rec.encoded_len() as u64 > self.cfg.segment_bytes {
+            seq += 1;
+        }
+        if seq != committed.0 || committed.1 == 0 || committed <= self.vouched.get() {
+            return;
+        }
+        self.vouched.set(committed);
+        self.append(&rec);
     }
 
     /// Waits for records to write.
@@ -154,7 +174,10 @@ impl Log {
             }
         }
         let mut redirects = self.redirects.borrow_mut();
-        for c in chunks {
+        for mut c in chunks {
+            // A Synced record speaks of the segment that holds it: moved,
+            // it must vouch for nothing.
+            forget_synced(&mut c.bytes);
             redirects.push(Redirect {
                 seq: c.seq,
                 from: c.offset,
@@ -374,6 +397,25 @@ impl Log {
             s.size += bytes.len() as u64;
         }
         Ok(())
+    }
+}
+
+/// Rewrites every `Synced` record in `bytes` (whole records) as one that
+/// vouches for nothing, in place.
+fn forget_synced(bytes: &mut [u8]) {
+    let mut at = 0;
+    while at < bytes.len() {
+        let n = match Record::decode(&bytes[at..]) {
+            Ok((Record::Synced { .. }, n)) => {
+                let mut zero = Vec::with_capacity(n);
+                Record::Synced { end: 0 }.encode(&mut zero);
+                bytes[at..at + n].copy_from_slice(&zero);
+                n
+            }
+            Ok((_, n)) => n,
+            Err(_) => return,
+        };
+        at += n;
     }
 }
 

@@ -83,11 +83,12 @@ impl Recovered {
     fn apply(&mut self, rec: Record<'_>, loc: LogLoc, budget: u64) {
         match rec {
             // A paged-out copy of a message that must not survive a
-            // restart; and a marker read before the scan, by the plan.
+            // restart; and markers (read by the plan and by the scan).
             Record::Enqueue {
                 transient: true, ..
             }
-            | Record::Abandoned { .. } => {}
+            | Record::Abandoned { .. }
+            | Record::Synced { .. } => {}
             Record::Enqueue { .. } => self.enqueue(&rec, loc, budget),
             Record::Settle { queue, id } => {
                 if let Some(old) = self.queues.get_mut(&queue).and_then(|q| q.remove(&id)) {
@@ -249,7 +250,11 @@ fn check_trusted(shard: u16, seq: u32, end: u64, size: u64, skip: bool) -> Resul
 /// Logs what a scan dropped.
 fn report(shard: u16, seq: u32, scanned: &Scanned) {
     if let Some((at, cut)) = scanned.torn.filter(|(_, cut)| *cut > 0) {
-        warn!(shard, seq, at, bytes_cut = cut, "torn tail truncated");
+        if scanned.torn_valid {
+            warn!(shard, seq, at, bytes_cut = cut, "torn tail truncated; it held valid records written after the last sync that reached the disk out of order (never confirmed)");
+        } else {
+            warn!(shard, seq, at, bytes_cut = cut, "torn tail truncated");
+        }
     }
     if !scanned.skipped.is_empty() {
         let bytes: usize = scanned.skipped.iter().map(|(_, n)| n).sum();

@@ -61,7 +61,7 @@ fn shift(mut n: usize) -> u32 {
 
 /// Checksums of arbitrary ranges of one buffer.
 pub(crate) struct RangeCrc<'a> {
-    data: &'a [u8],
+    pub(super) data: &'a [u8],
     /// `marks[k]` = CRC32C of `data[..k * STRIDE]`, extended on demand.
     marks: Vec<u32>,
 }

@@ -79,17 +79,15 @@ fn a_zero_length_then_bytes_is_torn_only_in_the_tail() {
 }
 
 #[test]
-fn a_bad_record_followed_by_a_valid_one_is_corruption_even_in_the_tail() {
+fn a_bad_record_followed_by_a_valid_one_is_corruption_outside_the_tail() {
     let (mut data, starts) = records(5);
     data[starts[1] + 12] ^= 1;
     data[starts[3]..starts[3] + 4].fill(0);
-    for rules in [TAIL, OLDER] {
-        let (got, out) = ids(&data, rules);
-        assert_eq!(got, [1]);
-        let (at, reason) = out.unwrap_err();
-        assert_eq!(at, starts[1]);
-        assert!(reason.contains("followed by valid records"), "{reason}");
-    }
+    let (got, out) = ids(&data, OLDER);
+    assert_eq!(got, [1]);
+    let (at, reason) = out.unwrap_err();
+    assert_eq!(at, starts[1]);
+    assert!(reason.contains("followed by valid records"), "{reason}");
     let (got, out) = ids(&data, SKIP);
     assert_eq!(got, [1, 3, 5]);
     let out = out.unwrap();
@@ -101,6 +99,57 @@ fn a_bad_record_followed_by_a_valid_one_is_corruption_even_in_the_tail() {
         ]
     );
     assert_eq!(out.keep, data.len());
+}
+
+/// Settle records 1..=n with a `Synced` record after the `after`-th whose
+/// end `vouch` picks from where each settle starts (a marker's length does
+/// not depend on its value); the bytes and those starts.
+fn records_vouched(n: u64, after: u64, vouch: impl Fn(&[usize]) -> u64) -> (Vec<u8>, Vec<usize>) {
+    let build = |end: u64| {
+        let mut buf = Vec::new();
+        let mut starts = Vec::new();
+        for id in 1..=n {
+            starts.push(buf.len());
+            settle(id).encode(&mut buf);
+            if id == after {
+                Record::Synced { end }.encode(&mut buf);
+            }
+        }
+        (buf, starts)
+    };
+    let (_, starts) = build(0);
+    build(vouch(&starts))
+}
+
+#[test]
+fn in_the_tail_a_bad_record_below_the_vouched_length_is_corruption() {
+    // Settles 1..5, a marker after 4 vouching for everything up to the
+    // start of 4; settle 2 is damaged: durable bytes, so corruption.
+    let (mut data, starts) = records_vouched(5, 4, |s| s[3] as u64);
+    data[starts[1] + 12] ^= 1;
+    for rules in [TAIL, OLDER] {
+        let (got, out) = ids(&data, rules);
+        assert_eq!(got, [1]);
+        assert_eq!(out.unwrap_err().0, starts[1]);
+    }
+}
+
+#[test]
+fn in_the_tail_a_bad_record_past_the_vouched_length_is_torn_with_what_follows() {
+    // A marker after 1 vouches for settle 1 only; 3 is damaged and 4, 5
+    // (unsynced writes that reached the disk out of order) follow it.
+    let (mut data, starts) = records_vouched(5, 1, |s| s[1] as u64);
+    data[starts[2] + 12] ^= 1;
+    let (got, out) = ids(&data, TAIL);
+    assert_eq!(got, [1, 2]);
+    let out = out.unwrap();
+    assert_eq!(
+        (out.keep, out.torn.map(|t| t.0)),
+        (starts[2], Some(starts[2]))
+    );
+    assert!(out.torn_valid);
+    let (_, out) = ids(&data, OLDER);
+    assert_eq!(out.unwrap_err().0, starts[2]);
 }
 
 #[test]
