@@ -19,14 +19,6 @@ pub type Pos = (u32, u64);
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LogError {
-    /// An earlier write or sync failed; the log accepts nothing more.
-    #[error("log of shard {shard} is poisoned by an earlier failure: {cause}")]
-    Poisoned {
-        /// The shard.
-        shard: u16,
-        /// What failed.
-        cause: String,
-    },
     /// I/O on a segment.
     #[error("i/o on segment {seq} of shard {shard}: {cause}")]
     Io {

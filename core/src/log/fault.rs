@@ -8,6 +8,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 static WRITES: AtomicU32 = AtomicU32::new(0);
 /// Shard whose syncs fail, plus one; 0 = none.
 static SYNCS: AtomicU32 = AtomicU32::new(0);
+/// Metadata store writes fail (1) or not (0).
+static META: AtomicU32 = AtomicU32::new(0);
+
+/// Makes every later write of the metadata store fail.
+pub fn fail_meta_writes() {
+    META.store(1, Ordering::SeqCst);
+}
+
+pub(super) fn meta_writes_fail() -> bool {
+    META.load(Ordering::Relaxed) == 1
+}
 
 /// Makes every later write of `shard`'s log fail.
 pub fn fail_writes(shard: u16) {
@@ -24,6 +35,7 @@ pub fn fail_syncs(shard: u16) {
 pub fn clear() {
     WRITES.store(0, Ordering::SeqCst);
     SYNCS.store(0, Ordering::SeqCst);
+    META.store(0, Ordering::SeqCst);
 }
 
 pub(super) fn writes_fail(shard: u16) -> bool {

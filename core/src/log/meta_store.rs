@@ -78,7 +78,7 @@ pub fn is_durable(meta: &Meta, op: &MetaOp) -> bool {
             };
             source_durable && dest_durable
         }
-        MetaOp::ReserveQueueIds { .. } => true,
+        MetaOp::ReserveQueueIds { .. } | MetaOp::Reset => true,
     }
 }
 
@@ -319,7 +319,13 @@ fn load(dir: &Path, policy: MetaOnCorruption) -> Result<(Vec<MetaOp>, usize), Lo
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), false),
         Err(e) => return Err(err(format!("{}: {e}", snap_path.display()))),
     };
-    let logged = read_ops_log(&dir.join(OPS), policy)?;
+    let mut logged = read_ops_log(&dir.join(OPS), policy)?;
+    if let Some(reset) = logged.iter().rposition(|op| matches!(op, MetaOp::Reset)) {
+        // The op log was rewritten whole after a failed write: it alone
+        // holds the metadata.
+        ops.clear();
+        logged.drain(..=reset);
+    }
     let n_logged = logged.len();
     ops.extend(logged);
     let reserved = ops
@@ -341,7 +347,8 @@ fn load(dir: &Path, policy: MetaOnCorruption) -> Result<(Vec<MetaOp>, usize), Lo
 
 /// The op log, appended by the coordinator with group commit.
 pub struct MetaStore {
-    file: BufferedFile,
+    /// Replaced (never written again) after a failed write or sync.
+    file: RefCell<Rc<BufferedFile>>,
     end: Cell<u64>,
     pending: RefCell<Vec<u8>>,
     /// Records handed in / made durable, as counters.
@@ -369,7 +376,7 @@ impl MetaStore {
             .map_err(err)?;
         let end = file.file_size().await.map_err(err)?;
         Ok(Rc::new(MetaStore {
-            file,
+            file: RefCell::new(Rc::new(file)),
             end: Cell::new(end),
             pending: RefCell::new(Vec::new()),
             submitted: Cell::new(0),
@@ -430,6 +437,63 @@ impl MetaStore {
         }
     }
 
+    /// True after a failed write or sync, until [`MetaStore::heal`].
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.borrow().is_some()
+    }
+
+    /// After a failed write or sync the op log file is never written
+    /// again (its page-cache state is unknown): a new one replaces it
+    /// (atomic rename), holding a [`MetaOp::Reset`] and then `state`, the
+    /// whole durable metadata as the coordinator holds it — changes whose
+    /// callers were told the store failed included, since they were
+    /// applied. On success the store accepts changes again.
+    ///
+    /// # Errors
+    /// I/O errors: the store stays poisoned.
+    pub async fn heal(&self, state: &[MetaOp]) -> Result<(), LogError> {
+        let Some(cause) = self.poisoned.borrow().clone() else {
+            return Ok(());
+        };
+        #[cfg(feature = "failpoints")]
+        if super::fault::meta_writes_fail() {
+            return Err(err("injected metadata write failure (fault injection)"));
+        }
+        let mut bytes = encode_op(&MetaOp::Reset)?;
+        for op in state {
+            bytes.extend_from_slice(&encode_op(op)?);
+        }
+        let tmp = self.path.with_extension("log.new");
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            f.write_all(&bytes).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(err)?;
+        }
+        let file: BufferedFile = glommio::io::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .buffered_open(&self.path)
+            .await
+            .map_err(err)?;
+        let old = std::mem::replace(&mut *self.file.borrow_mut(), Rc::new(file));
+        if let Ok(old) = Rc::try_unwrap(old) {
+            let _ = old.close().await;
+        }
+        self.pending.borrow_mut().clear();
+        self.end.set(bytes.len() as u64);
+        self.done.set(self.submitted.get());
+        *self.poisoned.borrow_mut() = None;
+        self.synced.notify();
+        info!(file = %self.path.display(), earlier = %cause, ops = state.len(), "metadata store rewritten: durable changes are accepted again");
+        Ok(())
+    }
+
     async fn write_all_pending(&self) -> Result<(), LogError> {
         loop {
             let batch = std::mem::take(&mut *self.pending.borrow_mut());
@@ -439,15 +503,21 @@ impl MetaStore {
             let upto = self.submitted.get();
             let len = batch.len() as u64;
             let pos = self.end.get();
+            let file = self.file.borrow().clone();
             let res = async {
-                let n = self.file.write_at(batch, pos).await.map_err(err)?;
+                #[cfg(feature = "failpoints")]
+                if super::fault::meta_writes_fail() {
+                    return Err(err("injected metadata write failure (fault injection)"));
+                }
+                let n = file.write_at(batch, pos).await.map_err(err)?;
                 if (n as u64) < len {
                     return Err(err(format!("short write to {}", self.path.display())));
                 }
-                self.file.fdatasync().await.map_err(err)
+                file.fdatasync().await.map_err(err)
             }
             .await;
             if let Err(e) = res {
+                error!(file = %self.path.display(), error = %e, "metadata store write failed: durable changes are refused until the store is rewritten (at the next change)");
                 *self.poisoned.borrow_mut() = Some(e.to_string());
                 return Err(e);
             }

@@ -323,8 +323,9 @@ impl Log {
     }
 
     /// A message left its queue: its segment has one live record less.
+    /// Counted against the record's original segment even when a failure
+    /// moved it (see `writer.rs`).
     pub fn release(&self, loc: LogLoc) {
-        let loc = self.resolve(loc);
         if let Some(s) = self.segments.borrow_mut().get_mut(&loc.seq) {
             s.live = s.live.saturating_sub(1);
             s.live_bytes = s.live_bytes.saturating_sub(u64::from(loc.len));

@@ -167,10 +167,10 @@ impl Log {
             Vec::with_capacity(chunks.iter().map(|c| c.bytes.len()).sum::<usize>() + 64);
         for seq in from_seq..=last {
             let end = if seq == from_seq { durable } else { 0 };
-            if end > 0 {
+            // A file that holds nothing durable goes; one that cannot be
+            // deleted is fenced off like any other.
+            if end > 0 || !self.drop_file(seq).await {
                 Record::Abandoned { seq, end }.encode(&mut bytes);
-            } else {
-                self.drop_file(seq).await;
             }
         }
         let mut redirects = self.redirects.borrow_mut();
@@ -204,26 +204,30 @@ impl Log {
 
     /// Deletes the file of a segment that holds nothing durable (its
     /// records are being written elsewhere); its entry stays for the
-    /// accounting.
-    async fn drop_file(&self, seq: u32) {
+    /// accounting. False when the file is still there.
+    async fn drop_file(&self, seq: u32) -> bool {
         let Some((path, file)) = self
             .segments
             .borrow_mut()
             .get_mut(&seq)
             .and_then(|s| Some((s.path.clone(), s.file.take()?)))
         else {
-            return;
+            return true;
         };
         if let Ok(f) = Rc::try_unwrap(file) {
             let _ = f.close().await;
         }
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                error!(shard = self.shard, seq, error = %e, "cannot delete a segment that holds nothing durable");
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                error!(shard = self.shard, seq, error = %e, "cannot delete a segment that holds nothing durable: an Abandoned record fences it off");
+                return false;
             }
         }
         #[cfg(feature = "failpoints")]
         super::power::removed(&path);
+        true
     }
 
     /// Writes a batch (rolling segments as needed) and starts the sync

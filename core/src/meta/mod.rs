@@ -155,6 +155,10 @@ pub enum MetaOp {
         /// The bound.
         below: u64,
     },
+    /// Only in the metadata store's op log, first in a log written to
+    /// replace one whose write failed: everything stored before it (the
+    /// snapshot included) is superseded by the ops after it. Never applied.
+    Reset,
 }
 
 /// The first queue id a coordinator started at `now_ms` (ms since the
@@ -379,7 +383,7 @@ impl Vhost {
                 ..
             } => self.unbind(source, dest, key, args),
             // Not per vhost (see `Meta::apply`).
-            MetaOp::ReserveQueueIds { .. } => {}
+            MetaOp::ReserveQueueIds { .. } | MetaOp::Reset => {}
         }
     }
 
@@ -478,6 +482,7 @@ impl Meta {
                 self.queue_ids_below = self.queue_ids_below.max(*below);
                 return;
             }
+            MetaOp::Reset => return,
             MetaOp::DeclareExchange { vhost, .. }
             | MetaOp::DeleteExchange { vhost, .. }
             | MetaOp::DeclareQueue { vhost, .. }

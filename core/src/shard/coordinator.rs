@@ -297,6 +297,10 @@ impl Shard {
         let store = self.meta_store.borrow().clone();
         let stored = match store {
             Some(store) if crate::log::meta_store::is_durable(&self.meta.borrow(), &op) => {
+                if store.is_poisoned() {
+                    let state = crate::log::meta_store::durable_state(&self.meta.borrow());
+                    store.heal(&state).await.map_err(store_failed)?;
+                }
                 Some((store.submit(&op).map_err(store_failed)?, store))
             }
             _ => None,

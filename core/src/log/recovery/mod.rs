@@ -284,5 +284,8 @@ fn refused(shard: u16, seq: u32, c: &Corrupt) -> LogError {
 fn truncate(path: &Path, len: u64) -> std::io::Result<()> {
     let f = std::fs::OpenOptions::new().write(true).open(path)?;
     f.set_len(len)?;
-    f.sync_all()
+    f.sync_all()?;
+    #[cfg(feature = "failpoints")]
+    super::power::truncated(path, len);
+    Ok(())
 }
