@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::names_on_each_shard;
+use common::{declare_durable, names_on_each_shard};
 use ringmq_protocol::client::blocking::Connection;
 use ringmq_protocol::client::{ConnectOptions, Event};
 use ringmq_protocol::message::{self as m, Message};
@@ -78,16 +78,6 @@ fn persistent(queue: &str, body: String) -> m::Publish {
         body: Bytes::from(body),
         ..m::Publish::default()
     }
-}
-
-fn declare(c: &mut Connection, ch: u16, q: &str) {
-    c.queue_declare(m::QueueDeclare {
-        channel: ch,
-        queue: q.into(),
-        durable: true,
-        ..m::QueueDeclare::default()
-    })
-    .unwrap();
 }
 
 /// Bodies are `queue:seq` (publisher) or `queue:m:seq` (markers, which the
@@ -198,7 +188,7 @@ fn confirmed_messages_survive_kill_9_in_order() {
         let mut c = connect(broker.addr);
         let ch = c.open_channel().unwrap();
         for q in &queues {
-            declare(&mut c, ch, q);
+            declare_durable(&mut c, ch, q);
         }
         // Verify what survived the previous crash, then settle it all.
         for (i, q) in queues.iter().enumerate() {

@@ -55,16 +55,6 @@ fn confirm_of(c: &mut Connection, tag: u64, alarms: &mut Vec<Event>) -> bool {
     confirms_of(c, &[tag], alarms)[0]
 }
 
-fn declare(c: &mut Connection, ch: u16, q: &str) {
-    c.queue_declare(m::QueueDeclare {
-        channel: ch,
-        queue: q.into(),
-        durable: true,
-        ..m::QueueDeclare::default()
-    })
-    .unwrap();
-}
-
 #[test]
 fn failing_log_nacks_blocks_keeps_acks_and_recovers_without_restart() {
     let (on_bad_shard, on_good_shard) = names_on_each_shard("disk-");
@@ -79,7 +69,7 @@ fn failing_log_nacks_blocks_keeps_acks_and_recovers_without_restart() {
     let mut publisher = broker.connect();
     let ch = publisher.open_channel().unwrap();
     for q in [&on_bad_shard, &on_good_shard] {
-        declare(&mut publisher, ch, q);
+        declare_durable(&mut publisher, ch, q);
     }
     publisher.call(Message::ConfirmSelect(ch)).unwrap();
     let mut alarms = Vec::new();
@@ -148,7 +138,7 @@ fn failing_log_nacks_blocks_keeps_acks_and_recovers_without_restart() {
     // publisher without confirms, whose bodies live only in the log, are
     // written again and delivered after the disk recovers.
     let (plain_q, _) = names_on_each_shard("plain-");
-    declare(&mut publisher, ch, &plain_q);
+    declare_durable(&mut publisher, ch, &plain_q);
     fault::fail_syncs(0);
     let mut plain = broker.connect();
     let pch = plain.open_channel().unwrap();

@@ -127,16 +127,6 @@ fn publisher(
     out
 }
 
-fn declare(c: &mut Connection, ch: u16, q: &str) {
-    c.queue_declare(m::QueueDeclare {
-        channel: ch,
-        queue: q.into(),
-        durable: true,
-        ..m::QueueDeclare::default()
-    })
-    .unwrap();
-}
-
 #[test]
 fn confirmed_messages_survive_power_loss_in_order() {
     let seed = std::env::var("RINGMQ_POWER_SEED")
@@ -164,8 +154,8 @@ fn confirmed_messages_survive_power_loss_in_order() {
         {
             let mut c = broker.connect();
             let ch = c.open_channel().unwrap();
-            declare(&mut c, ch, &qa);
-            declare(&mut c, ch, &qb);
+            declare_durable(&mut c, ch, &qa);
+            declare_durable(&mut c, ch, &qb);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let publishers: Vec<_> = [&qa, &qb]

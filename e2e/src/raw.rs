@@ -337,6 +337,27 @@ pub fn assert_gateway_alive(addr: SocketAddr) {
     }
 }
 
+/// Waits for connection.blocked (its reason) or connection.unblocked
+/// (`None`), skipping other frames.
+///
+/// # Panics
+/// The connection ends first.
+pub fn next_block_change(c: &mut Raw) -> Option<String> {
+    loop {
+        match c.frame() {
+            Ok(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Blocked(b)))) => {
+                return Some(b.reason.to_string())
+            }
+            Ok(AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)),
+            )) => return None,
+            Ok(_) => continue,
+            Err(e) => panic!("expected connection.blocked/unblocked, got {e:?}"),
+        }
+    }
+}
+
 /// Sends basic.publish + header + one body frame.
 pub fn publish(c: &mut Raw, ch: u16, key: &str, body: &[u8]) {
     c.send_method(ch, publish_method(key));

@@ -6,32 +6,12 @@
 
 use std::io::Write;
 
-use amq_protocol::frame::AMQPFrame;
-use amq_protocol::protocol::{connection, AMQPClass};
 use ringmq_core::config::DiskFreeLimit;
 use ringmq_core::shard::alarms::disk_free;
 use ringmq_e2e::raw::*;
 use ringmq_e2e::TestGateway;
 
 const MIB: u64 = 1 << 20;
-
-/// Waits for connection.blocked (its reason) or unblocked (`None`),
-/// skipping other frames.
-fn next_block_change(c: &mut Raw) -> Option<String> {
-    loop {
-        match c.frame() {
-            Ok(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Blocked(b)))) => {
-                return Some(b.reason.to_string())
-            }
-            Ok(AMQPFrame::Method(
-                0,
-                AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)),
-            )) => return None,
-            Ok(_) => continue,
-            Err(e) => panic!("expected connection.blocked/unblocked, got {e:?}"),
-        }
-    }
-}
 
 #[test]
 fn amqp_publishers_are_blocked_and_unblocked_by_the_disk_alarm() {

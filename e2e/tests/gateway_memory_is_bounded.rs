@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amq_protocol::frame::AMQPFrame;
-use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
+use amq_protocol::protocol::{basic, channel, AMQPClass};
 use ringmq_e2e::raw::*;
 use ringmq_e2e::TestGateway;
 use ringmq_rt::memory::Amount;
@@ -133,23 +133,6 @@ fn bodies_announced_on_every_channel_hold_nothing_until_they_arrive() {
     assert_gateway_alive(gw.addr);
     drop(c);
     gw.stop();
-}
-
-/// Waits for connection.blocked or unblocked (skipping other frames).
-fn next_block_change(c: &mut Raw) -> Option<String> {
-    loop {
-        match c.frame() {
-            Ok(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Blocked(b)))) => {
-                return Some(b.reason.to_string())
-            }
-            Ok(AMQPFrame::Method(
-                0,
-                AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)),
-            )) => return None,
-            Ok(_) => continue,
-            Err(e) => panic!("expected connection.blocked/unblocked, got {e:?}"),
-        }
-    }
 }
 
 #[test]

@@ -58,30 +58,15 @@ fn with<T>(path: &Path, f: impl FnOnce(&mut State, PathBuf) -> T) -> Option<T> {
 /// A file that cannot be read.
 pub fn track(root: &Path) {
     let mut files = BTreeMap::new();
-    if let Ok(dirs) = std::fs::read_dir(root) {
-        for dir in dirs.flatten() {
-            let shard = dir.file_name().to_string_lossy().starts_with("shard-");
-            if !shard {
-                continue;
-            }
-            for f in std::fs::read_dir(dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let path = f.path();
-                if path.extension().is_some_and(|e| e == "seg") {
-                    let durable = std::fs::read(&path).expect("read a segment to track");
-                    files.insert(
-                        path,
-                        Tracked {
-                            durable,
-                            unsynced: Vec::new(),
-                        },
-                    );
-                }
-            }
-        }
+    for path in segment_files(root) {
+        let durable = std::fs::read(&path).expect("read a segment to track");
+        files.insert(
+            path,
+            Tracked {
+                durable,
+                unsynced: Vec::new(),
+            },
+        );
     }
     *STATE
         .lock()
@@ -206,23 +191,9 @@ pub fn restore(unsynced: Unsynced) -> u64 {
         Unsynced::Lost => 0,
     };
     let mut lost = 0u64;
-    for dir in std::fs::read_dir(&state.root)
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if !dir.file_name().to_string_lossy().starts_with("shard-") {
-            continue;
-        }
-        for f in std::fs::read_dir(dir.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let path = f.path();
-            if path.extension().is_some_and(|e| e == "seg") && !state.files.contains_key(&path) {
-                std::fs::remove_file(&path).expect("remove a segment created after the cut");
-            }
+    for path in segment_files(&state.root) {
+        if !state.files.contains_key(&path) {
+            std::fs::remove_file(&path).expect("remove a segment created after the cut");
         }
     }
     for (path, f) in state.files {
@@ -244,6 +215,17 @@ pub fn restore(unsynced: Unsynced) -> u64 {
         std::fs::write(&path, &bytes).expect("restore a segment");
     }
     lost
+}
+
+/// The segment files under `root` (in its `shard-*` directories).
+fn segment_files(root: &Path) -> Vec<PathBuf> {
+    let shards = std::fs::read_dir(root).into_iter().flatten().flatten();
+    shards
+        .filter(|d| d.file_name().to_string_lossy().starts_with("shard-"))
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|f| f.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect()
 }
 
 fn apply(image: &mut Vec<u8>, offset: u64, bytes: &[u8]) {

@@ -95,6 +95,17 @@ impl Drop for TestBroker {
     }
 }
 
+/// Declares a durable queue named `q`.
+pub fn declare_durable(c: &mut Connection, ch: u16, q: &str) {
+    c.queue_declare(m::QueueDeclare {
+        channel: ch,
+        queue: q.into(),
+        durable: true,
+        ..m::QueueDeclare::default()
+    })
+    .unwrap();
+}
+
 /// A publish of `body` to `exchange` with `key`.
 pub fn publish(exchange: &str, key: &str, body: &str) -> m::Publish {
     m::Publish {
