@@ -69,8 +69,22 @@ struct StorageArgs {
     /// Broker shards (--cores of ringmq).
     #[arg(long, default_value_t = StorageOptions::default().broker_cores)]
     broker_cores: usize,
-    /// Run directory, on the file system to measure (must be empty or
-    /// absent; kept). Default: a temporary directory.
+    #[command(flatten)]
+    run: RunDirArgs,
+    /// Seconds a broker start (its recovery included) may take.
+    #[arg(long, default_value_t = StorageOptions::default().ready_timeout.as_secs_f64())]
+    ready_timeout: f64,
+    /// No line per phase.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Where a storage or torture run keeps its data and report, and the
+/// broker it starts.
+#[derive(Args, Debug)]
+struct RunDirArgs {
+    /// Run directory (must be empty or absent; kept): broker data, logs.
+    /// Default: a temporary directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Keep the temporary run directory.
@@ -82,12 +96,6 @@ struct StorageArgs {
     /// The ringmq binary [default: next to this executable].
     #[arg(long)]
     broker: Option<PathBuf>,
-    /// Seconds a broker start (its recovery included) may take.
-    #[arg(long, default_value_t = StorageOptions::default().ready_timeout.as_secs_f64())]
-    ready_timeout: f64,
-    /// No line per phase.
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -111,19 +119,8 @@ struct TortureArgs {
     /// default: from the clock. Timing still differs between runs.
     #[arg(long)]
     seed: Option<u64>,
-    /// Run directory (must be empty or absent; kept): broker data in
-    /// data/, broker.log, gateway.log. Default: a temporary directory.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Keep the temporary run directory.
-    #[arg(long)]
-    keep: bool,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    report: Option<PathBuf>,
-    /// The ringmq binary [default: next to this executable].
-    #[arg(long)]
-    broker: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunDirArgs,
     /// The ringmq-gateway binary [default: next to this executable].
     #[arg(long)]
     gateway: Option<PathBuf>,
@@ -482,9 +479,9 @@ fn cmd_torture(a: &TortureArgs) -> anyhow::Result<bool> {
         queues: a.queues,
         consumers: a.consumers,
         seed,
-        data_dir: a.data_dir.clone(),
-        keep: a.keep,
-        broker: a.broker.clone(),
+        data_dir: a.run.data_dir.clone(),
+        keep: a.run.keep,
+        broker: a.run.broker.clone(),
         gateway: a.gateway.clone(),
         broker_cores: a.broker_cores,
         min_load_ms: a.min_load_ms,
@@ -502,7 +499,7 @@ fn cmd_torture(a: &TortureArgs) -> anyhow::Result<bool> {
         }
     })?;
     print!("{}", report.text());
-    if let Some(path) = &a.report {
+    if let Some(path) = &a.run.report {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
         println!("  saved        {}", path.display());
@@ -522,9 +519,9 @@ fn cmd_storage(a: &StorageArgs) -> anyhow::Result<bool> {
         log_bytes: a.log_bytes,
         fill_message_size: a.fill_size,
         broker_cores: a.broker_cores,
-        data_dir: a.data_dir.clone(),
-        keep: a.keep,
-        broker: a.broker.clone(),
+        data_dir: a.run.data_dir.clone(),
+        keep: a.run.keep,
+        broker: a.run.broker.clone(),
         ready_timeout: std::time::Duration::from_secs_f64(a.ready_timeout),
     };
     let quiet = a.quiet;
@@ -534,7 +531,7 @@ fn cmd_storage(a: &StorageArgs) -> anyhow::Result<bool> {
         }
     })?;
     print!("{}", report.text());
-    if let Some(path) = &a.report {
+    if let Some(path) = &a.run.report {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
         println!("  saved        {}", path.display());
