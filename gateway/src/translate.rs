@@ -224,11 +224,11 @@ pub fn inbound(ch: u16, class: AMQPClass) -> Inbound {
             tx::AMQPMethod::Select(_) => request(Message::TxSelect(ch), false),
             tx::AMQPMethod::Commit(_) => request(Message::TxCommit(ch), false),
             tx::AMQPMethod::Rollback(_) => request(Message::TxRollback(ch), false),
-            other => unexpected(other),
+            other => unexpected("Tx", other),
         },
         AMQPClass::Connection(connection::AMQPMethod::Close(_)) => Inbound::ConnectionClose,
         AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Inbound::ConnectionCloseOk,
-        other => unexpected(other),
+        other => unexpected("", other),
     }
 }
 
@@ -242,7 +242,7 @@ fn channel_method(ch: u16, c: channel::AMQPMethod) -> Inbound {
             request(Message::ChannelFlow(flow), false)
         }
         channel::AMQPMethod::FlowOk(_) => Inbound::Nothing,
-        other => unexpected(other),
+        other => unexpected("Channel", other),
     }
 }
 
@@ -270,7 +270,7 @@ fn exchange_method(ch: u16, e: exchange::AMQPMethod) -> Inbound {
             Message::ExchangeUnbind(bind!(ch, b, destination, source)),
             b.nowait,
         ),
-        other => unexpected(other),
+        other => unexpected("Exchange", other),
     }
 }
 
@@ -301,7 +301,7 @@ fn queue_method(ch: u16, q: queue::AMQPMethod) -> Inbound {
             } };
             request(Message::QueueDelete(delete), d.nowait)
         }
-        other => unexpected(other),
+        other => unexpected("Queue", other),
     }
 }
 
@@ -354,16 +354,30 @@ fn basic_method(ch: u16, b: basic::AMQPMethod) -> Inbound {
             let recover = native! { Recover { channel: v(ch), requeue: v(r.requeue) } };
             request(Message::Recover(recover), true)
         }
-        other => unexpected(other),
+        other => unexpected("Basic", other),
     }
 }
 
-/// The refusal of a method a client may not send.
-fn unexpected(method: impl std::fmt::Debug) -> Inbound {
+/// The refusal of a method a client may not send. The text names the
+/// method only: never its fields (a dump would echo what the client sent,
+/// secrets included, into the reply and the logs).
+fn unexpected(class: &str, method: impl std::fmt::Debug) -> Inbound {
+    let name = method_name(&format!("{method:?}"));
+    let sep = if class.is_empty() { "" } else { "." };
     Inbound::Invalid(Refusal::new(
         ErrorCode::CommandInvalid,
-        format_args!("unexpected method {method:?}"),
+        format_args!("unexpected method {class}{sep}{name}"),
     ))
+}
+
+/// `Connection.UpdateSecret` from the `Debug` text of a method (or of a
+/// class holding one): the variant names before the first field, each
+/// once.
+fn method_name(debug: &str) -> String {
+    let head = debug.split(['{', ' ']).next().unwrap_or_default();
+    let mut names: Vec<&str> = head.split(['(', ')']).filter(|n| !n.is_empty()).collect();
+    names.dedup();
+    names.join(".")
 }
 
 /// The AMQP reply to a native reply (`None` for replies with no AMQP
@@ -463,6 +477,37 @@ pub fn method_ids(kind: u16) -> (u16, u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A method the gateway does not take is refused by name: its fields
+    /// (a token refresh's secret here) never reach the reply or the logs.
+    #[test]
+    fn an_unexpected_method_is_named_without_its_fields() {
+        let secret = "eyJhbGciOiJIUzI1NiJ9.s3cr3t";
+        let method = AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(
+            connection::UpdateSecret {
+                new_secret: secret.as_bytes().to_vec().into(),
+                reason: "token refresh".into(),
+            },
+        ));
+        let Inbound::Invalid(refusal) = inbound(0, method) else {
+            panic!("refused");
+        };
+        assert_eq!(
+            refusal.text,
+            "COMMAND_INVALID - unexpected method Connection.UpdateSecret"
+        );
+        assert_eq!(refusal.code, ErrorCode::CommandInvalid);
+        let Inbound::Invalid(refusal) = inbound(
+            1,
+            AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+        ) else {
+            panic!("refused");
+        };
+        assert_eq!(
+            refusal.text,
+            "COMMAND_INVALID - unexpected method Channel.OpenOk"
+        );
+    }
 
     #[test]
     fn tables_round_trip_with_types() {
