@@ -19,8 +19,9 @@ use super::connection::{put_amqp, read_frame, Conn};
 use super::error::{check_tables, unparsable_method, ConnError, Ended};
 use super::upstream::Upstream;
 
-/// The capabilities announced in `connection.start`.
-const CAPABILITIES: [&str; 7] = [
+/// The capabilities announced in `connection.start`: exactly those that
+/// work (RabbitMQ also announces `direct_reply_to`, not built yet).
+const CAPABILITIES: [&str; 8] = [
     "publisher_confirms",
     "exchange_exchange_bindings",
     "basic.nack",
@@ -28,6 +29,7 @@ const CAPABILITIES: [&str; 7] = [
     "connection.blocked",
     "authentication_failure_close",
     "per_consumer_qos",
+    "consumer_priorities",
 ];
 
 /// Reads the next method (heartbeats are skipped).
