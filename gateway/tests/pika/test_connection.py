@@ -113,3 +113,19 @@ def test_connection_close_is_clean(params_factory):
     assert c.is_closed
     with pytest.raises(pika.exceptions.ChannelWrongStateError):
         ch.queue_declare('', exclusive=True)
+
+
+def test_a_refused_update_secret_never_echoes_the_secret(params_factory):
+    # connection.update-secret is not built yet (issue 12); whatever the answer, the
+    # secret must not come back in the reply text (nor reach the logs).
+    secret = 'tok3n-s3cr3t-value'
+    conn = pika.BlockingConnection(params_factory())
+    try:
+        conn.update_secret(secret, 'token refresh')
+        conn.process_data_events(time_limit=1)
+    except pika.exceptions.AMQPError as exc:
+        assert secret not in str(exc)
+        assert 'UpdateSecret' in str(exc) or 'update' in str(exc).lower()
+    finally:
+        if conn.is_open:
+            conn.close()
