@@ -203,6 +203,22 @@ impl Meta {
         Ok(q)
     }
 
+    /// An unbind whose source exchange or destination no longer exists
+    /// has nothing to remove: RabbitMQ 3.10 answers it with unbind-ok
+    /// (cleanup code, and auto-delete exchanges that went with their last
+    /// binding, rely on that). The virtual host must exist.
+    pub fn unbind_is_moot(&self, vhost: &str, source: &str, dest: &DestName) -> bool {
+        let Ok(v) = self.vh(vhost) else { return false };
+        if source.is_empty() {
+            return false;
+        }
+        let dest_gone = match dest {
+            DestName::Queue(q) => !v.queues.contains_key(q),
+            DestName::Exchange(d) => !d.is_empty() && !v.exchanges.contains_key(d),
+        };
+        !v.exchanges.contains_key(source) || dest_gone
+    }
+
     /// Validates a bind or unbind by `session`.
     ///
     /// # Errors

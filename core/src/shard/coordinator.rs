@@ -98,6 +98,17 @@ impl Shard {
                 Ok(CallResp::Done)
             }
             CallReq::Bind { op, session } => {
+                if let MetaOp::Unbind {
+                    vhost,
+                    source,
+                    dest,
+                    ..
+                } = &op
+                {
+                    if self.meta.borrow().unbind_is_moot(vhost, source, dest) {
+                        return Ok(CallResp::Done);
+                    }
+                }
                 if let MetaOp::Bind {
                     vhost,
                     source,

@@ -38,8 +38,10 @@ def test_server_properties_advertise_capabilities(conn):
                 'exchange_exchange_bindings', 'authentication_failure_close',
                 'connection.blocked', 'per_consumer_qos', 'consumer_priorities'):
         assert caps.get(cap) is True, cap
-    # Not built yet: advertising it would promise what is not there.
-    assert 'direct_reply_to' not in caps
+    # ringmq has not built direct reply-to yet: announcing it would promise what is not
+    # there (RabbitMQ announces it).
+    if 'ringmq' in str(conn._impl.server_properties.get('product')):
+        assert 'direct_reply_to' not in caps
 
 
 def test_server_tune_proposes_heartbeat(params_factory):

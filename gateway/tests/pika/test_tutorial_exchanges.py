@@ -5,6 +5,9 @@ from 'hello4'); here the server-named queue from queue_declare("", exclusive=Tru
 and consumed, as in the fanout/topic consumers."""
 import time
 
+import pika.exceptions
+import pytest
+
 
 def _subscriber(new_conn, exchange, exchange_type, routing_keys):
     """Tutorial consumer set-up: declare exchange, server-named exclusive queue, bind."""
@@ -134,3 +137,24 @@ def test_topic_exchange_star_and_hash(new_conn, unique):
 
     got = _collect(dup_conn, dup_ch, q_dup, 3)
     assert [k for k, _ in got] == ['error', 'error.db', 'error.db.critical']
+
+
+def test_unbinding_what_is_already_gone_is_ok(new_conn, unique):
+    # RabbitMQ 3.10 answers unbind-ok when the exchange or the queue no longer exists
+    # (aio-pika's RPC cleanup and auto-delete exchanges rely on it).
+    conn = new_conn()
+    ch = conn.channel()
+    q = ch.queue_declare(queue='', exclusive=True).method.queue
+    x = unique("auto")
+    ch.exchange_declare(exchange=x, exchange_type='direct', auto_delete=True)
+    ch.queue_bind(queue=q, exchange=x, routing_key='k')
+    ch.queue_unbind(queue=q, exchange=x, routing_key='k')   # the last binding: x goes
+    ch.queue_unbind(queue=q, exchange=x, routing_key='k')   # x is gone: still ok
+    ch.queue_unbind(queue=unique("no-such-queue"), exchange='amq.direct', routing_key='k')
+    ch.exchange_unbind(destination=unique("no-such-x"), source='amq.fanout')
+    ch.exchange_unbind(destination='amq.topic', source=unique("no-such-x"))
+    assert ch.is_open
+    # The default exchange is still refused, as RabbitMQ does.
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as exc:
+        ch.queue_unbind(queue=q, exchange='', routing_key=q)
+    assert exc.value.reply_code == 403
