@@ -101,6 +101,10 @@ impl Raw {
             "connection.blocked".into(),
             amq_protocol::types::AMQPValue::Boolean(true),
         );
+        caps.insert(
+            "consumer_cancel_notify".into(),
+            amq_protocol::types::AMQPValue::Boolean(true),
+        );
         let mut props = FieldTable::default();
         props.insert(
             "capabilities".into(),

@@ -56,6 +56,10 @@ pub(super) struct Chan {
     pub broker_done: bool,
     /// A publish being assembled.
     pub content: Option<Content>,
+    /// Consumer tags the broker cancelled while a request on this channel
+    /// waited for its reply: sent after that reply, as RabbitMQ orders
+    /// them (queue.delete-ok before the cancel of its consumers).
+    pub held_cancels: Vec<String>,
 }
 
 /// What a native reply is for.

@@ -82,14 +82,18 @@ impl Conn {
             Message::Return(b) => self.returns(b),
             Message::Confirm(b) => self.confirms(b),
             Message::ServerCancel(t) if self.st.borrow().cancel_notify => {
-                let cancel = basic::Cancel {
-                    consumer_tag: translate::short(&t.consumer_tag),
-                    nowait: true,
-                };
-                self.client_method(
-                    t.channel,
-                    AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel)),
-                );
+                let mut st = self.st.borrow_mut();
+                let waiting = st
+                    .pending
+                    .values()
+                    .any(|p| p.channel == t.channel && !p.nowait);
+                if waiting {
+                    let chan = st.channels.entry(t.channel).or_default();
+                    chan.held_cancels.push(t.consumer_tag);
+                } else {
+                    drop(st);
+                    self.send_cancel(t.channel, &t.consumer_tag);
+                }
             }
             Message::Blocked { reason } => {
                 self.st.borrow_mut().broker_blocked = Some(reason);
@@ -212,6 +216,35 @@ impl Conn {
                     self.client_method(p.channel, class);
                 }
             }
+        }
+        self.release_cancels(p.channel);
+    }
+
+    /// `basic.cancel` from the server for one of the client's consumers.
+    fn send_cancel(&self, channel: u16, consumer_tag: &str) {
+        let cancel = basic::Cancel {
+            consumer_tag: translate::short(consumer_tag),
+            nowait: true,
+        };
+        self.client_method(channel, AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel)));
+    }
+
+    /// Sends the cancels held for `channel` once no request on it waits
+    /// for its reply.
+    fn release_cancels(&self, channel: u16) {
+        let held = {
+            let mut st = self.st.borrow_mut();
+            let waiting = st
+                .pending
+                .values()
+                .any(|p| p.channel == channel && !p.nowait);
+            match st.channels.get_mut(&channel) {
+                Some(chan) if !waiting => std::mem::take(&mut chan.held_cancels),
+                _ => return,
+            }
+        };
+        for tag in held {
+            self.send_cancel(channel, &tag);
         }
     }
 
