@@ -148,6 +148,20 @@ fn has_valid(file: &File, limit: u64) -> std::io::Result<bool> {
     if first_ok {
         return Ok(true);
     }
+    // A bad first record: the segment counts only if a Synced record in it
+    // says some of its bytes were durable. Otherwise its start never
+    // reached the disk, and what follows are unsynced writes (and a first
+    // recovery that cuts them must not make the next one see another
+    // tail).
     let all = read_at(file, 0, limit)?;
-    Ok(next_valid(&mut RangeCrc::new(&all), 0).is_some())
+    let mut crc = RangeCrc::new(&all);
+    let mut at = next_valid(&mut crc, 0);
+    while let Some(pos) = at {
+        match Record::decode(&all[pos..]) {
+            Ok((Record::Synced { end }, _)) if end > 0 => return Ok(true),
+            Ok((_, n)) => at = Some(pos + n).filter(|p| *p < all.len()),
+            Err(_) => at = next_valid(&mut crc, pos + 1),
+        }
+    }
+    Ok(false)
 }

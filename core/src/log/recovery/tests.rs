@@ -211,12 +211,19 @@ fn the_tail_is_the_newest_segment_with_a_valid_record() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write(d, 1, &[settle(1)]);
-    // The first record is bad, a later one valid: still the tail.
+    // The first record is bad, a later one valid: unsynced writes of a
+    // segment whose start never reached the disk, not the tail...
     let mut two = vec![0xeeu8; 100];
     settle(2).encode(&mut two);
     std::fs::write(d.join("0000000002.seg"), &two).unwrap();
     std::fs::write(d.join("0000000003.seg"), [0x77u8; 64]).unwrap();
     std::fs::write(d.join("0000000004.seg"), []).unwrap();
+    let plan = Plan::read(0, d).unwrap();
+    assert_eq!(plan.tail(), Some(1));
+    assert!(plan.torn_ok(1) && plan.torn_ok(2));
+    // ...unless a Synced record in it says some of it was durable.
+    Record::Synced { end: 50 }.encode(&mut two);
+    std::fs::write(d.join("0000000002.seg"), &two).unwrap();
     let plan = Plan::read(0, d).unwrap();
     assert_eq!(plan.tail(), Some(2));
     assert!(!plan.torn_ok(1));
