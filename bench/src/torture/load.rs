@@ -176,6 +176,18 @@ impl Drop for Load {
     }
 }
 
+/// The next message of a publisher: its queue, recorded as published, and
+/// its body.
+fn next_message(plan: &Plan, j: &mut Journal, rng: &mut Rng) -> (u16, Vec<u8>) {
+    let q = pick_queue(plan, rng);
+    let seq = j.published.push(q);
+    let id = MsgId {
+        origin: j.origin,
+        seq,
+    };
+    (q, encode(id, q, pad(plan, rng)))
+}
+
 fn pick_queue(plan: &Plan, rng: &mut Rng) -> u16 {
     rng.below(plan.queues.len() as u64) as u16
 }
@@ -200,16 +212,7 @@ fn amqp_publish(
     let mut incoming = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         while j.published.pending() < plan.in_flight {
-            let q = pick_queue(plan, rng);
-            let seq = j.published.push(q);
-            let body = encode(
-                MsgId {
-                    origin: j.origin,
-                    seq,
-                },
-                q,
-                pad(plan, rng),
-            );
+            let (q, body) = next_message(plan, j, rng);
             ch.publish(&plan.queues[usize::from(q)], &body)?;
         }
         ch.flush()?;
@@ -257,16 +260,7 @@ fn native_publish(
     };
     while !stop.load(Ordering::Relaxed) {
         while j.published.pending() < plan.in_flight {
-            let q = pick_queue(plan, rng);
-            let seq = j.published.push(q);
-            let body = encode(
-                MsgId {
-                    origin: j.origin,
-                    seq,
-                },
-                q,
-                pad(plan, rng),
-            );
+            let (q, body) = next_message(plan, j, rng);
             let p = m::Publish {
                 routing_key: plan.queues[usize::from(q)].clone(),
                 properties: properties.clone(),
