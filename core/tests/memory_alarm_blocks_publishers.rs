@@ -122,13 +122,17 @@ fn publishers_are_blocked_past_the_watermark_and_resume_below_it() {
         "memory never reached the watermark: {} KiB",
         broker.memory_held() >> 10
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let stalled_at = received.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(500));
-    let later = received.load(Ordering::Relaxed);
+    // What was queued before the block still reaches the consumer (slowly
+    // on a loaded machine); then deliveries stop short of the end.
+    let mut stalled_at = received.load(Ordering::Relaxed);
+    let stalled = eventually(LONG, || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = received.load(Ordering::Relaxed);
+        std::mem::replace(&mut stalled_at, now) == now
+    });
     assert!(
-        later < COUNT as u64 && later - stalled_at < 2_000,
-        "publishing went on while blocked: {stalled_at} then {later}"
+        stalled && stalled_at < COUNT as u64,
+        "publishing went on while blocked: {stalled_at} received"
     );
     eprintln!(
         "{:?}: blocked at {stalled_at} received, {} sent, {} KiB held",
