@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from a clean clone: formatting, lints, the
-# generated-code check, the Rust tests, the pika suite through the AMQP
-# gateway (a Python venv with pika is created in .venv on first use), and a
-# short run of every fuzz target (fuzz/README.md).
+# generated-code check, the Rust tests, the pika, amqplib (Node.js) and
+# Celery suites through the AMQP gateway (a Python venv with pika and Celery
+# is created in .venv on first use, amqplib is installed with npm, and
+# Node.js from Debian if it is missing), and a short run of every fuzz
+# target (fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 echo "== fmt"; cargo fmt --all -- --check
@@ -16,4 +18,6 @@ protocol/regen.sh --check
 if [ "$(id -u)" = 0 ]; then export RINGMQ_REQUIRE_LOOP_DEVICE=1; fi
 echo "== cargo test"; cargo test --workspace
 echo "== pika suite through the gateway"; gateway/tests/pika/run_against_ringmq.sh target/debug
+echo "== amqplib (Node) suite through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/amqplib/run.sh
+echo "== Celery suite through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/celery/run.sh
 echo "== fuzz (short: build the targets, then 10 s each)"; fuzz/run.sh 10

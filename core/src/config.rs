@@ -104,6 +104,10 @@ pub struct LimitsConfig {
     /// multiple of the memory available (`{ relative = 1.0 }`; RabbitMQ's
     /// `disk_free_limit.relative`).
     pub disk_free_limit: DiskFreeLimit,
+    /// Body bytes one channel's uncommitted transaction may hold
+    /// (publishes wait in memory for `TxCommit`); a publish past it
+    /// closes the channel with 406. RabbitMQ has no such limit.
+    pub tx_max_bytes: usize,
 }
 
 /// `limits.disk_free_limit`: an amount, or relative to memory.
@@ -316,6 +320,7 @@ impl Default for LimitsConfig {
             consumer_timeout_ms: 30 * 60 * 1000,
             memory_high_watermark: MemoryAmount::Relative(0.4),
             disk_free_limit: DiskFreeLimit::Absolute("50MB".to_owned()),
+            tx_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

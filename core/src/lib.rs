@@ -30,6 +30,7 @@ pub mod password;
 pub mod queue;
 pub mod resources;
 pub mod shard;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -255,6 +255,8 @@ pub enum DeathReason {
     Expired,
     /// Dropped by `x-max-length` / `x-max-length-bytes`.
     MaxLen,
+    /// Returned more often than a quorum queue's `x-delivery-limit`.
+    DeliveryLimit,
 }
 
 impl DeathReason {
@@ -264,6 +266,7 @@ impl DeathReason {
             DeathReason::Rejected => "rejected",
             DeathReason::Expired => "expired",
             DeathReason::MaxLen => "maxlen",
+            DeathReason::DeliveryLimit => "delivery_limit",
         }
     }
 }
@@ -279,7 +282,11 @@ pub fn record_death(msg: &mut Message, queue: &str, reason: DeathReason, now_sec
 
 fn record_death_in(msg: &mut Parts, queue: &str, reason: DeathReason, now_secs: u64) {
     let exchange = msg.exchange.as_str().to_owned();
-    let routing_key = msg.routing_key.as_str().to_owned();
+    // As RabbitMQ: the publish's routing key, then those its CC names.
+    let routing_keys: Vec<FieldValue> = std::iter::once(msg.routing_key.as_str().to_owned())
+        .chain(crate::exchange::sender_selected::header_keys(msg.headers()))
+        .map(FieldValue::string)
+        .collect();
     let props = msg.props_mut();
     let original_expiration = props.expiration.take();
     let headers = props.headers.get_or_insert_with(FieldTable::new);
@@ -316,10 +323,7 @@ fn record_death_in(msg: &mut Parts, queue: &str, reason: DeathReason, now_secs: 
             t.insert("queue", FieldValue::string(queue));
             t.insert("time", FieldValue::Timestamp(now_secs));
             t.insert("exchange", FieldValue::string(exchange.clone()));
-            t.insert(
-                "routing-keys",
-                FieldValue::Array(vec![FieldValue::string(routing_key)]),
-            );
+            t.insert("routing-keys", FieldValue::Array(routing_keys));
             if let Some(exp) = &original_expiration {
                 t.insert("original-expiration", FieldValue::string(exp.clone()));
             }

@@ -1,4 +1,4 @@
-//! The limits RabbitMQ users know: `connection_max`, per-vhost
+//! The limits RabbitMQ users know: `channel_max`, `connection_max`, per-vhost
 //! `max_connections` and `max_queues`, per-user `max_connections`, and
 //! `consumer_timeout`. Past each, a clear error in RabbitMQ's words; what
 //! is already established keeps working.
@@ -163,4 +163,28 @@ fn a_consumer_that_never_acks_is_closed_after_consumer_timeout_and_its_messages_
     }
     std::thread::sleep(Duration::from_millis(1500));
     still_works(&mut good, "acked-in-time");
+}
+
+#[test]
+fn channel_max_counts_open_channels_not_their_numbers() {
+    let broker = TestBroker::with(|c| c.limits.channel_max = 2);
+    let mut c = broker.connect();
+    // Any number may be used, as in RabbitMQ.
+    for ch in [65535, 7] {
+        assert_eq!(
+            call(&mut c, ringmq_protocol::Message::ChannelOpen(ch)).unwrap(),
+            ringmq_protocol::Message::ChannelOpenOk(ch)
+        );
+    }
+    let text = connection_closed(call(&mut c, ringmq_protocol::Message::ChannelOpen(1)), 530);
+    assert_eq!(
+        text,
+        "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)"
+    );
+    // A closed channel frees its place.
+    let mut c = broker.connect();
+    let a = c.open_channel().unwrap();
+    c.open_channel().unwrap();
+    c.close_channel(a).unwrap();
+    still_works(&mut c, "after-close");
 }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod proxy;
 pub mod raw;
 
 use ringmq_core::{Broker, Config};
@@ -56,6 +57,17 @@ impl TestGateway {
         broker: impl FnOnce(&mut Config),
         gateway: impl FnOnce(&mut GatewayConfig),
     ) -> TestGateway {
+        TestGateway::routed(broker, gateway, |addr| addr)
+    }
+
+    /// Like [`TestGateway::configured`], with the gateway reaching the
+    /// broker at `route(broker address)`: a proxy of the test's that can
+    /// cut the link.
+    pub fn routed(
+        broker: impl FnOnce(&mut Config),
+        gateway: impl FnOnce(&mut GatewayConfig),
+        route: impl FnOnce(SocketAddr) -> SocketAddr,
+    ) -> TestGateway {
         if let Some(addr) = external() {
             return TestGateway {
                 gateway: None,
@@ -83,7 +95,7 @@ impl TestGateway {
         };
         gateway(&mut gw);
         gw.listen = "127.0.0.1:0".parse().unwrap();
-        gw.broker = broker_addr;
+        gw.broker = route(broker_addr);
         let gateway = Gateway::start(gw).expect("gateway starts");
         let addr = gateway.local_addr();
 

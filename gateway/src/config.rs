@@ -17,6 +17,13 @@ pub struct GatewayConfig {
     pub pin_cores: bool,
     /// Heartbeat proposed in connection.tune, seconds (RabbitMQ: 60).
     pub heartbeat: u16,
+    /// Heartbeat asked of the broker on each native connection, seconds
+    /// (0: none). A broker silent for two intervals ends the client's
+    /// connection with 320: a hung broker, or a link that drops packets
+    /// without closing, is noticed like a closed socket. Either side drops
+    /// the link if the other stalls that long: 5 s tolerates the seconds a
+    /// debug build spends on a 16 MiB message.
+    pub broker_heartbeat: u16,
     /// Largest frame proposed in connection.tune (RabbitMQ: 131072).
     pub frame_max: u32,
     /// Highest channel number (RabbitMQ: 2047).
@@ -47,6 +54,7 @@ impl Default for GatewayConfig {
             cores: 0,
             pin_cores: true,
             heartbeat: 60,
+            broker_heartbeat: 5,
             frame_max: 131_072,
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,

@@ -20,6 +20,10 @@ struct Cli {
     /// Heartbeat proposed to clients, seconds (0 disables).
     #[arg(long, default_value_t = 60)]
     heartbeat: u16,
+    /// Heartbeat asked of the broker on each native connection, seconds
+    /// (0 disables; a broker silent for two intervals closes the client).
+    #[arg(long, default_value_t = 5)]
+    broker_heartbeat: u16,
     /// frame_max proposed to clients, bytes.
     #[arg(long, default_value_t = 131_072)]
     frame_max: u32,
@@ -43,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         broker: cli.broker,
         cores: cli.cores,
         heartbeat: cli.heartbeat,
+        broker_heartbeat: cli.broker_heartbeat,
         frame_max: cli.frame_max,
         connection_max: cli.connection_max,
         memory_high_watermark: cli.memory_high_watermark,

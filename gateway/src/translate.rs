@@ -178,6 +178,11 @@ pub enum Inbound {
     ConnectionClose,
     /// The client confirms our connection close.
     ConnectionCloseOk,
+    /// `connection.update-secret` (its secret is not kept).
+    UpdateSecret {
+        /// Why the client refreshes it, for the log.
+        reason: String,
+    },
     /// A method the client may not send now: a connection error.
     Invalid(Refusal),
 }
@@ -228,6 +233,9 @@ pub fn inbound(ch: u16, class: AMQPClass) -> Inbound {
         },
         AMQPClass::Connection(connection::AMQPMethod::Close(_)) => Inbound::ConnectionClose,
         AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Inbound::ConnectionCloseOk,
+        AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(u)) => Inbound::UpdateSecret {
+            reason: u.reason.to_string(),
+        },
         other => unexpected("", other),
     }
 }
@@ -370,7 +378,7 @@ fn unexpected(class: &str, method: impl std::fmt::Debug) -> Inbound {
     ))
 }
 
-/// `Connection.UpdateSecret` from the `Debug` text of a method (or of a
+/// `Connection.StartOk` from the `Debug` text of a method (or of a
 /// class holding one): the variant names before the first field, each
 /// once.
 fn method_name(debug: &str) -> String {
@@ -437,6 +445,9 @@ pub fn reply(msg: &Message) -> Option<AMQPClass> {
         Message::ConfirmSelectOk(_) => {
             AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {}))
         }
+        Message::TxSelectOk(_) => AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+        Message::TxCommitOk(_) => AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+        Message::TxRollbackOk(_) => AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
         _ => return None,
     })
 }
@@ -482,19 +493,19 @@ mod tests {
     /// (a token refresh's secret here) never reach the reply or the logs.
     #[test]
     fn an_unexpected_method_is_named_without_its_fields() {
-        let secret = "eyJhbGciOiJIUzI1NiJ9.s3cr3t";
-        let method = AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(
-            connection::UpdateSecret {
-                new_secret: secret.as_bytes().to_vec().into(),
-                reason: "token refresh".into(),
-            },
-        ));
+        let secret = "\0guest\0s3cr3t";
+        let method = AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+            client_properties: Default::default(),
+            mechanism: "PLAIN".into(),
+            response: secret.as_bytes().to_vec().into(),
+            locale: "en_US".into(),
+        }));
         let Inbound::Invalid(refusal) = inbound(0, method) else {
             panic!("refused");
         };
         assert_eq!(
             refusal.text,
-            "COMMAND_INVALID - unexpected method Connection.UpdateSecret"
+            "COMMAND_INVALID - unexpected method Connection.StartOk"
         );
         assert_eq!(refusal.code, ErrorCode::CommandInvalid);
         let Inbound::Invalid(refusal) = inbound(

@@ -168,12 +168,19 @@ kinds! {
     ConfirmSelectOk = 0x8049,
     /// `ConfirmBatch`: publisher confirms.
     Confirm = 0x4049,
-    /// `ChannelOnly`; refused with NotImplemented.
+    /// `ChannelOnly`: make the channel transactional.
     TxSelect = 0x0050,
-    /// `ChannelOnly`; refused with NotImplemented.
+    /// `ChannelOnly`.
+    TxSelectOk = 0x8050,
+    /// `ChannelOnly`: apply the held publishes and settlements.
     TxCommit = 0x0051,
-    /// `ChannelOnly`; refused with NotImplemented.
+    /// `ChannelOnly`: sent once every committed publish is enqueued (and
+    /// on disk where a confirm would wait for that).
+    TxCommitOk = 0x8051,
+    /// `ChannelOnly`: discard the held publishes and settlements.
     TxRollback = 0x0052,
+    /// `ChannelOnly`.
+    TxRollbackOk = 0x8052,
 }
 
 impl Kind {

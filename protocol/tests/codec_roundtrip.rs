@@ -536,8 +536,11 @@ fn every_bodiless_kind_round_trips() {
         Message::ConfirmSelect(3),
         Message::ConfirmSelectOk(3),
         Message::TxSelect(3),
+        Message::TxSelectOk(3),
         Message::TxCommit(3),
+        Message::TxCommitOk(3),
         Message::TxRollback(3),
+        Message::TxRollbackOk(3),
         Message::Open { vhost: "/v".into() },
         Message::Blocked {
             reason: "disk".into(),

@@ -9,8 +9,13 @@
 //! - fanout: list of destinations;
 //! - topic: a word trie ([`topic::TopicMatcher`]);
 //! - headers: compiled patterns ([`headers::HeadersPattern`]).
+//!
+//! The default exchange also routes to direct reply-to consumers
+//! ([`reply_to`]), which are not queues.
 
 pub mod headers;
+pub mod reply_to;
+pub mod sender_selected;
 pub mod topic;
 
 use rustc_hash::FxHashMap;
@@ -309,11 +314,14 @@ impl Exchange {
     }
 }
 
-/// The queues a message goes to, deduplicated.
+/// The queues a message goes to, deduplicated, and the direct reply-to
+/// consumers it goes to.
 #[derive(Debug, Default, Clone)]
 pub struct Targets {
     /// Target queues, each once.
     pub queues: SmallVec<[QueueRef; 4]>,
+    /// Direct reply-to consumers, each once (empty but for replies).
+    pub replies: Vec<reply_to::ReplyTo>,
 }
 
 impl Targets {
@@ -324,12 +332,22 @@ impl Targets {
         }
     }
 
+    /// Adds a direct reply-to consumer unless present.
+    pub fn add_reply(&mut self, r: reply_to::ReplyTo) {
+        if !self.replies.contains(&r) {
+            self.replies.push(r);
+        }
+    }
+
     /// Forgets the targets, keeping the allocation.
     pub fn clear(&mut self) {
         self.queues.clear();
+        self.replies.clear();
     }
 
-    /// True when no queue matched.
+    /// True when no queue matched. Replies do not count: as in RabbitMQ,
+    /// a message that only went to a reply consumer is unroutable for
+    /// `mandatory` (returned) and confirmed at once.
     pub fn is_empty(&self) -> bool {
         self.queues.is_empty()
     }

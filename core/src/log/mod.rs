@@ -53,7 +53,8 @@ struct Segment {
     file: Option<Rc<DmaFile>>,
     /// Bytes of records in the segment.
     size: u64,
-    /// Enqueue records not yet settled.
+    /// Enqueue records not yet settled, and stream records retention has
+    /// not dropped.
     live: u64,
     /// Their bytes.
     live_bytes: u64,
@@ -203,12 +204,16 @@ impl Log {
             segment.size = size;
             segments.insert(seq, segment);
         }
-        for msgs in rec.queues.values() {
-            for m in msgs.values() {
-                if let Some(s) = segments.get_mut(&m.loc.seq) {
-                    s.live += 1;
-                    s.live_bytes += u64::from(m.loc.len);
-                }
+        let streamed = rec.streams.values().flat_map(|s| s.entries.values());
+        let locs = rec
+            .queues
+            .values()
+            .flat_map(|msgs| msgs.values().map(|m| m.loc))
+            .chain(streamed.map(|(loc, _)| *loc));
+        for loc in locs {
+            if let Some(s) = segments.get_mut(&loc.seq) {
+                s.live += 1;
+                s.live_bytes += u64::from(loc.len);
             }
         }
         if !seqs.is_empty() {
@@ -277,7 +282,7 @@ impl Log {
         }
         drop(pending);
         self.next.set((seq, offset + len));
-        if let Record::Enqueue { .. } = rec {
+        if let Record::Enqueue { .. } | Record::StreamAppend { .. } = rec {
             self.count_live(seq, len);
         }
         self.wake.notify();

@@ -6,7 +6,8 @@
 //!   len   u32   whole record, header included; 0 = no more records (padding)
 //!   crc   u32   CRC32C of bytes [8, len)
 //!   kind  u8    1 enqueue, 2 settle, 3 delivered, 4 queue deleted,
-//!               5 paged out, 6 abandoned, 7 synced
+//!               5 paged out, 6 abandoned, 7 synced, 8 stream append,
+//!               9 stream truncated
 //!   flags u8    reserved, 0
 //!   rsv   u16   reserved, 0
 //! ```
@@ -29,7 +30,13 @@
 //! - synced: end u64: when this record was written, the bytes of this
 //!   segment below `end` were durable (a sync had covered them). Recovery
 //!   uses it to tell damaged durable bytes (corruption) from a torn write
-//!   in the tail segment.
+//!   in the tail segment;
+//! - stream append: as enqueue, with the message's offset in the stream
+//!   in place of the id and its timestamp (ms since the epoch) in place
+//!   of `expires_at`: a message appended to a stream (`x-queue-type:
+//!   stream`), persistent or not;
+//! - stream truncated: queue u64, first u64: retention dropped every
+//!   message of the stream below offset `first`.
 //!
 //! See `docs/storage-format.md`.
 
@@ -61,6 +68,11 @@ pub enum Kind {
     Abandoned = 6,
     /// How much of this segment was durable (see [`Record::Synced`]).
     Synced = 7,
+    /// A message appended to a stream (see [`Record::StreamAppend`]).
+    StreamAppend = 8,
+    /// Retention dropped the start of a stream (see
+    /// [`Record::StreamTruncated`]).
+    StreamTruncated = 9,
 }
 
 /// A decoded record, borrowing from the segment bytes.
@@ -119,6 +131,31 @@ pub enum Record<'a> {
         /// The durable length of the segment holding this record.
         end: u64,
     },
+    /// A message appended to a stream: kept until retention drops it,
+    /// whatever its delivery mode.
+    StreamAppend {
+        /// Queue id of the stream.
+        queue: u64,
+        /// The message's offset in the stream.
+        offset: u64,
+        /// When it was appended, ms since the epoch.
+        timestamp: u64,
+        /// Exchange published to.
+        exchange: &'a str,
+        /// Routing key.
+        routing_key: &'a str,
+        /// FlatBuffers `Properties`, empty when none.
+        props: &'a [u8],
+        /// Body.
+        body: &'a [u8],
+    },
+    /// Retention dropped every message of a stream below `first`.
+    StreamTruncated {
+        /// Queue id of the stream.
+        queue: u64,
+        /// The stream's first offset from now on.
+        first: u64,
+    },
 }
 
 /// Why bytes are not a record.
@@ -148,6 +185,13 @@ impl Record<'_> {
                     props,
                     body,
                     ..
+                }
+                | Record::StreamAppend {
+                    exchange,
+                    routing_key,
+                    props,
+                    body,
+                    ..
                 } => {
                     24 + 1
                         + exchange.len().min(255)
@@ -158,7 +202,9 @@ impl Record<'_> {
                         + 4
                         + body.len()
                 }
-                Record::Settle { .. } | Record::Delivered { .. } => 16,
+                Record::Settle { .. }
+                | Record::Delivered { .. }
+                | Record::StreamTruncated { .. } => 16,
                 Record::QueueDeleted { .. } => 8,
                 Record::Abandoned { .. } => 16,
                 Record::Synced { .. } => 8,
@@ -181,6 +227,8 @@ impl Record<'_> {
             Record::QueueDeleted { .. } => Kind::QueueDeleted,
             Record::Abandoned { .. } => Kind::Abandoned,
             Record::Synced { .. } => Kind::Synced,
+            Record::StreamAppend { .. } => Kind::StreamAppend,
+            Record::StreamTruncated { .. } => Kind::StreamTruncated,
         };
         out.put_u8(kind as u8);
         out.put_u8(0);
@@ -206,9 +254,32 @@ impl Record<'_> {
                 out.put_u32_le(body.len() as u32);
                 out.put_slice(body);
             }
+            Record::StreamAppend {
+                queue,
+                offset,
+                timestamp,
+                exchange,
+                routing_key,
+                props,
+                body,
+            } => {
+                out.put_u64_le(*queue);
+                out.put_u64_le(*offset);
+                out.put_u64_le(*timestamp);
+                put_short(out, exchange);
+                put_short(out, routing_key);
+                out.put_u32_le(props.len() as u32);
+                out.put_slice(props);
+                out.put_u32_le(body.len() as u32);
+                out.put_slice(body);
+            }
             Record::Settle { queue, id } | Record::Delivered { queue, id } => {
                 out.put_u64_le(*queue);
                 out.put_u64_le(*id);
+            }
+            Record::StreamTruncated { queue, first } => {
+                out.put_u64_le(*queue);
+                out.put_u64_le(*first);
             }
             Record::QueueDeleted { queue } => out.put_u64_le(*queue),
             Record::Abandoned { seq, end } => {
@@ -265,8 +336,8 @@ impl Record<'_> {
             return Err(DecodeError::Malformed("reserved header bytes are not zero"));
         }
         let fits = match buf[8] {
-            1 | 5 => n >= HEADER_LEN + 34,
-            2 | 3 | 6 => n == HEADER_LEN + 16,
+            1 | 5 | 8 => n >= HEADER_LEN + 34,
+            2 | 3 | 6 | 9 => n == HEADER_LEN + 16,
             4 | 7 => n == HEADER_LEN + 8,
             _ => return Err(DecodeError::Malformed("unknown record kind")),
         };
@@ -312,6 +383,19 @@ impl Record<'_> {
                 end: r.u64()?,
             },
             7 => Record::Synced { end: r.u64()? },
+            8 => Record::StreamAppend {
+                queue: r.u64()?,
+                offset: r.u64()?,
+                timestamp: r.u64()?,
+                exchange: r.short()?,
+                routing_key: r.short()?,
+                props: r.long()?,
+                body: r.long()?,
+            },
+            9 => Record::StreamTruncated {
+                queue: r.u64()?,
+                first: r.u64()?,
+            },
             _ => return Err(DecodeError::Malformed("unknown record kind")),
         };
         if !r.buf.is_empty() {
@@ -401,6 +485,19 @@ mod tests {
             Record::QueueDeleted { queue: 7 },
             Record::Abandoned { seq: 3, end: 4096 },
             Record::Synced { end: 8192 },
+            Record::StreamAppend {
+                queue: 8,
+                offset: 41,
+                timestamp: 1_700_000_000_000,
+                exchange: "x",
+                routing_key: "s",
+                props: b"p",
+                body: b"streamed",
+            },
+            Record::StreamTruncated {
+                queue: 8,
+                first: 40,
+            },
         ]
     }
 

@@ -176,7 +176,7 @@ impl Meta {
                 Ok(Some(q))
             }
             None => {
-                QueueArgs::parse(arguments, name, vhost, durable, exclusive)?;
+                QueueArgs::parse(arguments, name, vhost, durable, exclusive, auto_delete)?;
                 Ok(None)
             }
         }

@@ -13,6 +13,7 @@ use smallvec::SmallVec;
 
 use ringmq_protocol::{ErrorCode, FieldTable};
 
+use crate::exchange::reply_to::ReplyTo;
 use crate::exchange::{Dest, Exchange, ExchangeDef, ExchangeKind, QueueId, QueueRef, Targets};
 use crate::queue::args::QueueArgs;
 use ringmq_protocol::Refusal;
@@ -249,7 +250,8 @@ impl Vhost {
     }
 
     /// Routes a message published to `x`, following exchange-to-exchange
-    /// bindings and alternate exchanges, into `out` (deduplicated).
+    /// bindings and alternate exchanges, into `out` (deduplicated). The
+    /// default exchange routes a direct reply-to name to its consumer.
     ///
     /// Iterative, breadth first: every exchange reached is visited once
     /// (a cycle or a diamond costs nothing extra), and at most
@@ -259,6 +261,24 @@ impl Vhost {
         &self,
         x: &Exchange,
         routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Targets,
+    ) {
+        self.route_with_cc(x, routing_key, &[], headers, out);
+    }
+
+    /// [`Vhost::route`] with the keys a message's `CC` and `BCC` headers
+    /// add (`exchange::sender_selected`), as RabbitMQ routes a message with
+    /// several routing keys: each exchange reached routes every key (direct
+    /// and topic exchanges; fanout and headers exchanges ignore keys), its
+    /// alternate exchange is used only when no key matched in it, and a
+    /// queue reached by several keys gets one copy. A direct reply-to name
+    /// counts only as the publish's own routing key.
+    pub fn route_with_cc(
+        &self,
+        x: &Exchange,
+        routing_key: &str,
+        cc: &[String],
         headers: Option<&FieldTable>,
         out: &mut Targets,
     ) {
@@ -272,18 +292,31 @@ impl Vhost {
             if x.def.name.is_empty() {
                 if let Some(q) = self.queues.get(routing_key) {
                     out.add(q.qref());
+                } else if let Some(r) = ReplyTo::parse(routing_key) {
+                    out.add_reply(r);
+                }
+                for key in cc {
+                    if let Some(q) = self.queues.get(key.as_str()) {
+                        out.add(q.qref());
+                    }
                 }
                 continue;
             }
             let mut next: SmallVec<[&Exchange; 4]> = SmallVec::new();
             let mut matched = false;
-            x.route(routing_key, headers, |d| {
+            let mut to = |d: &Dest| {
                 matched = true;
                 match d {
                     Dest::Queue(q) => out.add(*q),
                     Dest::Exchange(name) => next.extend(self.exchanges.get(name.as_str())),
                 }
-            });
+            };
+            x.route(routing_key, headers, &mut to);
+            if matches!(x.def.kind, ExchangeKind::Direct | ExchangeKind::Topic) {
+                for key in cc {
+                    x.route(key, headers, &mut to);
+                }
+            }
             if !matched {
                 next.extend(x.def.alternate().and_then(|a| self.exchanges.get(a)));
             }

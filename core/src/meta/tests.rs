@@ -205,3 +205,67 @@ fn a_long_exchange_chain_is_walked_iteratively_and_bounded() {
     // once, and the walk stops at the bound.
     assert_eq!(route(&m, &format!("x{}", n - 1), "k"), vec![1]);
 }
+
+fn route_cc(m: &Meta, x: &str, key: &str, cc: &[&str]) -> Vec<u64> {
+    let v = m.vhost("/").unwrap();
+    let mut t = Targets::default();
+    let cc: Vec<String> = cc.iter().map(|s| (*s).to_owned()).collect();
+    v.route_with_cc(v.exchange(x).unwrap(), key, &cc, None, &mut t);
+    let mut ids: Vec<u64> = t.queues.iter().map(|q| q.id.0).collect();
+    ids.sort();
+    assert!(ids.windows(2).all(|w| w[0] != w[1]), "one copy per queue");
+    ids
+}
+
+#[test]
+fn cc_keys_route_through_every_exchange_reached() {
+    let mut m = Meta::new(["/"]);
+    let vh = || "/".to_owned();
+    for (id, n) in [(1, "q1"), (2, "q2"), (3, "q3"), (4, "ae-q"), (5, "f-q")] {
+        m.apply(&MetaOp::DeclareQueue {
+            vhost: vh(),
+            def: qdef(id, n),
+        });
+    }
+    let mut direct = xdef("d", ExchangeKind::Direct);
+    direct
+        .arguments
+        .insert("alternate-exchange", FieldValue::string("ae"));
+    for def in [
+        direct,
+        xdef("ae", ExchangeKind::Fanout),
+        xdef("t", ExchangeKind::Topic),
+        xdef("f", ExchangeKind::Fanout),
+    ] {
+        m.apply(&MetaOp::DeclareExchange { vhost: vh(), def });
+    }
+    for op in [
+        bind("d", DestName::Queue("q1".into()), "k1"),
+        bind("d", DestName::Queue("q2".into()), "k2"),
+        bind("d", DestName::Exchange("t".into()), "k3"),
+        bind("t", DestName::Queue("q3".into()), "k3.#"),
+        bind("t", DestName::Queue("q3".into()), "k3"),
+        bind("ae", DestName::Queue("ae-q".into()), ""),
+        bind("f", DestName::Queue("f-q".into()), ""),
+    ] {
+        m.apply(&op);
+    }
+    // Rows: (routing key, CC keys, queues reached).
+    let table: [(&str, &[&str], &[u64]); 7] = [
+        ("k1", &[], &[1]),
+        ("k1", &["k2"], &[1, 2]),
+        ("nowhere", &["k2"], &[2]),   // a CC match keeps the alternate out
+        ("nowhere", &["none"], &[4]), // no key matched: alternate
+        ("k1", &["k1", "k2", "k2"], &[1, 2]),
+        ("k1", &["k3"], &[1, 3]), // through an exchange-to-exchange binding
+        ("none", &["k3", "k3"], &[3]), // two bindings, one copy
+    ];
+    for (key, cc, want) in table {
+        assert_eq!(route_cc(&m, "d", key, cc), want, "key {key}, cc {cc:?}");
+    }
+    // The default exchange routes every key by queue name.
+    assert_eq!(route_cc(&m, "", "q1", &["q2", "missing", "q1"]), [1, 2]);
+    assert_eq!(route_cc(&m, "", "missing", &["q3"]), [3]);
+    // A fanout exchange ignores keys: one copy.
+    assert_eq!(route_cc(&m, "f", "a", &["b", "c"]), [5]);
+}

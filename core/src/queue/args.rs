@@ -3,7 +3,7 @@
 
 use ringmq_protocol::{FieldTable, FieldValue};
 
-use ringmq_protocol::Refusal;
+use ringmq_protocol::{ErrorCode, Refusal};
 
 /// What happens when a queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -15,6 +15,35 @@ pub enum Overflow {
     RejectPublish,
     /// Refuse new messages and dead-letter them.
     RejectPublishDlx,
+}
+
+/// `x-queue-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum QueueKind {
+    /// A classic queue (the default).
+    #[default]
+    Classic,
+    /// A quorum queue: always durable, with a delivery limit and
+    /// `x-delivery-count`. On one node it is not replicated.
+    Quorum,
+}
+
+impl QueueKind {
+    /// RabbitMQ's module name for the type, used in error texts.
+    fn module(self) -> &'static str {
+        match self {
+            QueueKind::Classic => "rabbit_classic_queue",
+            QueueKind::Quorum => "rabbit_quorum_queue",
+        }
+    }
+
+    /// Known arguments this type refuses (RabbitMQ 3.10's lists).
+    fn refused_args(self) -> &'static [&'static str] {
+        match self {
+            QueueKind::Classic => &["x-delivery-limit", "x-quorum-initial-group-size"],
+            QueueKind::Quorum => &["x-max-priority", "x-queue-mode", "x-queue-master-locator"],
+        }
+    }
 }
 
 /// The arguments that change a queue's behaviour, validated.
@@ -38,6 +67,13 @@ pub struct QueueArgs {
     pub max_priority: Option<u8>,
     /// `x-single-active-consumer`.
     pub single_active_consumer: bool,
+    /// `x-queue-type`.
+    #[serde(default)]
+    pub kind: QueueKind,
+    /// `x-delivery-limit` (quorum queues): a message returned more often
+    /// is dead-lettered (reason `delivery_limit`) or dropped.
+    #[serde(default)]
+    pub delivery_limit: Option<u64>,
 }
 
 /// Arguments compared when a queue is redeclared (as RabbitMQ does).
@@ -53,6 +89,10 @@ pub const EQUIVALENCE_ARGS: &[&str] = &[
     "x-queue-mode",
     "x-queue-type",
     "x-single-active-consumer",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+    "x-queue-leader-locator",
 ];
 
 /// The largest per-queue or per-message TTL accepted (as RabbitMQ: about
@@ -70,8 +110,21 @@ impl QueueArgs {
         vhost: &str,
         durable: bool,
         exclusive: bool,
+        auto_delete: bool,
     ) -> Result<QueueArgs, Refusal> {
+        if crate::stream::args::is_stream(args) {
+            // A stream keeps its own arguments (`stream::args`); none of
+            // these apply to it.
+            let how = crate::stream::args::Declare {
+                durable,
+                exclusive,
+                auto_delete,
+            };
+            crate::stream::args::StreamArgs::parse(args, queue, vhost, how)?;
+            return Ok(QueueArgs::default());
+        }
         let r = ArgReader { args, queue, vhost };
+        let kind = r.kind(durable, exclusive, auto_delete)?;
         let overflow = match r.string("x-overflow")?.as_deref() {
             None | Some("drop-head") => Overflow::DropHead,
             Some("reject-publish") => Overflow::RejectPublish,
@@ -87,24 +140,6 @@ impl QueueArgs {
             ));
         }
         let single_active_consumer = r.boolean("x-single-active-consumer")?.unwrap_or(false);
-        match r.string("x-queue-type")?.as_deref() {
-            None | Some("classic") => {}
-            Some("quorum") if durable && !exclusive => {}
-            Some("quorum") => {
-                return Err(r.bad(
-                    "x-queue-type",
-                    "quorum queues must be durable and not exclusive",
-                ))
-            }
-            Some(other) => {
-                return Err(r.bad(
-                    "x-queue-type",
-                    format_args!(
-                        "queue type '{other}' is not supported by ringmq (classic, quorum)"
-                    ),
-                ))
-            }
-        }
         match r.string("x-queue-mode")?.as_deref() {
             None | Some("default") | Some("lazy") => {}
             Some(other) => return Err(r.unacceptable("x-queue-mode", other)),
@@ -119,6 +154,8 @@ impl QueueArgs {
             dead_letter_routing_key,
             max_priority: r.int("x-max-priority", 0, 255)?.map(|p| p as u8),
             single_active_consumer,
+            kind,
+            delivery_limit: r.int("x-delivery-limit", 0, u64::MAX)?,
         })
     }
 }
@@ -131,6 +168,60 @@ struct ArgReader<'a> {
 }
 
 impl ArgReader<'_> {
+    /// The queue type, and what it refuses in RabbitMQ's order: its
+    /// invalid arguments, then auto-delete, exclusive, non-durable.
+    fn kind(
+        &self,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+    ) -> Result<QueueKind, Refusal> {
+        let kind = match self.string("x-queue-type")?.as_deref() {
+            None | Some("classic") => QueueKind::Classic,
+            Some("quorum") => QueueKind::Quorum,
+            Some(other) => {
+                return Err(self.bad(
+                    "x-queue-type",
+                    format_args!("\"unsupported queue type '{other}'\""),
+                ))
+            }
+        };
+        if let Some(arg) = kind
+            .refused_args()
+            .iter()
+            .find(|a| self.args.get(a).is_some())
+        {
+            return Err(Refusal::new(
+                ErrorCode::PreconditionFailed,
+                format_args!(
+                    "invalid arg '{arg}' for queue '{}' in vhost '{}' of queue type {}",
+                    self.queue,
+                    self.vhost,
+                    kind.module()
+                ),
+            ));
+        }
+        if kind == QueueKind::Quorum {
+            let property = [
+                (auto_delete, "auto-delete"),
+                (exclusive, "exclusive-owner"),
+                (!durable, "non-durable"),
+            ]
+            .into_iter()
+            .find_map(|(bad, name)| bad.then_some(name));
+            if let Some(property) = property {
+                return Err(Refusal::new(
+                    ErrorCode::PreconditionFailed,
+                    format_args!(
+                        "invalid property '{property}' for queue '{}' in vhost '{}'",
+                        self.queue, self.vhost
+                    ),
+                ));
+            }
+        }
+        Ok(kind)
+    }
+
     fn bad(&self, arg: &str, why: impl std::fmt::Display) -> Refusal {
         Refusal::invalid_arg(arg, "queue", self.queue, self.vhost, why)
     }
@@ -294,6 +385,7 @@ mod tests {
             "/",
             false,
             false,
+            false,
         )
         .unwrap();
         assert_eq!(a.message_ttl, Some(100));
@@ -321,12 +413,18 @@ mod tests {
             ("x-max-priority", FieldValue::I32(300), "value_too_large"),
             (
                 "x-queue-type",
-                FieldValue::string("stream"),
-                "not supported",
+                FieldValue::string("bogus"),
+                "unsupported queue type 'bogus'",
+            ),
+            (
+                "x-delivery-limit",
+                FieldValue::I32(3),
+                "of queue type rabbit_classic_queue",
             ),
         ];
         for (key, value, want) in cases {
-            let err = QueueArgs::parse(&args(&[(key, value)]), "q", "/", true, false).unwrap_err();
+            let err =
+                QueueArgs::parse(&args(&[(key, value)]), "q", "/", true, false, false).unwrap_err();
             assert_eq!(err.code, ringmq_protocol::ErrorCode::PreconditionFailed);
             assert!(
                 err.text.contains(key) && err.text.contains(want),

@@ -9,6 +9,13 @@
 //!   message goes back to its original position (as RabbitMQ does).
 //! - A consumer is sent at most `credit` deliveries; its session grants
 //!   credit (prefetch, socket drain), so the queue never floods a session.
+//! - A *gated* consumer (its channel has a shared prefetch limit, `basic.qos`
+//!   with `global`) also needs a permit per delivery. Its session leases
+//!   permits when the queue asks ([`Sink::demand`], once, while messages are
+//!   ready and it has credit but no permits); permits it cannot use, because
+//!   nothing is ready or it is not the single active consumer, go back at
+//!   once ([`Sink::unused`]). A consumer never holds more permits than
+//!   credit, so permits sit idle only while a head message is paged in.
 //! - Every message leaves the queue exactly once through `Sink::settled`
 //!   (ack, no-ack delivery, drop, expiry, purge, dead-lettering, delete).
 
@@ -19,9 +26,9 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use ringmq_protocol::ErrorCode;
+use ringmq_protocol::{ErrorCode, FieldValue};
 
-use self::args::Overflow;
+use self::args::{Overflow, QueueKind};
 use crate::exchange::QueueId;
 use crate::log::LogLoc;
 use crate::message::{DeathReason, Message};
@@ -45,8 +52,6 @@ pub struct QueuedMsg {
     pub id: MsgId,
     /// The message.
     pub msg: Message,
-    /// Delivered before (set when requeued).
-    pub redelivered: bool,
     /// When it expires, ms on the shard clock.
     pub expires_at: Option<u64>,
     /// Its enqueue record, for a persistent message in a durable queue.
@@ -61,6 +66,18 @@ pub struct QueuedMsg {
     pub durable: bool,
     /// The priority property, kept while the message is paged out.
     pub priority: u8,
+    /// Times it came back to the queue unsettled, saturating (a quorum
+    /// queue's delivery count, against `x-delivery-limit`); above 0 it is
+    /// redelivered. A byte keeps an entry within 64 bytes.
+    pub returns: u8,
+}
+
+impl QueuedMsg {
+    /// Delivered before: it came back to the queue, or recovery found it
+    /// delivered.
+    pub fn redelivered(&self) -> bool {
+        self.returns > 0
+    }
 }
 
 /// Who a consumer is and how it consumes.
@@ -81,12 +98,33 @@ pub struct ConsumerSpec {
     pub no_local: bool,
     /// `x-priority`: higher goes first while it has credit.
     pub priority: i32,
+    /// Its channel has a shared prefetch limit: each delivery also needs a
+    /// permit from the session (see the invariants above).
+    pub gated: bool,
 }
 
 #[derive(Debug)]
 struct Consumer {
     spec: ConsumerSpec,
     credit: u32,
+    /// Permits of a gated consumer.
+    gate: Option<Gate>,
+}
+
+impl Consumer {
+    /// It may take a delivery now.
+    fn ready(&self) -> bool {
+        self.credit > 0 && self.gate.as_ref().is_none_or(|g| g.permits > 0)
+    }
+}
+
+/// A gated consumer's permits from its channel's shared prefetch limit.
+#[derive(Debug, Default)]
+struct Gate {
+    /// Deliveries its session allows now.
+    permits: u32,
+    /// It asked its session for permits and has not had them yet.
+    asked: bool,
 }
 
 #[derive(Debug)]
@@ -129,6 +167,11 @@ pub trait Sink {
     fn page_out(&mut self, _queue: &QueueDef, _qm: &mut QueuedMsg) -> bool {
         false
     }
+    /// A gated consumer needs permits: up to `want` deliveries are ready
+    /// for it (at most its credit).
+    fn demand(&mut self, queue: QueueId, consumer: &ConsumerSpec, want: u32);
+    /// A gated consumer gives back permits it cannot use now.
+    fn unused(&mut self, queue: QueueId, consumer: &ConsumerSpec, permits: u32);
     /// Dead-letter `qm`, whose parts are only in the log: read it back,
     /// record the death, route it, then settle it. Without a log there is
     /// nothing to read: it is settled (dropped).
@@ -159,6 +202,8 @@ pub struct Queue {
     ready_bytes: u64,
     unacked: FxHashMap<MsgId, Unacked>,
     consumers: Vec<Consumer>,
+    /// How many of the consumers are gated.
+    gated: usize,
     cursor: usize,
     next_id: MsgId,
     /// Last time it was used (consumer, get, declare), for `x-expires`.
@@ -199,6 +244,7 @@ impl Queue {
             ready_bytes: 0,
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
+            gated: 0,
             cursor: 0,
             next_id: 1,
             last_used: now,
@@ -307,13 +353,13 @@ impl Queue {
         let mut qm = QueuedMsg {
             id: self.next_id,
             msg,
-            redelivered: false,
             expires_at: ttl.map(|t| now.saturating_add(t)),
             loc: None,
             resident: true,
             size: bytes as u32,
             durable: false,
             priority,
+            returns: 0,
         };
         if !sink.persist(&self.def, &mut qm) {
             return Accepted::Rejected;
@@ -358,9 +404,9 @@ impl Queue {
             return None;
         }
         if self.def.args.single_active_consumer {
-            return (self.consumers[0].credit > 0).then_some(0);
+            return self.consumers[0].ready().then_some(0);
         }
-        let eligible = |c: &Consumer| c.credit > 0;
+        let eligible = Consumer::ready;
         let best = self
             .consumers
             .iter()
@@ -379,8 +425,14 @@ impl Queue {
     }
 
     /// Delivers ready messages to consumers with credit; expires messages
-    /// found expired at the head.
+    /// found expired at the head. Gated consumers then ask for permits, or
+    /// give back those they cannot use.
     pub fn dispatch(&mut self, now: u64, sink: &mut impl Sink) {
+        self.deliver_ready(now, sink);
+        self.balance_permits(sink);
+    }
+
+    fn deliver_ready(&mut self, now: u64, sink: &mut impl Sink) {
         if self.consumers.is_empty() {
             return;
         }
@@ -401,9 +453,15 @@ impl Queue {
             let Some(i) = self.pick() else {
                 return;
             };
-            let Some(qm) = self.pop_ready() else { return };
+            let Some(mut qm) = self.pop_ready() else {
+                return;
+            };
+            self.stamp_delivery_count(&mut qm, false);
             let consumer = &mut self.consumers[i];
             consumer.credit -= 1;
+            if let Some(g) = &mut consumer.gate {
+                g.permits -= 1;
+            }
             sink.deliver(self.def.id, &consumer.spec, &qm);
             if consumer.spec.no_ack {
                 sink.settled(self.def.id, &qm);
@@ -419,8 +477,56 @@ impl Queue {
     /// ready at the moment it arrives (RabbitMQ's "immediate-like" TTL 0).
     fn ttl_zero_deliverable(&self, head: &QueuedMsg, now: u64) -> bool {
         head.expires_at == Some(now)
-            && !head.redelivered
-            && self.consumers.iter().any(|c| c.credit > 0)
+            && !head.redelivered()
+            && self.consumers.iter().any(Consumer::ready)
+    }
+
+    /// For each gated consumer: with nothing ready, or when it is not the
+    /// single active consumer, its permits go back to its session; with
+    /// messages ready, credit and no permits, it asks for up to as many
+    /// permits as it could use (once, until they come). Nothing to do
+    /// (one comparison) when no consumer is gated.
+    fn balance_permits(&mut self, sink: &mut impl Sink) {
+        if self.gated == 0 {
+            return;
+        }
+        let queue = self.def.id;
+        let ready = u32::try_from(self.ready_count).unwrap_or(u32::MAX);
+        let single = self.def.args.single_active_consumer;
+        for (i, c) in self.consumers.iter_mut().enumerate() {
+            let Some(g) = &mut c.gate else { continue };
+            if ready == 0 || (single && i > 0) {
+                if g.permits > 0 {
+                    sink.unused(queue, &c.spec, std::mem::take(&mut g.permits));
+                }
+            } else if g.permits == 0 && !g.asked && c.credit > 0 {
+                g.asked = true;
+                sink.demand(queue, &c.spec, ready.min(c.credit));
+            }
+        }
+    }
+
+    /// Gates a consumer from now on (its channel got a shared prefetch
+    /// limit): it asks for permits if messages are ready.
+    pub fn gate(&mut self, id: ConsumerId, now: u64, sink: &mut impl Sink) {
+        if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == id) {
+            if c.gate.is_none() {
+                c.gate = Some(Gate::default());
+                self.gated += 1;
+                self.dispatch(now, sink);
+            }
+        }
+    }
+
+    /// Permits for a gated consumer from its session; delivers.
+    pub fn add_permits(&mut self, id: ConsumerId, permits: u32, now: u64, sink: &mut impl Sink) {
+        if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == id) {
+            if let Some(g) = &mut c.gate {
+                g.permits = g.permits.saturating_add(permits);
+                g.asked = false;
+            }
+            self.dispatch(now, sink);
+        }
     }
 
     /// Adds a consumer with initial credit.
@@ -446,7 +552,9 @@ impl Queue {
                 ),
             ));
         }
-        self.consumers.push(Consumer { spec, credit });
+        let gate = spec.gated.then(Gate::default);
+        self.gated += usize::from(gate.is_some());
+        self.consumers.push(Consumer { spec, credit, gate });
         self.had_consumer = true;
         self.last_used = now;
         self.dispatch(now, sink);
@@ -457,7 +565,8 @@ impl Queue {
     /// Returns true when the queue should now be auto-deleted.
     pub fn remove_consumer(&mut self, id: ConsumerId, now: u64) -> bool {
         if let Some(at) = self.consumers.iter().position(|c| c.spec.id == id) {
-            self.consumers.remove(at);
+            let c = self.consumers.remove(at);
+            self.gated -= usize::from(c.gate.is_some());
             if self.cursor > at {
                 self.cursor -= 1;
             }
@@ -486,9 +595,10 @@ impl Queue {
         if !self.head_resident() {
             return Got::Paged;
         }
-        let Some(qm) = self.pop_ready() else {
+        let Some(mut qm) = self.pop_ready() else {
             return Got::Empty;
         };
+        self.stamp_delivery_count(&mut qm, true);
         if no_ack {
             sink.settled(self.def.id, &qm);
         } else {
@@ -501,6 +611,7 @@ impl Queue {
                 },
             );
         }
+        self.balance_permits(sink);
         Got::Message(qm, self.ready_count)
     }
 
@@ -521,10 +632,9 @@ impl Queue {
         let Some(u) = self.unacked.remove(&id) else {
             return false;
         };
-        let mut qm = u.qm;
+        let qm = u.qm;
         if requeue {
-            qm.redelivered = true;
-            self.push_ready(qm);
+            self.give_back(qm, now, sink);
             self.dispatch(now, sink);
         } else {
             self.dead_letter_or_drop(qm, DeathReason::Rejected, now, sink);
@@ -542,12 +652,43 @@ impl Queue {
     ) {
         for id in ids {
             if let Some(u) = self.unacked.remove(&id) {
-                let mut qm = u.qm;
-                qm.redelivered = true;
-                self.push_ready(qm);
+                self.give_back(u.qm, now, sink);
             }
         }
         self.dispatch(now, sink);
+    }
+
+    /// A delivery comes back unsettled: to its place in the queue, or,
+    /// past a quorum queue's `x-delivery-limit`, dead-lettered or dropped.
+    fn give_back(&mut self, mut qm: QueuedMsg, now: u64, sink: &mut impl Sink) {
+        qm.returns = qm.returns.saturating_add(1);
+        let over = self.def.args.kind == QueueKind::Quorum
+            && self
+                .def
+                .args
+                .delivery_limit
+                .is_some_and(|limit| u64::from(qm.returns) > limit);
+        if over {
+            self.dead_letter_or_drop(qm, DeathReason::DeliveryLimit, now, sink);
+        } else {
+            self.push_ready(qm);
+        }
+    }
+
+    /// A quorum queue's deliveries carry `x-delivery-count`, the times the
+    /// message came back: from its first return on for consumers, always
+    /// for `basic.get` (as RabbitMQ 3.10).
+    fn stamp_delivery_count(&self, qm: &mut QueuedMsg, get: bool) {
+        if self.def.args.kind != QueueKind::Quorum || (qm.returns == 0 && !get) {
+            return;
+        }
+        let count = FieldValue::I64(i64::from(qm.returns));
+        qm.msg.update(|p| {
+            p.props_mut()
+                .headers
+                .get_or_insert_with(Default::default)
+                .insert("x-delivery-count", count)
+        });
     }
 
     /// Removes every ready message; returns how many.
@@ -560,6 +701,7 @@ impl Queue {
         }
         self.ready_count = 0;
         self.ready_bytes = 0;
+        self.balance_permits(sink);
         n
     }
 
@@ -571,6 +713,7 @@ impl Queue {
             sink.settled(self.def.id, &u.qm);
         }
         let consumers = self.consumers.drain(..).map(|c| c.spec).collect();
+        self.gated = 0;
         (n, consumers)
     }
 
@@ -587,6 +730,7 @@ impl Queue {
                 self.dead_letter_or_drop(qm, DeathReason::Expired, now, sink);
             }
         }
+        self.balance_permits(sink);
     }
 
     /// The next time something in the queue expires (a head message, or the

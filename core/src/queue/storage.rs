@@ -99,7 +99,7 @@ impl Queue {
     /// Persisted messages (ready or unacked) whose record is in segment
     /// `seq`: id, location, and whether it was delivered.
     pub fn persisted_in(&self, seq: u32) -> Persisted {
-        let ready = self.ready.iter().flatten().map(|m| (m, m.redelivered));
+        let ready = self.ready.iter().flatten().map(|m| (m, m.redelivered()));
         let unacked = self.unacked.values().map(|u| (&u.qm, true));
         ready
             .chain(unacked)

@@ -12,12 +12,16 @@ struct Rec {
     delivered: Vec<(ConsumerId, MsgId, bool, String)>,
     dead: Vec<(String, DeathReason)>,
     settled: Vec<MsgId>,
+    /// (consumer, want) asked for.
+    demanded: Vec<(ConsumerId, u32)>,
+    /// (consumer, permits) given back.
+    unused: Vec<(ConsumerId, u32)>,
 }
 
 impl Sink for Rec {
     fn deliver(&mut self, _q: QueueId, c: &ConsumerSpec, qm: &QueuedMsg) {
         let body = String::from_utf8_lossy(&qm.msg.body).into_owned();
-        self.delivered.push((c.id, qm.id, qm.redelivered, body));
+        self.delivered.push((c.id, qm.id, qm.redelivered(), body));
     }
     fn dead_letter(&mut self, _q: &QueueDef, msg: Message, reason: DeathReason) {
         self.dead
@@ -25,6 +29,12 @@ impl Sink for Rec {
     }
     fn settled(&mut self, _q: QueueId, qm: &QueuedMsg) {
         self.settled.push(qm.id);
+    }
+    fn demand(&mut self, _q: QueueId, c: &ConsumerSpec, want: u32) {
+        self.demanded.push((c.id, want));
+    }
+    fn unused(&mut self, _q: QueueId, c: &ConsumerSpec, permits: u32) {
+        self.unused.push((c.id, permits));
     }
 }
 
@@ -64,6 +74,14 @@ fn consumer(id: ConsumerId, no_ack: bool) -> ConsumerSpec {
         exclusive: false,
         no_local: false,
         priority: 0,
+        gated: false,
+    }
+}
+
+fn gated(id: ConsumerId) -> ConsumerSpec {
+    ConsumerSpec {
+        gated: true,
+        ..consumer(id, false)
     }
 }
 
@@ -125,7 +143,7 @@ fn requeue_keeps_original_order_and_sets_redelivered() {
     q.requeue([got[3], got[0], got[4], got[1], got[2]], 0, &mut rec);
     let mut again = Vec::new();
     while let Some((qm, _)) = q.get(7, true, 0, &mut rec).into_message() {
-        assert!(qm.redelivered);
+        assert!(qm.redelivered());
         again.push(String::from_utf8_lossy(&qm.msg.body).into_owned());
     }
     assert_eq!(again, ["1", "2", "3", "4", "5"]);
@@ -289,7 +307,6 @@ fn restored(id: MsgId, body: &str, expires_at: Option<u64>, resident: bool) -> Q
     QueuedMsg {
         id,
         msg: m,
-        redelivered: false,
         expires_at,
         loc: Some(crate::log::LogLoc {
             seq: 1,
@@ -300,6 +317,7 @@ fn restored(id: MsgId, body: &str, expires_at: Option<u64>, resident: bool) -> Q
         size: body.len() as u32,
         durable: true,
         priority: 0,
+        returns: 0,
     }
 }
 
@@ -331,4 +349,95 @@ fn a_queue_entry_is_at_most_64_bytes() {
         "{} bytes",
         std::mem::size_of::<QueuedMsg>()
     );
+}
+
+#[test]
+fn a_gated_consumer_delivers_only_with_permits() {
+    let mut q = queue(QueueArgs::default());
+    let mut rec = Rec::default();
+    q.add_consumer(gated(1), 10, 0, &mut rec).unwrap();
+    assert!(rec.demanded.is_empty(), "nothing ready, nothing asked");
+    for b in ["a", "b", "c"] {
+        q.publish(msg(b), 0, &mut rec);
+    }
+    assert!(rec.delivered.is_empty());
+    assert_eq!(rec.demanded, [(1, 1)], "asked once, at the first message");
+    // Two permits: two deliveries; it asks again for the one left.
+    q.add_permits(1, 2, 0, &mut rec);
+    assert_eq!(bodies(&rec), [(1, "a".into()), (1, "b".into())]);
+    assert_eq!(rec.demanded, [(1, 1), (1, 1)]);
+    q.add_permits(1, 1, 0, &mut rec);
+    assert_eq!(rec.delivered.len(), 3);
+    assert!(rec.unused.is_empty());
+}
+
+#[test]
+fn permits_a_gated_consumer_cannot_use_go_back() {
+    let mut q = queue(QueueArgs::default());
+    let mut rec = Rec::default();
+    q.add_consumer(gated(1), 10, 0, &mut rec).unwrap();
+    q.publish(msg("a"), 0, &mut rec);
+    assert_eq!(rec.demanded, [(1, 1)]);
+    // The message is taken by basic.get before the permits arrive.
+    assert!(q.get(7, true, 0, &mut rec).into_message().is_some());
+    q.add_permits(1, 1, 0, &mut rec);
+    assert!(rec.delivered.is_empty());
+    assert_eq!(rec.unused, [(1, 1)]);
+}
+
+#[test]
+fn a_gated_consumer_asks_for_no_more_than_its_credit() {
+    let mut q = queue(QueueArgs::default());
+    let mut rec = Rec::default();
+    for b in ["a", "b", "c", "d", "e"] {
+        q.publish(msg(b), 0, &mut rec);
+    }
+    q.add_consumer(gated(1), 2, 0, &mut rec).unwrap();
+    assert_eq!(rec.demanded, [(1, 2)]);
+    q.add_permits(1, 2, 0, &mut rec);
+    assert_eq!(rec.delivered.len(), 2);
+    // Out of credit: no new demand until credit comes back.
+    assert_eq!(rec.demanded.len(), 1);
+    q.add_credit(1, 1, 0, &mut rec);
+    assert_eq!(rec.demanded, [(1, 2), (1, 1)]);
+}
+
+#[test]
+fn gating_an_existing_consumer_stops_it_until_permits_come() {
+    let mut q = queue(QueueArgs::default());
+    let mut rec = Rec::default();
+    q.add_consumer(consumer(1, false), 10, 0, &mut rec).unwrap();
+    q.add_consumer(consumer(2, false), 10, 0, &mut rec).unwrap();
+    q.gate(1, 0, &mut rec);
+    for b in ["a", "b", "c"] {
+        q.publish(msg(b), 0, &mut rec);
+    }
+    // Consumer 2 is not gated and takes them all while 1 waits.
+    assert_eq!(
+        bodies(&rec),
+        [(2, "a".into()), (2, "b".into()), (2, "c".into())]
+    );
+    assert!(rec.demanded.is_empty(), "nothing was ever left for it");
+    q.remove_consumer(2, 0);
+    q.publish(msg("d"), 0, &mut rec);
+    assert_eq!(rec.demanded, [(1, 1)]);
+    q.add_permits(1, 1, 0, &mut rec);
+    assert_eq!(rec.delivered.last().map(|d| d.0), Some(1));
+    assert!(rec.unused.is_empty());
+}
+
+#[test]
+fn only_the_single_active_consumer_asks_for_permits() {
+    let mut q = queue(QueueArgs {
+        single_active_consumer: true,
+        ..QueueArgs::default()
+    });
+    let mut rec = Rec::default();
+    q.add_consumer(gated(1), 10, 0, &mut rec).unwrap();
+    q.add_consumer(gated(2), 10, 0, &mut rec).unwrap();
+    q.publish(msg("a"), 0, &mut rec);
+    assert_eq!(rec.demanded, [(1, 1)]);
+    q.add_permits(2, 3, 0, &mut rec);
+    assert_eq!(rec.unused, [(2, 3)]);
+    assert!(rec.delivered.is_empty());
 }

@@ -93,9 +93,13 @@ impl Shard {
     /// What the log's commit task reports.
     pub fn on_log_event(self: &Rc<Self>, event: LogEvent) {
         match event {
-            LogEvent::Committed(pos) => self.confirm_durable(pos),
+            LogEvent::Committed(pos) => {
+                self.confirm_durable(pos);
+                self.streams_committed(pos);
+            }
             LogEvent::Failed(e) => {
                 self.nack_not_durable();
+                self.streams_failed();
                 self.check_disk_free();
                 self.broadcast_log_alarm(Some(format!("disk failure on shard {}: {e}", self.id)));
             }

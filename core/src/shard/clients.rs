@@ -2,6 +2,7 @@
 //! sessions implement, so the shard never names the session type and the
 //! two modules do not import each other.
 
+use crate::exchange::reply_to::ReplyTo;
 use crate::exchange::QueueRef;
 use crate::message::Message;
 use crate::meta::SessionId;
@@ -31,6 +32,17 @@ pub trait Client {
     /// A delivery for one of its consumers. Returns false when the consumer
     /// or its channel is gone (the caller requeues).
     fn deliver(&self, d: Delivery) -> bool;
+    /// A reply for one of its direct reply-to consumers. Returns false
+    /// when that consumer is gone, or has too many replies not yet written
+    /// to the socket (the reply is dropped).
+    fn deliver_reply(&self, to: &ReplyTo, msg: Message) -> bool;
+    /// True while the direct reply-to consumer `to` exists.
+    fn has_reply_consumer(&self, to: &ReplyTo) -> bool;
+    /// A gated consumer's queue asks for permits (its channel has a shared
+    /// prefetch limit): up to `want` deliveries are ready for it.
+    fn demand(&self, consumer: ConsumerId, want: u32);
+    /// A gated consumer's queue gives back permits it cannot use.
+    fn unused(&self, consumer: ConsumerId, permits: u32);
     /// A queue answered for a publish awaiting its confirm.
     fn confirmed(&self, channel: u16, seq: u64, nack: bool);
     /// A queue cancelled one of its consumers (the queue was deleted).

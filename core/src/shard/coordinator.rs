@@ -9,7 +9,7 @@ use base64::Engine as _;
 use ringmq_protocol::{ErrorCode, Refusal};
 
 use crate::meta::{Declared, MetaOp, QueueDef};
-use crate::queue::args::QueueArgs;
+use crate::queue::args::{QueueArgs, QueueKind};
 
 use super::mesh::{CallReq, CallResp, DeclareQueue, DeleteQueue};
 use super::{now_ms, placement, Shard};
@@ -180,7 +180,20 @@ impl Shard {
             q.name
         };
         self.check_queue_limit(&vhost, &name)?;
-        let args = QueueArgs::parse(&q.arguments, &name, &vhost, q.durable, q.exclusive)?;
+        let args = QueueArgs::parse(
+            &q.arguments,
+            &name,
+            &vhost,
+            q.durable,
+            q.exclusive,
+            q.auto_delete,
+        )?;
+        if server_named && args.kind == QueueKind::Quorum {
+            return Err(Refusal::new(
+                ErrorCode::PreconditionFailed,
+                "Cannot declare a server-named queue for type rabbit_quorum_queue",
+            ));
+        }
         self.reserve_queue_id(q.durable).await?;
         let def = QueueDef {
             id: self.new_queue_id(),

@@ -32,6 +32,10 @@ impl Shard {
     }
 
     fn handle(self: &Rc<Self>, now: u64, msg: ShardMsg) {
+        // Streams take what is theirs (`streams.rs`).
+        let Some(msg) = self.stream_msg(now, msg) else {
+            return;
+        };
         match msg {
             ShardMsg::Enqueue {
                 queue,
@@ -45,6 +49,13 @@ impl Shard {
                 }
             }
             ShardMsg::Deliver { session, delivery } => self.deliver(session, delivery),
+            ShardMsg::DeliverReply { to, msg } => {
+                if let Some(s) = self.session(to.session) {
+                    if s.deliver_reply(&to, msg) {
+                        self.mark_dirty(&s);
+                    }
+                }
+            }
             ShardMsg::Settle {
                 queue,
                 id,
@@ -73,6 +84,36 @@ impl Shard {
                 self.with_queue(queue, now, |q, sink| {
                     q.add_credit(consumer, credit, now, sink)
                 });
+            }
+            ShardMsg::Gate { queue, consumer } => {
+                self.with_queue(queue, now, |q, sink| q.gate(consumer, now, sink));
+            }
+            ShardMsg::Permits {
+                queue,
+                consumer,
+                permits,
+            } => {
+                self.with_queue(queue, now, |q, sink| {
+                    q.add_permits(consumer, permits, now, sink)
+                });
+            }
+            ShardMsg::Demand {
+                session,
+                consumer,
+                want,
+            } => {
+                if let Some(s) = self.session(session) {
+                    s.demand(consumer, want);
+                }
+            }
+            ShardMsg::Unused {
+                session,
+                consumer,
+                permits,
+            } => {
+                if let Some(s) = self.session(session) {
+                    s.unused(consumer, permits);
+                }
             }
             ShardMsg::DropConsumer { queue, consumer } => self.drop_consumer(queue, consumer, now),
             ShardMsg::ServerCancel { session, consumer } => {
@@ -178,6 +219,10 @@ impl Shard {
             CallReq::Purge { queue } => self
                 .with_queue(queue, now, |q, sink| CallResp::Count(q.purge(sink) as u32))
                 .unwrap_or(CallResp::Count(0)),
+            CallReq::HasReplyConsumer(to) => match self.session(to.session) {
+                Some(s) if s.has_reply_consumer(&to) => CallResp::Done,
+                _ => gone(),
+            },
             coordinated => {
                 let me = self.clone();
                 let ticket = self.meta_ticket();
@@ -243,7 +288,7 @@ impl Shard {
             Some(Got::Empty) => Some(CallResp::Got(None)),
             Some(Got::Message(qm, remaining)) => Some(CallResp::Got(Some(GotMessage {
                 id: qm.id,
-                redelivered: qm.redelivered,
+                redelivered: qm.redelivered(),
                 remaining: remaining as u32,
                 msg: qm.msg,
             }))),

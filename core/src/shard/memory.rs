@@ -46,7 +46,8 @@ impl Shard {
             .map(|q| q.len() * ENTRY + q.unacked_len() * UNACKED_ENTRY)
             .sum();
         let buffers: usize = self.sessions.borrow().values().map(|s| s.buffered()).sum();
-        memory::messages_here() + (entries + buffers) as i64
+        let streams = self.streams_memory();
+        memory::messages_here() + (entries + buffers + streams) as i64
     }
 
     /// True while the memory alarm is raised.

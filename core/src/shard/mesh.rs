@@ -7,6 +7,7 @@
 use ringmq_protocol::FieldTable;
 
 use super::clients::Delivery;
+use crate::exchange::reply_to::ReplyTo;
 use crate::exchange::{ExchangeDef, QueueId};
 use crate::message::Message;
 use crate::meta::{MetaOp, QueueDef, SessionId};
@@ -61,6 +62,14 @@ pub enum ShardMsg {
         /// The delivery.
         delivery: Delivery,
     },
+    /// A reply for a direct reply-to consumer whose session lives on the
+    /// receiver; dropped if the consumer is gone.
+    DeliverReply {
+        /// The consumer.
+        to: ReplyTo,
+        /// The reply.
+        msg: Message,
+    },
     /// Settle one delivery; optionally give its consumer one more credit.
     Settle {
         /// The queue.
@@ -87,6 +96,41 @@ pub enum ShardMsg {
         consumer: ConsumerId,
         /// How many more deliveries it may take.
         credit: u32,
+    },
+    /// A consumer's channel got a shared prefetch limit (`basic.qos` with
+    /// `global`): from now on each delivery to it also needs a permit.
+    Gate {
+        /// The queue.
+        queue: QueueId,
+        /// The consumer.
+        consumer: ConsumerId,
+    },
+    /// Permits for a gated consumer, leased by its session.
+    Permits {
+        /// The queue.
+        queue: QueueId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// How many more deliveries its channel's limit allows it.
+        permits: u32,
+    },
+    /// A gated consumer's queue asks its session for permits.
+    Demand {
+        /// The consumer's session.
+        session: SessionId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// Deliveries it could make now.
+        want: u32,
+    },
+    /// A gated consumer's queue gives back permits it cannot use.
+    Unused {
+        /// The consumer's session.
+        session: SessionId,
+        /// The consumer.
+        consumer: ConsumerId,
+        /// How many.
+        permits: u32,
     },
     /// Remove a consumer without a reply (channel or session gone).
     DropConsumer {
@@ -200,6 +244,16 @@ pub enum CallReq {
         /// The consumer.
         spec: ConsumerSpec,
     },
+    /// To a stream's owner: add a consumer (with no credit yet) reading
+    /// from `start`.
+    ConsumeStream {
+        /// The stream.
+        queue: QueueId,
+        /// The consumer.
+        spec: ConsumerSpec,
+        /// Where it starts (`x-stream-offset`).
+        start: crate::stream::Start,
+    },
     /// To a queue's owner: remove a consumer.
     Cancel {
         /// The queue.
@@ -221,6 +275,9 @@ pub enum CallReq {
         /// The queue.
         queue: QueueId,
     },
+    /// To a session's shard: does this direct reply-to consumer exist?
+    /// `Done` if so, `Refused` (404) if not.
+    HasReplyConsumer(ReplyTo),
 }
 
 /// A queue.declare for the coordinator.

@@ -14,6 +14,7 @@
 //! | `sink.rs` | A queue's effects carried out here: deliveries, dead-letters, log records |
 //! | `storage.rs` | Recovery into queues, confirms after commit, the storage alarm, segment reclaim |
 //! | `paging.rs` | Reading paged-out bodies back from the log |
+//! | `streams.rs` | Streams: their messages, reads from the log, commits and retention |
 //! | `memory.rs` | The memory alarm: what the shard holds against the high watermark |
 //! | `alarms.rs` | Alarms that block publishers: memory, free disk space, a failing log |
 //! | `timers.rs` | TTL and `x-expires` deadlines |
@@ -31,6 +32,7 @@ mod paging;
 pub mod placement;
 mod sink;
 mod storage;
+mod streams;
 mod timers;
 
 use std::cell::{Cell, RefCell};
@@ -146,6 +148,8 @@ pub struct Shard {
     meta_turn: Notify,
     /// The last persisted message's properties and their encoding.
     props_cache: RefCell<Option<EncodedProps>>,
+    /// The streams this shard owns (`x-queue-type: stream`, `streams.rs`).
+    streams: RefCell<FxHashMap<QueueId, crate::stream::Stream>>,
 }
 
 impl Shard {
@@ -198,6 +202,7 @@ impl Shard {
             meta_done: Cell::new(0),
             meta_turn: Notify::new(),
             props_cache: RefCell::new(None),
+            streams: RefCell::default(),
         }
     }
 
@@ -256,12 +261,14 @@ impl Shard {
     /// the queue state it owns. Returns the messages deleted with a queue.
     pub(crate) fn apply_meta(&self, op: &MetaOp, now: u64) -> Option<u32> {
         let deleted = match op {
-            MetaOp::DeleteQueue { id, .. } => self.delete_owned_queue(*id),
+            MetaOp::DeleteQueue { id, .. } => self
+                .delete_owned_queue(*id)
+                .or_else(|| self.delete_owned_stream(*id)),
             _ => None,
         };
         self.meta.borrow_mut().apply(op);
         if let MetaOp::DeclareQueue { vhost, def } = op {
-            if def.shard == self.id {
+            if def.shard == self.id && !self.create_stream(vhost, def) {
                 let q = Queue::new(def.clone(), vhost, now);
                 let deadline = q.next_deadline();
                 self.queues.borrow_mut().insert(def.id, q);

@@ -106,6 +106,19 @@ impl Shard {
         }
     }
 
+    /// Posts `msg` to the direct reply-to consumers among the targets, on
+    /// their sessions' shards. A name naming a shard that does not exist
+    /// (forged) reaches nobody.
+    pub fn deliver_replies(&self, targets: &Targets, msg: &Message) {
+        for to in &targets.replies {
+            let shard = Shard::shard_of(to.session);
+            if shard < self.count {
+                let msg = msg.clone();
+                self.post(shard, ShardMsg::DeliverReply { to: *to, msg });
+            }
+        }
+    }
+
     /// Posts `msg` to every target queue. Queues for which `needs_reply`
     /// holds answer with a confirm; returns how many.
     pub fn enqueue_all(

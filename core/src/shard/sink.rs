@@ -10,6 +10,7 @@ use ringmq_protocol::FieldValue;
 use super::clients::Delivery;
 use super::mesh::ShardMsg;
 use super::Shard;
+use crate::exchange::sender_selected::header_keys;
 use crate::exchange::{QueueId, QueueRef, Targets};
 use crate::log::record::Record;
 use crate::log::LogLoc;
@@ -135,7 +136,7 @@ impl Sink for ShardSink<'_> {
                         shard: self.shard.id,
                     },
                     id: qm.id,
-                    redelivered: qm.redelivered,
+                    redelivered: qm.redelivered(),
                     no_ack: consumer.no_ack,
                     msg: qm.msg.clone(),
                 },
@@ -143,18 +144,45 @@ impl Sink for ShardSink<'_> {
         );
     }
 
+    fn demand(&mut self, _queue: QueueId, consumer: &ConsumerSpec, want: u32) {
+        let msg = ShardMsg::Demand {
+            session: consumer.session,
+            consumer: consumer.id,
+            want,
+        };
+        self.shard.post(consumer.shard, msg);
+    }
+
+    fn unused(&mut self, _queue: QueueId, consumer: &ConsumerSpec, permits: u32) {
+        let msg = ShardMsg::Unused {
+            session: consumer.session,
+            consumer: consumer.id,
+            permits,
+        };
+        self.shard.post(consumer.shard, msg);
+    }
+
     fn dead_letter(&mut self, queue: &QueueDef, mut msg: Message, reason: DeathReason) {
         let Some(dlx) = queue.args.dead_letter_exchange.as_deref() else {
             return;
         };
-        let routing_key = queue
-            .args
-            .dead_letter_routing_key
-            .clone()
-            .unwrap_or_else(|| msg.routing_key.as_str().to_owned());
+        // As RabbitMQ: with `x-dead-letter-routing-key` the message goes
+        // with that key only and loses its CC header; otherwise the keys
+        // its CC header names route it too (sender-selected distribution).
+        let dlrk = queue.args.dead_letter_routing_key.as_deref();
+        let cc = match dlrk {
+            Some(_) => Vec::new(),
+            None => header_keys(msg.headers()),
+        };
+        let routing_key = dlrk.unwrap_or(msg.routing_key.as_str()).to_owned();
         msg.update(|p| {
             p.exchange = dlx.into();
             p.routing_key = routing_key.as_str().into();
+            if dlrk.is_some() && p.headers().is_some_and(|h| h.get("CC").is_some()) {
+                if let Some(h) = p.props_mut().headers.as_mut() {
+                    h.0.retain(|(k, _)| k != "CC");
+                }
+            }
         });
         let meta = self.shard.meta.borrow();
         let Some(v) = meta.vhost(self.vhost) else {
@@ -164,7 +192,7 @@ impl Sink for ShardSink<'_> {
             return; // a missing DLX drops the message, as in RabbitMQ
         };
         let mut targets = Targets::default();
-        v.route(x, &routing_key, msg.headers(), &mut targets);
+        v.route_with_cc(x, &routing_key, &cc, msg.headers(), &mut targets);
         // Cycle protection: without a rejection in the history, a message
         // never re-enters a queue it already died in.
         let deaths = death_queues(&msg);
@@ -175,6 +203,9 @@ impl Sink for ShardSink<'_> {
             });
         }
         drop(meta);
+        // A reply name through the default exchange reaches its consumer,
+        // as in RabbitMQ.
+        self.shard.deliver_replies(&targets, &msg);
         for t in &targets.queues {
             self.shard.post(
                 t.shard,

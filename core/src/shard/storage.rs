@@ -54,8 +54,15 @@ impl Shard {
     ///
     /// # Errors
     /// [`crate::log::LogError::UnknownQueue`].
-    pub fn restore(&self, log: &Rc<Log>, recovered: Recovered) -> Result<(), crate::log::LogError> {
+    pub fn restore(
+        &self,
+        log: &Rc<Log>,
+        mut recovered: Recovered,
+    ) -> Result<(), crate::log::LogError> {
+        let streams = std::mem::take(&mut recovered.streams);
+        self.check_recovered_streams(&streams)?;
         self.check_recovered_queues(&recovered)?;
+        self.restore_streams(log, streams);
         let mut resident = 0u64;
         let mut restored = 0usize;
         for (qid, msgs) in recovered.queues {
@@ -152,6 +159,7 @@ impl Shard {
             while let Some((seq, empty)) = log.reclaimable() {
                 if !empty {
                     self.compact(&log, seq).await;
+                    self.compact_streams(&log, seq).await;
                     // The copies must be durable before the old segment
                     // goes (`reclaimable` checks).
                     log.sync_all().await;
@@ -257,12 +265,12 @@ fn restored_msg(id: u64, m: RecoveredMsg) -> QueuedMsg {
     QueuedMsg {
         id,
         msg,
-        redelivered: m.redelivered,
         expires_at: (m.expires_at > 0).then_some(m.expires_at),
         loc: Some(m.loc),
         resident: m.body.is_some(),
         size: m.size,
         durable: true,
         priority,
+        returns: u8::from(m.redelivered),
     }
 }

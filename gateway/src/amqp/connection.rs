@@ -82,6 +82,10 @@ pub(super) struct State {
     pub settles: Option<(u16, Vec<m::Settle>)>,
     /// We sent connection.close and wait for close-ok.
     pub closing: bool,
+    /// The client sent connection.close: as RabbitMQ, its later frames
+    /// (e.g. publishes a client's writer still had queued) are discarded,
+    /// so nothing follows the native `Close` to the broker.
+    pub client_closed: bool,
     /// The client published: memory alarms block it.
     pub published: bool,
     /// The broker's block, with its reason.
@@ -125,6 +129,12 @@ pub(super) struct Conn {
     /// The client is not read (memory alarm or backpressure): its silence
     /// is not a missed heartbeat.
     pub paused: Cell<bool>,
+    /// When the broker last sent bytes (its heartbeats included).
+    pub last_broker_read: Cell<Instant>,
+    last_broker_write: Cell<Instant>,
+    /// The broker is not read (the client's output is over `HIGH_WATER`):
+    /// its silence is not a missed heartbeat.
+    pub broker_paused: Cell<bool>,
 }
 
 impl Drop for Conn {
@@ -181,9 +191,17 @@ async fn serve_peer(stream: TcpStream, conn: Rc<Conn>, stopping: Latch) {
     let client_writer =
         glommio::spawn_local(conn.clone().writer(client_w, true).instrument(span.clone()));
     glommio::spawn_local(conn.clone().watch_alarm().instrument(span.clone())).detach();
+    // Silence counts from now, not from the accept: the handshake may
+    // have taken longer than two intervals.
+    conn.last_client_read.set(Instant::now());
+    conn.last_broker_read.set(Instant::now());
     let hb = conn.st.borrow().heartbeat;
     if hb > 0 {
         glommio::spawn_local(conn.clone().heartbeats(hb).instrument(span.clone())).detach();
+    }
+    if broker.heartbeat > 0 {
+        let task = conn.clone().broker_heartbeats(broker.heartbeat);
+        glommio::spawn_local(task.instrument(span.clone())).detach();
     }
     let broker_writer = glommio::spawn_local(
         conn.clone()
@@ -334,6 +352,7 @@ impl Conn {
                 publishes: None,
                 settles: None,
                 closing: false,
+                client_closed: false,
                 published: false,
                 broker_blocked: None,
                 told_blocked: false,
@@ -358,6 +377,9 @@ impl Conn {
             in_flight: Cell::new(0),
             accounted: Cell::new(0),
             paused: Cell::new(false),
+            last_broker_read: Cell::new(Instant::now()),
+            last_broker_write: Cell::new(Instant::now()),
+            broker_paused: Cell::new(false),
         }
     }
 
@@ -499,18 +521,36 @@ impl Conn {
     /// Drains the client's (`to_client`) or the broker's output buffer to
     /// its socket until the connection is done.
     async fn writer(self: Rc<Self>, mut w: WriteHalf, to_client: bool) {
-        let (out, wake, drained) = if to_client {
-            (&self.client_out, &self.client_wake, &self.client_drained)
+        let (out, wake, drained, last_write) = if to_client {
+            (
+                &self.client_out,
+                &self.client_wake,
+                &self.client_drained,
+                &self.last_client_write,
+            )
         } else {
-            (&self.broker_out, &self.broker_wake, &self.broker_drained)
+            (
+                &self.broker_out,
+                &self.broker_wake,
+                &self.broker_drained,
+                &self.last_broker_write,
+            )
         };
         loop {
             futures_lite::future::or(wake.wait(), self.done.wait()).await;
+            // A wake with nothing to write (the broker pump wakes the
+            // client's writer after every read, heartbeats included) is
+            // not a write: it must not hold back the next heartbeat.
+            let writes = !out.borrow().is_empty();
             if !self.drain_to(&mut w, out, drained).await {
+                if !to_client {
+                    self.broker_lost("cannot write to the broker").await;
+                }
+                self.done.set();
                 return;
             }
-            if to_client {
-                self.last_client_write.set(Instant::now());
+            if writes {
+                last_write.set(Instant::now());
             }
             if self.done.is_set() {
                 // After close-ok the socket is the client's to close.
@@ -523,7 +563,7 @@ impl Conn {
     }
 
     /// Writes `out` to `w` until it is empty, notifying `drained` after
-    /// each write. False when the socket failed (the connection is done).
+    /// each write. False when the socket failed.
     async fn drain_to(&self, w: &mut WriteHalf, out: &RefCell<BytesMut>, drained: &Notify) -> bool {
         loop {
             let chunk = out.borrow_mut().split();
@@ -536,7 +576,6 @@ impl Conn {
             drop(chunk);
             self.account();
             if written.is_err() {
-                self.done.set();
                 return false;
             }
             drained.notify();
@@ -548,11 +587,7 @@ impl Conn {
     /// one timer per half interval instead of one per read and write.
     async fn heartbeats(self: Rc<Self>, hb: u16) {
         let interval = Duration::from_secs(u64::from(hb));
-        loop {
-            futures_lite::future::or(glommio::timer::sleep(interval / 2), self.done.wait()).await;
-            if self.done.is_set() {
-                return;
-            }
+        while self.tick(interval, &self.last_client_read).await {
             if !self.paused.get() && self.last_client_read.get().elapsed() >= interval * 2 {
                 self.silent.set(true);
                 self.done.set();
@@ -565,5 +600,39 @@ impl Conn {
                 self.client_wake.notify();
             }
         }
+    }
+
+    /// The same for the native connection, at the interval the broker
+    /// agreed to: a native heartbeat when nothing went to the broker for
+    /// half an interval, and a broker silent for two is lost, as if its
+    /// socket had closed. Without it a broker that hangs, or a link that
+    /// drops packets, would leave the client waiting for ever, kept
+    /// connected by the gateway's own heartbeats.
+    async fn broker_heartbeats(self: Rc<Self>, hb: u16) {
+        let interval = Duration::from_secs(u64::from(hb));
+        while self.tick(interval, &self.last_broker_read).await {
+            if !self.broker_paused.get() && self.last_broker_read.get().elapsed() >= interval * 2 {
+                self.broker_lost("missed heartbeats from the broker").await;
+                return;
+            }
+            if self.last_broker_write.get().elapsed() >= interval / 2
+                && self.broker_out.borrow().is_empty()
+            {
+                self.to_broker(0, &Message::Heartbeat);
+            }
+        }
+    }
+
+    /// Sleeps half of `interval`; false once the connection is done. Time
+    /// the executor kept this task past that (busy with other work, e.g.
+    /// encoding a large message in a debug build) is not the peer's
+    /// silence: what it sent meanwhile may still wait, unread, in the
+    /// socket, so `last_read` moves forward by as much.
+    async fn tick(&self, interval: Duration, last_read: &Cell<Instant>) -> bool {
+        let start = Instant::now();
+        futures_lite::future::or(glommio::timer::sleep(interval / 2), self.done.wait()).await;
+        let late = start.elapsed().saturating_sub(interval / 2);
+        last_read.set((last_read.get() + late).min(Instant::now()));
+        !self.done.is_set()
     }
 }

@@ -3,7 +3,7 @@
 //! `DeliverBatch` view.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
 use bytes::BytesMut;
@@ -31,17 +31,10 @@ impl Conn {
             })
             .await;
             let Some(Ok(n @ 1..)) = read else {
-                if !self.done.is_set() && !self.close_ok_sent.get() {
-                    warn!("broker connection lost");
-                    self.send_close(&ConnError::new(
-                        ErrorCode::ConnectionForced,
-                        "broker connection lost",
-                    ));
-                    glommio::timer::sleep(Duration::from_millis(100)).await;
-                    self.done.set();
-                }
+                self.broker_lost("the broker closed the connection").await;
                 return;
             };
+            self.last_broker_read.set(Instant::now());
             decoder.extend(&buf[..n]);
             loop {
                 let frame = match decoder.next_frame() {
@@ -64,9 +57,30 @@ impl Conn {
             self.client_wake.notify();
             self.account();
             while self.client_out.borrow().len() > HIGH_WATER && !self.done.is_set() {
+                self.broker_paused.set(true);
                 futures_lite::future::or(self.client_drained.wait(), self.done.wait()).await;
             }
+            if self.broker_paused.replace(false) {
+                self.last_broker_read.set(Instant::now());
+            }
         }
+    }
+
+    /// The native connection is gone (closed, failed, or silent past two
+    /// heartbeat intervals): the client gets connection.close 320 and the
+    /// connection ends. Not once the connection is done, or the client has
+    /// its close-ok (the socket is then the client's to close).
+    pub(super) async fn broker_lost(self: &Rc<Self>, why: &str) {
+        if self.done.is_set() || self.close_ok_sent.get() {
+            return;
+        }
+        warn!(why, "broker connection lost");
+        self.send_close(&ConnError::new(
+            ErrorCode::ConnectionForced,
+            "broker connection lost",
+        ));
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        self.done.set();
     }
 
     fn on_broker_frame(self: &Rc<Self>, frame: &Frame) -> Result<(), DecodeError> {

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use amq_protocol::protocol::{channel, AMQPClass};
+use amq_protocol::protocol::{channel, connection, AMQPClass};
 use futures_lite::AsyncReadExt;
 use ringmq_amqp_codec::method::{parse_header, parse_method};
 use ringmq_amqp_codec::table::check_header_tables;
@@ -15,7 +15,7 @@ use ringmq_protocol::message::{self as m, Message};
 use ringmq_protocol::ErrorCode;
 use ringmq_rt::connection::ReadHalf;
 use ringmq_rt::local::Latch;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::connection::{close_msg, is_connection_close, Conn, HIGH_WATER};
 use super::content::{self, Content, ContentError, Progress};
@@ -145,6 +145,9 @@ impl Conn {
                 Next::Continue
             });
         }
+        if self.st.borrow().client_closed {
+            return Ok(Next::Continue); // late frames after the client's close
+        }
         match f.kind {
             FRAME_HEARTBEAT => Ok(Next::Continue),
             FRAME_METHOD => self.on_method(ch, &f),
@@ -206,14 +209,7 @@ impl Conn {
         match inbound {
             Inbound::Request { msg, nowait } => {
                 if let Message::ChannelOpen(_) = msg {
-                    let max = self.st.borrow().channel_max;
-                    if ch > max {
-                        return Err(ConnError::new(
-                            ErrorCode::ChannelError,
-                            format_args!("channel {ch} is above the negotiated channel_max {max}"),
-                        ));
-                    }
-                    self.st.borrow_mut().channels.entry(ch).or_default();
+                    self.count_channel(ch)?;
                 }
                 self.request(ch, &msg, nowait);
             }
@@ -239,13 +235,38 @@ impl Conn {
                 }
             }
             Inbound::ConnectionClose => {
+                self.st.borrow_mut().client_closed = true;
                 self.flush_batches();
                 self.request(0, &close_msg(200, "closed by client"), false);
             }
             Inbound::ConnectionCloseOk => return Ok(Next::Finished),
+            Inbound::UpdateSecret { reason } => {
+                // As RabbitMQ 3.10 with its internal user database, whose
+                // credentials never expire: accepted, never logged.
+                info!(%reason, "client updated its secret");
+                let ok = connection::AMQPMethod::UpdateSecretOk(connection::UpdateSecretOk {});
+                self.client_method(0, AMQPClass::Connection(ok));
+            }
             Inbound::Invalid(refusal) => return Err(refusal.into()),
         }
         Ok(Next::Continue)
+    }
+
+    /// A channel opens: as RabbitMQ, `channel_max` limits how many are
+    /// open at once (any number 1..=65535 may be used).
+    fn count_channel(&self, ch: u16) -> Result<(), ConnError> {
+        let mut st = self.st.borrow_mut();
+        let (open, max) = (st.channels.len(), usize::from(st.channel_max));
+        if !st.channels.contains_key(&ch) && max > 0 && open >= max {
+            return Err(ConnError::new(
+                ErrorCode::NotAllowed,
+                format_args!(
+                    "number of channels opened ({open}) has reached the negotiated channel_max ({max})"
+                ),
+            ));
+        }
+        st.channels.entry(ch).or_default();
+        Ok(())
     }
 
     /// Adds a settlement to the channel's batch (sent with the batch, or

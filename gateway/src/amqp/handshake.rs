@@ -20,8 +20,10 @@ use super::error::{check_tables, unparsable_method, ConnError, Ended};
 use super::upstream::Upstream;
 
 /// The capabilities announced in `connection.start`: exactly those that
-/// work (RabbitMQ also announces `direct_reply_to`, not built yet).
-const CAPABILITIES: [&str; 8] = [
+/// work, the same set as RabbitMQ 3.10. `direct_reply_to` is the broker's
+/// (its `amq.rabbitmq.reply-to` pseudo-queue); the gateway passes the
+/// consume, the publishes and the replies through unchanged.
+const CAPABILITIES: [&str; 9] = [
     "publisher_confirms",
     "exchange_exchange_bindings",
     "basic.nack",
@@ -30,6 +32,7 @@ const CAPABILITIES: [&str; 8] = [
     "authentication_failure_close",
     "per_consumer_qos",
     "consumer_priorities",
+    "direct_reply_to",
 ];
 
 /// Reads the next method (heartbeats are skipped).
@@ -151,7 +154,8 @@ impl Conn {
             st.cancel_notify = cap("consumer_cancel_notify");
             st.blocked_notify = cap("connection.blocked");
         }
-        match Upstream::connect(self.cfg.broker, self.peer, &user, &password).await {
+        let hb = self.cfg.broker_heartbeat;
+        match Upstream::connect(self.cfg.broker, self.peer, &user, &password, hb).await {
             Ok(up) => Ok(up),
             Err(e) if e.amqp_code() == 403 && !cap("authentication_failure_close") => {
                 info!(user = %user, "login refused");

@@ -33,18 +33,21 @@ pub(super) struct Upstream {
     pub r: ReadHalf,
     pub w: WriteHalf,
     pub decoder: FrameDecoder,
+    /// The heartbeat the broker agreed to (`HelloOk`), seconds; 0: none.
+    pub heartbeat: u16,
     enc: Encoder,
     next_corr: u64,
 }
 
 impl Upstream {
     /// Connects to the broker and logs in as the client, with the
-    /// client's address in `forwarded_for`.
+    /// client's address in `forwarded_for`, asking for `heartbeat`.
     pub async fn connect(
         broker: std::net::SocketAddr,
         peer: std::net::SocketAddr,
         user: &str,
         password: &str,
+        heartbeat: u16,
     ) -> Result<Upstream, ConnError> {
         let stream = TcpStream::connect(broker).await.map_err(|e| {
             warn!(broker = %broker, error = %e, "cannot reach the broker");
@@ -56,6 +59,7 @@ impl Upstream {
             r,
             w,
             decoder: FrameDecoder::new(ringmq_protocol::frame::DEFAULT_FRAME_MAX),
+            heartbeat: 0,
             enc: Encoder::new(),
             next_corr: 1,
         };
@@ -66,13 +70,16 @@ impl Upstream {
             password: password.into(),
             vhost: String::new(),
             client_properties: Default::default(),
-            heartbeat: 0,
+            heartbeat,
             frame_max: 0,
             channel_max: 0,
             forwarded_for: Some(peer.to_string()),
         });
         match up.call(hello).await {
-            Ok(Message::HelloOk(_)) => Ok(up),
+            Ok(Message::HelloOk(ok)) => {
+                up.heartbeat = ok.heartbeat;
+                Ok(up)
+            }
             Ok(Message::Close(c)) => Err(broker_refusal(c.code, &c.text).into()),
             _ => Err(ConnError::new(
                 ErrorCode::InternalError,

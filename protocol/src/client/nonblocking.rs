@@ -453,4 +453,33 @@ impl Channel {
         self.call(Message::ConfirmSelect(self.id)).await?;
         Ok(())
     }
+
+    /// Makes the channel transactional: publishes and settlements are held
+    /// until [`Channel::tx_commit`].
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn tx_select(&self) -> Result<(), ClientError> {
+        self.call(Message::TxSelect(self.id)).await?;
+        Ok(())
+    }
+
+    /// Applies what the transaction holds; returns once every publish in
+    /// it is enqueued.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn tx_commit(&self) -> Result<(), ClientError> {
+        self.call(Message::TxCommit(self.id)).await?;
+        Ok(())
+    }
+
+    /// Discards what the transaction holds.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn tx_rollback(&self) -> Result<(), ClientError> {
+        self.call(Message::TxRollback(self.id)).await?;
+        Ok(())
+    }
 }

@@ -15,9 +15,14 @@ pub struct Qos {
     pub channel: u16,
     /// Byte limit; must be 0 (unsupported, as in RabbitMQ).
     pub prefetch_size: u32,
-    /// Unacknowledged deliveries allowed per consumer (0: unlimited).
+    /// Unacknowledged deliveries allowed (0: unlimited): to each consumer
+    /// started on the channel afterwards, or with `global` to all the
+    /// channel's consumers together.
     pub prefetch_count: u16,
-    /// Apply to the whole channel instead of each new consumer.
+    /// One limit shared by all the channel's consumers, existing ones
+    /// included, instead of a limit for each new consumer. As in RabbitMQ
+    /// 3.10, a `Qos` without it lifts the shared limit. See
+    /// docs/wire-protocol.md, "Prefetch".
     pub global: bool,
 }
 

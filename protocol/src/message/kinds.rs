@@ -73,8 +73,11 @@ pub enum Message {
     ConfirmSelectOk(u16),
     Confirm(ConfirmBatch),
     TxSelect(u16),
+    TxSelectOk(u16),
     TxCommit(u16),
+    TxCommitOk(u16),
     TxRollback(u16),
+    TxRollbackOk(u16),
 }
 
 fn string(s: Option<&str>) -> String {
@@ -144,8 +147,11 @@ impl Message {
             M::ConfirmSelectOk(_) => Kind::ConfirmSelectOk,
             M::Confirm(_) => Kind::Confirm,
             M::TxSelect(_) => Kind::TxSelect,
+            M::TxSelectOk(_) => Kind::TxSelectOk,
             M::TxCommit(_) => Kind::TxCommit,
+            M::TxCommitOk(_) => Kind::TxCommitOk,
             M::TxRollback(_) => Kind::TxRollback,
+            M::TxRollbackOk(_) => Kind::TxRollbackOk,
         }
     }
 
@@ -177,8 +183,11 @@ impl Message {
             | M::ConfirmSelect(c)
             | M::ConfirmSelectOk(c)
             | M::TxSelect(c)
+            | M::TxSelectOk(c)
             | M::TxCommit(c)
-            | M::TxRollback(c) => *c,
+            | M::TxCommitOk(c)
+            | M::TxRollback(c)
+            | M::TxRollbackOk(c) => *c,
             M::ChannelClose(c) => c.channel,
             M::ChannelFlow(c) | M::ChannelFlowOk(c) => c.channel,
             M::ExchangeDeclare(m) => m.channel,
@@ -277,8 +286,11 @@ impl Message {
             Kind::ConfirmSelectOk => M::ConfirmSelectOk(chan()?),
             Kind::Confirm => M::Confirm(t!(ConfirmBatch)),
             Kind::TxSelect => M::TxSelect(chan()?),
+            Kind::TxSelectOk => M::TxSelectOk(chan()?),
             Kind::TxCommit => M::TxCommit(chan()?),
+            Kind::TxCommitOk => M::TxCommitOk(chan()?),
             Kind::TxRollback => M::TxRollback(chan()?),
+            Kind::TxRollbackOk => M::TxRollbackOk(chan()?),
         })
     }
 }

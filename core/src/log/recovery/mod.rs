@@ -58,11 +58,24 @@ pub struct RecoveredMsg {
     pub size: u32,
 }
 
+/// A stream found in the log: where each retained message's record is.
+/// Bodies stay in the log (a stream reads them back for its consumers).
+#[derive(Debug, Default)]
+pub struct RecoveredStream {
+    /// Retention dropped every offset below this (`StreamTruncated`).
+    pub first: u64,
+    /// Offset → its `StreamAppend` record and when it was appended (ms
+    /// since the epoch).
+    pub entries: BTreeMap<u64, (LogLoc, u64)>,
+}
+
 /// What a shard's segments hold.
 #[derive(Debug, Default)]
 pub struct Recovered {
     /// Queue id → message id → message.
     pub queues: FxHashMap<u64, BTreeMap<u64, RecoveredMsg>>,
+    /// Stream (queue id) → its retained messages.
+    pub streams: FxHashMap<u64, RecoveredStream>,
     /// Records read.
     pub records: u64,
     /// Bytes of records read.
@@ -77,7 +90,8 @@ pub struct Recovered {
 impl Recovered {
     /// Messages recovered.
     pub fn message_count(&self) -> usize {
-        self.queues.values().map(BTreeMap::len).sum()
+        let streamed: usize = self.streams.values().map(|s| s.entries.len()).sum();
+        self.queues.values().map(BTreeMap::len).sum::<usize>() + streamed
     }
 
     fn apply(&mut self, rec: Record<'_>, loc: LogLoc, budget: u64) {
@@ -100,7 +114,26 @@ impl Recovered {
                     m.redelivered = true;
                 }
             }
+            Record::StreamAppend {
+                queue,
+                offset,
+                timestamp,
+                ..
+            } => {
+                // A compacted copy replaces the original; a copy of an
+                // offset retention dropped stays dropped.
+                let s = self.streams.entry(queue).or_default();
+                if offset >= s.first {
+                    s.entries.insert(offset, (loc, timestamp));
+                }
+            }
+            Record::StreamTruncated { queue, first } => {
+                let s = self.streams.entry(queue).or_default();
+                s.first = s.first.max(first);
+                s.entries = s.entries.split_off(&s.first);
+            }
             Record::QueueDeleted { queue } => {
+                self.streams.remove(&queue);
                 for m in self
                     .queues
                     .remove(&queue)

@@ -42,10 +42,23 @@ impl Session {
     pub(super) fn channel_open(&self, corr: u64, ch: u16) -> Result<(), Stop> {
         let kind = Kind::ChannelOpen.as_u16();
         let mut st = self.st.borrow_mut();
-        if ch == 0 || ch > st.channel_max {
+        if ch == 0 {
             return Err(Stop::new(
                 ErrorCode::ChannelError,
-                format_args!("channel number {ch} out of range 1..={}", st.channel_max),
+                "channel number 0 is the connection's",
+                kind,
+                ch,
+            ));
+        }
+        // As RabbitMQ: channel_max counts open channels; any number
+        // 1..=65535 may be used.
+        let (open, max) = (st.channels.len(), usize::from(st.channel_max));
+        if max > 0 && open >= max && !st.channels.contains_key(&ch) {
+            return Err(Stop::new(
+                ErrorCode::NotAllowed,
+                format_args!(
+                    "number of channels opened ({open}) has reached the negotiated channel_max ({max})"
+                ),
                 kind,
                 ch,
             ));
@@ -121,18 +134,35 @@ impl Session {
     }
 
     /// Gives a channel's unacked deliveries back to their queues.
+    /// Their consumers get their credit back, and the channel's shared limit
+    /// its room (after the requeues, so the queues have the messages).
     pub(super) fn requeue_unacked(&self, ch: u16) {
         let unacked = match self.st.borrow_mut().channels.get_mut(&ch) {
             Some(c) => std::mem::take(&mut c.unacked),
             None => return,
         };
         let mut by_queue: FxHashMap<QueueRef, Vec<MsgId>> = FxHashMap::default();
+        let mut credit: FxHashMap<(QueueRef, ConsumerId), u32> = FxHashMap::default();
+        let mut limited = 0;
         for u in unacked {
             by_queue.entry(u.queue).or_default().push(u.id);
+            if let Some(c) = u.credit {
+                *credit.entry((u.queue, c)).or_default() += 1;
+            }
+            limited += u32::from(u.limited);
         }
         for (q, ids) in by_queue {
             self.shard
                 .post(q.shard, ShardMsg::Requeue { queue: q.id, ids });
+        }
+        for ((queue, consumer), n) in credit {
+            self.grant(ch, queue, consumer, n);
+        }
+        if let Some(c) = self.st.borrow_mut().channels.get_mut(&ch) {
+            if let Some(l) = &mut c.limiter {
+                l.released(limited);
+                super::qos::lease(&self.shard, c);
+            }
         }
     }
 
@@ -151,6 +181,10 @@ impl Session {
                 None => return,
             }
         };
+        if let Some(c) = self.st.borrow_mut().channels.get_mut(&ch) {
+            // No permits for consumers on their way out.
+            c.limiter = None;
+        }
         for (id, q) in consumers {
             self.shard.post(
                 q.shard,
@@ -160,6 +194,10 @@ impl Session {
                 },
             );
             self.forget_consumer(id);
+        }
+        // Settlements of an uncommitted transaction never happened.
+        if let Some(c) = self.st.borrow_mut().channels.get_mut(&ch) {
+            super::tx::unsettle(c);
         }
         self.requeue_unacked(ch);
         self.st.borrow_mut().channels.remove(&ch);

@@ -34,6 +34,11 @@ impl Confirms {
         self.base + self.pending.len() as u64
     }
 
+    /// True when every registered publish has its answer.
+    pub fn settled(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Registers the next publish, which completes after `waiting` answers
     /// (0: at once).
     pub fn register(&mut self, waiting: u32, nack: bool) {

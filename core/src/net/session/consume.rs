@@ -11,6 +11,7 @@ use ringmq_protocol::{ErrorCode, Refusal};
 use super::requests::unexpected;
 use super::state::ConsumerInfo;
 use super::Session;
+use crate::exchange::reply_to::REPLY_TO;
 use crate::exchange::QueueRef;
 use crate::queue::{ConsumerId, ConsumerSpec};
 use crate::shard::mesh::{CallReq, CallResp, ShardMsg};
@@ -23,13 +24,18 @@ impl Session {
     /// `basic.consume`: registers the consumer at its queue, replies, then
     /// grants its first credit.
     pub(super) async fn consume(self: &Rc<Self>, corr: u64, c: pm::Consume) -> Result<(), Refusal> {
+        if c.queue == REPLY_TO {
+            return self.reply_consume(corr, c);
+        }
         let vhost = self.vhost();
         let shard = self.shard.clone();
-        let q = shard
-            .meta
-            .borrow()
-            .usable_queue(&vhost, &c.queue, self.id)?
-            .qref();
+        // A stream checks the consume and says where it starts (stream.rs).
+        let (q, start) = {
+            let meta = shard.meta.borrow();
+            let def = meta.usable_queue(&vhost, &c.queue, self.id)?;
+            self.check_global_qos(c.channel, def)?;
+            (def.qref(), self.stream_start(def, &vhost, &c)?)
+        };
         let max = shard.config.limits.max_name_len;
         if c.consumer_tag.len() > max {
             return Err(Refusal::new(
@@ -49,6 +55,13 @@ impl Session {
         let Some(prefetch) = self.add_consumer(&c, &tag, id, q)? else {
             return Ok(());
         };
+        // Under the channel's shared limit, if it has one (qos.rs).
+        let gated = self
+            .st
+            .borrow()
+            .channels
+            .get(&c.channel)
+            .is_some_and(|chan| chan.limiter.is_some());
         let spec = ConsumerSpec {
             id,
             shard: shard.id,
@@ -57,11 +70,17 @@ impl Session {
             exclusive: c.exclusive,
             no_local: c.no_local,
             priority,
+            gated,
         };
-        match shard
-            .call(q.shard, CallReq::Consume { queue: q.id, spec })
-            .await
-        {
+        let req = match start {
+            Some(start) => CallReq::ConsumeStream {
+                queue: q.id,
+                spec,
+                start,
+            },
+            None => CallReq::Consume { queue: q.id, spec },
+        };
+        match shard.call(q.shard, req).await {
             CallResp::Done => {}
             CallResp::Refused(r) => {
                 self.forget_consumer(id);
@@ -105,7 +124,7 @@ impl Session {
         let Some(chan) = st.channels.get_mut(&c.channel) else {
             return Ok(None);
         };
-        if chan.consumers.contains_key(tag) {
+        if chan.consumers.contains_key(tag) || chan.reply.as_ref().is_some_and(|r| r.tag == *tag) {
             return Err(Refusal::new(
                 ErrorCode::NotAllowed,
                 format_args!("attempt to reuse consumer tag '{tag}'"),
@@ -131,6 +150,10 @@ impl Session {
 
     /// `basic.cancel`: an unknown tag is not an error.
     pub(super) async fn cancel(&self, corr: u64, c: pm::ConsumerTag) -> Result<(), Refusal> {
+        if self.reply_cancel(&c) {
+            self.send(corr, &Wire::CancelOk(c));
+            return Ok(());
+        }
         let found = {
             let st = self.st.borrow();
             st.channels
@@ -179,6 +202,10 @@ impl Session {
         if let Some(info) = st.consumers.remove(&id) {
             if let Some(chan) = st.channels.get_mut(&info.channel) {
                 chan.consumers.remove(&info.tag);
+                if let Some(l) = &mut chan.limiter {
+                    l.forget(id);
+                    super::qos::lease(&self.shard, chan);
+                }
             }
         }
     }

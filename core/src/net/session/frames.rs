@@ -10,6 +10,7 @@ use ringmq_protocol::ErrorCode;
 
 use super::state::ChanState;
 use super::{Phase, Session, Stop};
+use crate::exchange::reply_to::is_reply_to_name;
 
 impl Session {
     /// Handles one frame, in order with the frames before it.
@@ -113,11 +114,12 @@ impl Session {
 }
 
 /// Declares, binds and deletes are issued at once and answered in order
-/// (`pipeline.rs`); passive declares are not, they only look.
-fn is_pipelined(msg: &Wire) -> bool {
+/// (`pipeline.rs`); passive declares are not, they only look, and neither
+/// are declares of the direct reply-to pseudo-queue (`reply_to.rs`).
+pub(super) fn is_pipelined(msg: &Wire) -> bool {
     match msg {
         Wire::ExchangeDeclare(d) => !d.passive,
-        Wire::QueueDeclare(d) => !d.passive,
+        Wire::QueueDeclare(d) => !d.passive && !is_reply_to_name(&d.queue),
         Wire::ExchangeDelete(_)
         | Wire::ExchangeBind(_)
         | Wire::ExchangeUnbind(_)
@@ -156,6 +158,9 @@ fn is_server_only(msg: &Wire) -> bool {
             | Wire::RecoverOk(_)
             | Wire::ConfirmSelectOk(_)
             | Wire::Confirm(_)
+            | Wire::TxSelectOk(_)
+            | Wire::TxCommitOk(_)
+            | Wire::TxRollbackOk(_)
             | Wire::ChannelFlowOk(_)
     )
 }

@@ -9,10 +9,15 @@
 //! | `publish.rs` | Routing publishes to queues, returns, confirm accounting |
 //! | `confirms.rs` | A channel's publisher-confirm sequence numbers |
 //! | `settle.rs` | Acks, nacks and rejects |
+//! | `tx.rs` | Transactions: publishes and settlements held until commit |
 //! | `requests.rs` | One function per synchronous request kind |
 //! | `pipeline.rs` | Declares, binds and deletes issued in frame order, answered in order |
 //! | `consume.rs` | Consumers and the credit they are given |
+//! | `qos.rs` | `basic.qos`; permits under a channel's shared (global) prefetch limit |
+//! | `limiter.rs` | That shared limit's arithmetic (data only) |
+//! | `reply_to.rs` | Direct reply-to: a channel's reply consumer, `reply_to` rewrites, replies |
 //! | `output.rs` | What the shard hands a session (deliveries, confirms, cancels, alarms) and the flush that encodes it |
+//! | `stream.rs` | A consume on a stream checked; nacks and rejects of stream deliveries refused |
 //!
 //! The reader task decodes frames and handles them in order; requests that
 //! need another shard (declares, consume, get…) await the answer, which
@@ -30,12 +35,17 @@ mod confirms;
 mod consume;
 mod frames;
 mod handshake;
+mod limiter;
 mod output;
 mod pipeline;
 mod publish;
+mod qos;
+mod reply_to;
 mod requests;
 mod settle;
 mod state;
+mod stream;
+mod tx;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -54,7 +64,7 @@ use ringmq_protocol::frame::{FrameDecoder, Kind, HANDSHAKE_FRAME_MAX};
 use ringmq_protocol::message::{self as pm, Message as Wire};
 use ringmq_protocol::{Encoder, ErrorCode, Refusal};
 
-use self::state::{Channel, ConsumerInfo};
+use self::state::{Channel, ConsumerInfo, ReplyBytes};
 use crate::exchange::{QueueId, QueueRef};
 use crate::meta::SessionId;
 use crate::queue::ConsumerId;
@@ -116,6 +126,8 @@ struct State {
     dirty_channels: Vec<u16>,
     /// Credit to give back once the buffered output reached the socket.
     owed: FxHashMap<(QueueRef, ConsumerId), u32>,
+    /// Direct reply-to replies not yet written to the socket.
+    replies: ReplyBytes,
     encoder: Encoder,
 }
 
@@ -185,6 +197,7 @@ impl Session {
                 exclusive: Vec::new(),
                 dirty_channels: Vec::new(),
                 owed: FxHashMap::default(),
+                replies: ReplyBytes::default(),
                 encoder: Encoder::new(),
             }),
             out: RefCell::new(BytesMut::with_capacity(64 * 1024)),
@@ -498,15 +511,21 @@ impl Session {
             loop {
                 let chunk = self.out.borrow_mut().split();
                 if chunk.is_empty() {
+                    self.st.borrow_mut().replies.idle();
                     break;
                 }
-                let owed = std::mem::take(&mut self.st.borrow_mut().owed);
+                let owed = {
+                    let mut st = self.st.borrow_mut();
+                    st.replies.start_write();
+                    std::mem::take(&mut st.owed)
+                };
                 if let Err(e) = w.write_all(&chunk).await {
                     debug!(error = %e, "write failed");
                     self.closed.set(true);
                     self.drained.notify();
                     return;
                 }
+                self.st.borrow_mut().replies.written();
                 self.last_write.set(Instant::now());
                 self.drained.notify();
                 for ((queue, consumer), credit) in owed {

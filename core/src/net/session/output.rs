@@ -11,6 +11,8 @@ use ringmq_protocol::Properties;
 
 use super::state::{PendingDelivery, Unacked};
 use super::Session;
+use crate::exchange::reply_to::ReplyTo;
+use crate::message::Message;
 use crate::meta::SessionId;
 use crate::queue::ConsumerId;
 use crate::shard::clients::{Client, Delivery};
@@ -101,7 +103,14 @@ impl Client for Session {
                 queue: d.queue,
                 id: d.id,
                 credit: (prefetch > 0).then_some(d.consumer),
+                limited: true,
             });
+        }
+        if let Some(l) = &mut chan.limiter {
+            l.delivered(d.consumer, !d.no_ack);
+            if d.no_ack {
+                super::qos::lease(&self.shard, chan);
+            }
         }
         if prefetch == 0 {
             *st.owed.entry((d.queue, d.consumer)).or_default() += 1;
@@ -119,19 +128,46 @@ impl Client for Session {
         true
     }
 
+    fn demand(&self, consumer: ConsumerId, want: u32) {
+        self.permits_wanted(consumer, want);
+    }
+
+    fn unused(&self, consumer: ConsumerId, permits: u32) {
+        self.permits_unused(consumer, permits);
+    }
+
+    fn deliver_reply(&self, to: &ReplyTo, msg: Message) -> bool {
+        self.take_reply(to, msg)
+    }
+
+    fn has_reply_consumer(&self, to: &ReplyTo) -> bool {
+        self.reply_consumer_exists(to)
+    }
+
     fn confirmed(&self, ch: u16, seq: u64, nack: bool) {
-        let ready = {
+        let (ready, tx) = {
             let mut st = self.st.borrow_mut();
-            match st.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
-                Some(c) => {
+            let Some(chan) = st.channels.get_mut(&ch) else {
+                return;
+            };
+            match (chan.confirms.as_mut(), chan.tx.as_mut()) {
+                (Some(c), Some(tx)) => {
                     c.complete(seq, nack);
-                    !c.out.is_empty()
+                    tx.answered(nack);
+                    (false, true)
                 }
-                None => false,
+                (Some(c), None) => {
+                    c.complete(seq, nack);
+                    (!c.out.is_empty(), false)
+                }
+                (None, _) => (false, false),
             }
         };
         if ready {
             self.mark_channel(ch);
+        }
+        if tx {
+            self.tx_answered(ch);
         }
     }
 
@@ -189,6 +225,11 @@ impl Client for Session {
                 chan.deliveries.clear();
             }
             if let Some(c) = chan.confirms.as_mut().filter(|c| !c.out.is_empty()) {
+                if chan.tx.is_some() {
+                    // A transaction's confirms only tell its commit.
+                    c.out.clear();
+                    continue;
+                }
                 let items = std::mem::take(&mut c.out);
                 let batch = pm::ConfirmBatch { channel: ch, items };
                 st.encoder.encode(&mut out, 0, &Wire::Confirm(batch));

@@ -79,6 +79,9 @@ impl Session {
     /// The coordinator request for a pipelined kind and how to answer it
     /// (or the refusal of a bad name), or any other message back.
     fn pipelined_req(&self, msg: Wire) -> Issue {
+        if !super::frames::is_pipelined(&msg) {
+            return Issue::Not(msg);
+        }
         let vhost = self.vhost();
         let max = self.shard.config.limits.max_name_len;
         let reply = |r: Result<CallReq, Refusal>, reply: Wire| r.map(|r| (r, Then::Reply(reply)));

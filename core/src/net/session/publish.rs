@@ -13,8 +13,10 @@ use ringmq_protocol::verify::{body_slice, dense_bodies, view};
 use ringmq_protocol::{wire, ErrorCode, Properties, Refusal};
 
 use super::confirms::Confirms;
+use super::reply_to::rewrite_reply_to;
 use super::state::{ChanState, Channel};
 use super::{Session, Stop};
+use crate::exchange::sender_selected::take_header_routes;
 use crate::exchange::{Exchange, Targets};
 use crate::message::{Message, Parts, Text};
 use crate::meta::Vhost;
@@ -89,7 +91,9 @@ impl Session {
                         x
                     }
                 };
-                let props = checked_props(p.properties(), user)?;
+                let mut props = checked_props(p.properties(), user)?;
+                let cc = header_routes(&mut props);
+                let props = rewrite_reply_to(props, out.channel)?;
                 let routing_key = p.routing_key().unwrap_or("");
                 check_publish_names(xname, routing_key, limits.max_name_len)?;
                 let mut msg = Message::new(Parts {
@@ -103,9 +107,10 @@ impl Session {
                     msg.detach();
                 }
                 check_expiration(&msg)?;
+                let cc = cc?;
                 targets.clear();
-                vhost.route(x, routing_key, msg.headers(), &mut targets);
-                out.accept(msg, &targets, p.mandatory());
+                vhost.route_with_cc(x, routing_key, &cc, msg.headers(), &mut targets);
+                out.accept(msg, &targets, p.mandatory())?;
             }
             Ok(())
         })
@@ -126,7 +131,9 @@ impl Session {
             let vhost = out.vhost;
             let xname = dense.exchange().unwrap_or("");
             let x = publish_target(vhost, xname)?;
-            let props = checked_props(dense.properties(), user)?;
+            let mut props = checked_props(dense.properties(), user)?;
+            let cc = header_routes(&mut props);
+            let props = rewrite_reply_to(props, out.channel)?;
             let routing_key = dense.routing_key().unwrap_or("");
             check_publish_names(xname, routing_key, limits.max_name_len)?;
             let large = frame.body.len() > SHARED_FRAME_MAX;
@@ -145,8 +152,9 @@ impl Session {
                 publisher: self.id,
             };
             check_expiration(&template)?;
+            let cc = cc?;
             let mut targets = Targets::default();
-            vhost.route(x, routing_key, template.headers(), &mut targets);
+            vhost.route_with_cc(x, routing_key, &cc, template.headers(), &mut targets);
             for body in bodies {
                 check_size(body.len(), limits.max_message_size)?;
                 let body = if pins_more_than_it_holds(frame.body.len(), body.len()) {
@@ -158,7 +166,7 @@ impl Session {
                     body,
                     ..template.clone()
                 });
-                out.accept(msg, &targets, dense.mandatory());
+                out.accept(msg, &targets, dense.mandatory())?;
             }
             Ok(())
         })
@@ -167,7 +175,7 @@ impl Session {
     /// Runs `route` with the channel's [`Routed`] and the login user, then
     /// marks the channel for the next flush if anything is to be sent
     /// (also when `route` stops at a refusal halfway through a batch).
-    fn routed(
+    pub(super) fn routed(
         self: &Rc<Self>,
         ch: u16,
         route: impl FnOnce(&mut Routed<'_>, &str) -> Result<(), Refusal>,
@@ -189,7 +197,7 @@ impl Session {
 }
 
 /// Where routed publishes go: queues, returns, confirms of one channel.
-struct Routed<'a> {
+pub(super) struct Routed<'a> {
     session: &'a Rc<Session>,
     vhost: &'a Vhost,
     channel: &'a mut Channel,
@@ -213,9 +221,23 @@ impl<'a> Routed<'a> {
         }
     }
 
+    /// Takes a routed message: held for the commit on a transactional
+    /// channel (refused past the channel's `tx_max_bytes`), delivered at
+    /// once otherwise.
+    fn accept(&mut self, msg: Message, targets: &Targets, mandatory: bool) -> Result<(), Refusal> {
+        match &mut self.channel.tx {
+            Some(tx) => tx.hold(msg, targets, mandatory, &self.session.shard.config.limits),
+            None => {
+                self.deliver(msg, targets, mandatory);
+                Ok(())
+            }
+        }
+    }
+
     /// Sends a routed message to its queues, or returns it (mandatory),
     /// and accounts for its confirm.
-    fn accept(&mut self, msg: Message, targets: &Targets, mandatory: bool) {
+    pub(super) fn deliver(&mut self, msg: Message, targets: &Targets, mandatory: bool) {
+        self.session.shard.deliver_replies(targets, &msg);
         let seq = self.channel.confirms.as_ref().map(Confirms::next_seq);
         if targets.is_empty() {
             if mandatory {
@@ -249,6 +271,7 @@ impl<'a> Routed<'a> {
                     d.args.overflow != Overflow::DropHead
                         && (d.args.max_length.is_some() || d.args.max_length_bytes.is_some())
                         || (d.durable && persistent && shard.persists())
+                        || crate::stream::args::is_stream(&d.arguments)
                 })
         });
         if let Some(c) = &mut self.channel.confirms {
@@ -315,6 +338,12 @@ fn checked_props(
         }
     }
     Ok(Some(Arc::new(props)))
+}
+
+/// The routing keys the `CC` and `BCC` headers add; `BCC` is removed from
+/// the properties (see `exchange::sender_selected`).
+fn header_routes(props: &mut Option<Arc<Properties>>) -> Result<Vec<String>, Refusal> {
+    take_header_routes(props).map_err(|e| Refusal::new(ErrorCode::PreconditionFailed, e))
 }
 
 fn check_expiration(msg: &Parts) -> Result<(), Refusal> {

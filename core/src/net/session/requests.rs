@@ -9,6 +9,7 @@ use tracing::warn;
 
 use super::state::Unacked;
 use super::Session;
+use crate::exchange::reply_to::is_reply_to_name;
 use crate::exchange::{ExchangeDef, ExchangeKind};
 use crate::shard::mesh::{CallReq, CallResp, ShardMsg};
 
@@ -17,6 +18,9 @@ impl Session {
     pub(super) async fn request(self: &Rc<Self>, corr: u64, msg: Wire) -> Result<(), Refusal> {
         match msg {
             Wire::ExchangeDeclare(d) => self.exchange_declare_passive(corr, d).await,
+            Wire::QueueDeclare(d) if is_reply_to_name(&d.queue) => {
+                self.reply_declare(corr, d).await
+            }
             Wire::QueueDeclare(d) => self.queue_declare_passive(corr, d).await,
             Wire::QueuePurge(d) => self.queue_purge(corr, d).await,
             Wire::Qos(q) => self.qos(corr, q),
@@ -26,10 +30,9 @@ impl Session {
             Wire::Recover(r) => self.recover(corr, r),
             Wire::ConfirmSelect(ch) => self.confirm_select(corr, ch),
             Wire::ChannelFlow(f) => self.channel_flow(corr, f),
-            Wire::TxSelect(_) | Wire::TxCommit(_) | Wire::TxRollback(_) => Err(Refusal::new(
-                ErrorCode::NotImplemented,
-                "transactions are not supported by ringmq; use publisher confirms",
-            )),
+            Wire::TxSelect(ch) => self.tx_select(corr, ch),
+            Wire::TxCommit(ch) => self.tx_commit(corr, ch),
+            Wire::TxRollback(ch) => self.tx_rollback(corr, ch),
             other => Err(Refusal::new(
                 ErrorCode::CommandInvalid,
                 format_args!("{} not valid here", other.kind()),
@@ -102,21 +105,6 @@ impl Session {
         Ok(())
     }
 
-    fn qos(&self, corr: u64, q: pm::Qos) -> Result<(), Refusal> {
-        if q.prefetch_size != 0 {
-            return Err(Refusal::new(
-                ErrorCode::NotImplemented,
-                format_args!("prefetch_size!=0 ({})", q.prefetch_size),
-            ));
-        }
-        if let Some(c) = self.st.borrow_mut().channels.get_mut(&q.channel) {
-            c.prefetch = q.prefetch_count;
-            c.prefetch_global = q.global;
-        }
-        self.send(corr, &Wire::QosOk(q.channel));
-        Ok(())
-    }
-
     async fn get(&self, corr: u64, g: pm::Get) -> Result<(), Refusal> {
         let vhost = self.vhost();
         let q = self
@@ -136,6 +124,8 @@ impl Session {
                 return Ok(());
             }
             CallResp::Got(Some(m)) => m,
+            // A stream refuses basic.get (540).
+            CallResp::Refused(r) if r.code == ErrorCode::NotImplemented => return Err(r),
             CallResp::Refused(_) => return Err(Refusal::no_queue(&vhost, &g.queue)),
             other => return Err(unexpected(other)),
         };
@@ -152,6 +142,7 @@ impl Session {
                         queue: q,
                         id: m.id,
                         credit: None,
+                        limited: false,
                     });
                 }
                 tag
@@ -196,6 +187,12 @@ impl Session {
 
     fn confirm_select(&self, corr: u64, ch: u16) -> Result<(), Refusal> {
         if let Some(c) = self.st.borrow_mut().channels.get_mut(&ch) {
+            if c.tx.is_some() {
+                return Err(Refusal::new(
+                    ErrorCode::PreconditionFailed,
+                    "cannot switch from tx to confirm mode",
+                ));
+            }
             c.confirms.get_or_insert_with(Default::default);
         }
         self.send(corr, &Wire::ConfirmSelectOk(ch));
@@ -209,6 +206,7 @@ impl Session {
             Some(c) => {
                 c.flow = f.active;
                 if f.active {
+                    super::qos::lease(&self.shard, c);
                     std::mem::take(&mut c.held_credit)
                 } else {
                     Vec::new()

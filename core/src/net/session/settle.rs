@@ -6,7 +6,7 @@ use ringmq_protocol::message as pm;
 use ringmq_protocol::verify::view;
 use ringmq_protocol::{wire, ErrorCode, Refusal};
 
-use super::state::{ChanState, Unacked};
+use super::state::{ChanState, Channel, Unacked};
 use super::{Session, Stop};
 use crate::shard::mesh::{SettleHow, ShardMsg};
 
@@ -32,7 +32,13 @@ impl Session {
                 _ => SettleHow::Discard,
             };
             let multiple = item.multiple() && op != pm::SettleOp::Reject;
-            if let Err(r) = self.settle_one(ch, item.delivery_tag(), multiple, how) {
+            let tag = item.delivery_tag();
+            // Streams take acks only (stream.rs).
+            let checked = match how {
+                SettleHow::Ack => Ok(()),
+                _ => self.refuse_stream_reject(ch, tag, multiple),
+            };
+            if let Err(r) = checked.and_then(|()| self.settle_one(ch, tag, multiple, how)) {
                 return self.refuse(r, kind, ch, 0);
             }
         }
@@ -73,8 +79,29 @@ impl Session {
                 .map_err(|_| unknown())?;
             taken.extend(channel.unacked.remove(at));
         }
+        if let Some(tx) = &mut channel.tx {
+            // Held until the commit; a rollback puts them back.
+            tx.settles.extend(taken.into_iter().map(|u| (u, how)));
+            return Ok(());
+        }
+        self.post_settled(channel, taken, how);
+        Ok(())
+    }
+
+    /// Tells the queues of deliveries taken from a channel's unacked how
+    /// they were settled, giving their consumers credit back (held while
+    /// the channel's flow is off) and their room under the channel's
+    /// shared limit.
+    pub(super) fn post_settled(
+        &self,
+        channel: &mut Channel,
+        taken: impl IntoIterator<Item = Unacked>,
+        how: SettleHow,
+    ) {
         let flow = channel.flow;
+        let mut limited = 0;
         for u in taken {
+            limited += u32::from(u.limited);
             let credit = if flow { u.credit } else { None };
             if let (Some(c), false) = (u.credit, flow) {
                 channel.held_credit.push((u.queue, c, 1));
@@ -89,6 +116,9 @@ impl Session {
                 },
             );
         }
-        Ok(())
+        if let Some(l) = &mut channel.limiter {
+            l.released(limited);
+            super::qos::lease(&self.shard, channel);
+        }
     }
 }

@@ -9,6 +9,8 @@ use ringmq_protocol::message as pm;
 use rustc_hash::FxHashMap;
 
 use super::confirms::Confirms;
+use super::limiter::Limiter;
+use super::tx::Tx;
 use crate::exchange::QueueRef;
 use crate::message::Message;
 use crate::queue::{ConsumerId, MsgId};
@@ -20,6 +22,9 @@ pub(super) struct Unacked {
     pub id: MsgId,
     /// Consumer to credit when settled (prefetch-limited consumers).
     pub credit: Option<ConsumerId>,
+    /// A consumer's delivery, not a `basic.get`: counts against the
+    /// channel's shared prefetch limit.
+    pub limited: bool,
 }
 
 #[derive(Default)]
@@ -28,9 +33,18 @@ pub(super) struct Channel {
     pub closing: bool,
     pub next_tag: u64,
     pub unacked: VecDeque<Unacked>,
+    /// Prefetch of each consumer started from now on (`basic.qos` without
+    /// `global`); 0: unlimited.
     pub prefetch: u16,
-    pub prefetch_global: bool,
+    /// The shared limit of `basic.qos` with `global`, once one was set.
+    pub limiter: Option<Limiter>,
+    /// Publisher confirms, also kept (never sent) on a transactional
+    /// channel to know when a commit is done.
     pub confirms: Option<Confirms>,
+    /// Transactional: what waits for the next commit.
+    pub tx: Option<Tx>,
+    /// The channel's direct reply-to consumer.
+    pub reply: Option<ReplyConsumer>,
     pub consumers: FxHashMap<Rc<str>, ConsumerId>,
     /// channel.flow active (deliveries allowed).
     pub flow: bool,
@@ -75,4 +89,48 @@ pub(super) struct PendingDelivery {
     pub delivery_tag: u64,
     pub redelivered: bool,
     pub msg: Message,
+}
+
+/// A channel's direct reply-to consumer (`reply_to.rs`).
+pub(super) struct ReplyConsumer {
+    /// Its consumer tag.
+    pub tag: Rc<str>,
+    /// Drawn at random; in its name.
+    pub key: [u8; 16],
+    /// The name `reply_to` is rewritten to.
+    pub name: String,
+}
+
+/// Bytes of direct reply-to replies not yet written to the socket, held
+/// under `REPLY_HIGH_WATER` (`reply_to.rs`).
+#[derive(Default)]
+pub(super) struct ReplyBytes {
+    /// In the channels' pending deliveries or the output buffer.
+    pub queued: usize,
+    /// In the chunk the writer is writing.
+    pub writing: usize,
+}
+
+impl ReplyBytes {
+    /// Everything not yet written.
+    pub fn total(&self) -> usize {
+        self.queued + self.writing
+    }
+
+    /// The writer took the output buffer: every reply handed over so far
+    /// is in the chunk it writes now.
+    pub fn start_write(&mut self) {
+        self.writing = std::mem::take(&mut self.queued);
+    }
+
+    /// The writer wrote its chunk.
+    pub fn written(&mut self) {
+        self.writing = 0;
+    }
+
+    /// The writer found the output buffer empty: no reply waits (one
+    /// dropped with its channel before it was flushed no longer counts).
+    pub fn idle(&mut self) {
+        *self = ReplyBytes::default();
+    }
 }

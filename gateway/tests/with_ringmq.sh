@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs a command against a fresh ringmq broker + AMQP gateway started from
+# BIN on free ports, with data in a temp dir; stops both afterwards and, if
+# the command failed, prints the tail of their logs. The command gets:
+#   AMQP_PORT, AMQP_URL       the gateway (guest/guest, vhost /)
+#   RINGMQ_BIN, RINGMQ_BROKER the binaries' directory and the broker's native address
+#                             (for tests that start a gateway of their own)
+#   BROKER_RESTART_CMD        kill -9 + restart of the broker on the same port and data
+#
+#   gateway/tests/with_ringmq.sh [target/debug|target/release] COMMAND [ARGS…]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=$(cd "${1:-$root/target/debug}" && pwd)
+shift
+work=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+native=$(free_port)
+amqp=$(free_port)
+cat > "$work/start-broker.sh" <<EOS
+#!/usr/bin/env bash
+RINGMQ_LOG=\${RINGMQ_LOG:-warn} "$bin/ringmq" --listen 127.0.0.1:$native --data-dir "$work/data" >>"$work/broker.log" 2>&1 &
+echo \$! > "$work/broker.pid"
+for i in \$(seq 100); do
+  (echo > /dev/tcp/127.0.0.1/$native) 2>/dev/null && exit 0
+  sleep 0.1
+done
+echo "broker did not start" >&2; exit 1
+EOS
+cat > "$work/restart-broker.sh" <<EOS
+#!/usr/bin/env bash
+kill -9 \$(cat "$work/broker.pid") 2>/dev/null || true
+while kill -0 \$(cat "$work/broker.pid") 2>/dev/null; do sleep 0.05; done
+exec "$work/start-broker.sh"
+EOS
+chmod +x "$work"/*.sh
+gw_pid=
+cleanup() {
+  kill "$(cat "$work/broker.pid" 2>/dev/null)" 2>/dev/null || true
+  [ -z "$gw_pid" ] || kill "$gw_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+"$work/start-broker.sh"
+RINGMQ_LOG=${RINGMQ_LOG:-warn} "$bin/ringmq-gateway" --listen 127.0.0.1:$amqp --broker 127.0.0.1:$native >"$work/gateway.log" 2>&1 &
+gw_pid=$!
+for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$amqp) 2>/dev/null && break; sleep 0.1; done
+status=0
+AMQP_PORT=$amqp AMQP_URL="amqp://guest:guest@127.0.0.1:$amqp" \
+  RINGMQ_BIN="$bin" RINGMQ_BROKER="127.0.0.1:$native" \
+  BROKER_RESTART_CMD="$work/restart-broker.sh" "$@" || status=$?
+if [ $status -ne 0 ]; then
+  echo "--- broker log (tail)"; tail -n 50 "$work/broker.log" || true
+  echo "--- gateway log (tail)"; tail -n 50 "$work/gateway.log" || true
+fi
+exit $status
