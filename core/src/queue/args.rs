@@ -40,8 +40,25 @@ impl QueueKind {
     /// Known arguments this type refuses (RabbitMQ 3.10's lists).
     fn refused_args(self) -> &'static [&'static str] {
         match self {
-            QueueKind::Classic => &["x-delivery-limit", "x-quorum-initial-group-size"],
-            QueueKind::Quorum => &["x-max-priority", "x-queue-mode", "x-queue-master-locator"],
+            QueueKind::Classic => &[
+                "x-delivery-limit",
+                "x-quorum-initial-group-size",
+                "x-max-age",
+                "x-stream-max-segment-size-bytes",
+                "x-initial-cluster-size",
+                "x-queue-leader-locator",
+                "x-max-in-memory-length",
+                "x-max-in-memory-bytes",
+                "x-dead-letter-strategy",
+            ],
+            QueueKind::Quorum => &[
+                "x-max-priority",
+                "x-queue-mode",
+                "x-queue-master-locator",
+                "x-max-age",
+                "x-stream-max-segment-size-bytes",
+                "x-initial-cluster-size",
+            ],
         }
     }
 }
@@ -419,6 +436,11 @@ mod tests {
             (
                 "x-delivery-limit",
                 FieldValue::I32(3),
+                "of queue type rabbit_classic_queue",
+            ),
+            (
+                "x-max-age",
+                FieldValue::string("1h"),
                 "of queue type rabbit_classic_queue",
             ),
         ];

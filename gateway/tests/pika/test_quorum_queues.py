@@ -15,6 +15,8 @@ QUORUM = {'x-queue-type': 'quorum'}
     (dict(durable=True, auto_delete=True), {}, "invalid property 'auto-delete' for queue '{q}' in vhost '/'"),
     (dict(durable=True), {'x-max-priority': 5},
      "invalid arg 'x-max-priority' for queue '{q}' in vhost '/' of queue type rabbit_quorum_queue"),
+    (dict(durable=True), {'x-max-age': '1h'},
+     "invalid arg 'x-max-age' for queue '{q}' in vhost '/' of queue type rabbit_quorum_queue"),
 ])
 def test_refused_declares(conn, unique, kw, extra, text):
     q = unique("qq-bad")
@@ -59,3 +61,17 @@ def test_delivery_limit_dead_letters_a_poison_message(conn, unique):
         **QUORUM, 'x-delivery-limit': 2,
         'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': dead},
     ).method.message_count == 0
+
+
+@pytest.mark.parametrize("arg, value", [
+    ('x-delivery-limit', 3), ('x-max-age', '1h'), ('x-initial-cluster-size', 1),
+    ('x-queue-leader-locator', 'balanced'), ('x-dead-letter-strategy', 'at-most-once'),
+])
+def test_classic_queue_refuses_other_types_arguments(conn, unique, arg, value):
+    q = unique("classic-bad")
+    ch = conn.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as exc:
+        ch.queue_declare(q, durable=True, arguments={arg: value})
+    assert exc.value.reply_text == (
+        f"PRECONDITION_FAILED - invalid arg '{arg}' for queue '{q}' in vhost '/' "
+        "of queue type rabbit_classic_queue")
