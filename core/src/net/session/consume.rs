@@ -36,20 +36,7 @@ impl Session {
             self.check_global_qos(c.channel, def)?;
             (def.qref(), self.stream_start(def, &vhost, &c)?)
         };
-        let max = shard.config.limits.max_name_len;
-        if c.consumer_tag.len() > max {
-            return Err(Refusal::new(
-                ErrorCode::SyntaxError,
-                format_args!("consumer tag longer than {max} bytes"),
-            ));
-        }
-        let tag: Rc<str> = if c.consumer_tag.is_empty() {
-            let bytes: [u8; 16] = rand::random();
-            let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-            format!("amq.ctag-{tag}").into()
-        } else {
-            c.consumer_tag.as_str().into()
-        };
+        let tag = consumer_tag(&c.consumer_tag, shard.config.limits.max_name_len)?;
         let priority = consumer_priority(&c)?;
         let id = shard.new_consumer_id();
         let Some(prefetch) = self.add_consumer(&c, &tag, id, q)? else {
@@ -224,4 +211,22 @@ fn consumer_priority(c: &pm::Consume) -> Result<i32, Refusal> {
                 format_args!("invalid arg 'x-priority' for consumer: {}", v.describe()),
             )
         })
+}
+
+/// The tag a consumer gets: the client's (at most `max` bytes) or a new
+/// `amq.ctag-…` when it sent none.
+pub(super) fn consumer_tag(requested: &str, max: usize) -> Result<Rc<str>, Refusal> {
+    if requested.len() > max {
+        return Err(Refusal::new(
+            ErrorCode::SyntaxError,
+            format_args!("consumer tag longer than {max} bytes"),
+        ));
+    }
+    Ok(if requested.is_empty() {
+        let bytes: [u8; 16] = rand::random();
+        let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        format!("amq.ctag-{tag}").into()
+    } else {
+        requested.into()
+    })
 }

@@ -20,10 +20,8 @@
 //!   of a live reply consumer (asked of its shard); 404 for any other name
 //!   under it.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use ringmq_protocol::message::{self as pm, Message as Wire};
 use ringmq_protocol::{ErrorCode, Properties, Refusal};
 use tracing::debug;
@@ -81,20 +79,8 @@ impl Session {
     /// checks and their order are RabbitMQ's: a reused tag (530), manual
     /// acks (406), a second reply consumer (406).
     pub(super) fn reply_consume(&self, corr: u64, c: pm::Consume) -> Result<(), Refusal> {
-        let max = self.shard.config.limits.max_name_len;
-        if c.consumer_tag.len() > max {
-            return Err(Refusal::new(
-                ErrorCode::SyntaxError,
-                format_args!("consumer tag longer than {max} bytes"),
-            ));
-        }
-        let tag: Rc<str> = if c.consumer_tag.is_empty() {
-            let bytes: [u8; 16] = rand::random();
-            let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-            format!("amq.ctag-{tag}").into()
-        } else {
-            c.consumer_tag.as_str().into()
-        };
+        let tag =
+            super::consume::consumer_tag(&c.consumer_tag, self.shard.config.limits.max_name_len)?;
         {
             let mut st = self.st.borrow_mut();
             let Some(chan) = st.channels.get_mut(&c.channel) else {
