@@ -105,13 +105,26 @@ impl Shard {
     /// only logging would not do: no queue holds them, so compaction would
     /// not copy them forward and their segment would later be deleted.
     fn check_recovered_queues(&self, recovered: &Recovered) -> Result<(), crate::log::LogError> {
+        let queues = self.queues.borrow();
+        self.check_unowned(
+            recovered
+                .queues
+                .iter()
+                .filter(|(qid, msgs)| !msgs.is_empty() && !queues.contains_key(&QueueId(**qid)))
+                .map(|(&qid, msgs)| (qid, msgs.len())),
+        )
+    }
+
+    /// The check of [`Shard::check_recovered_queues`] for recovered
+    /// records (`(queue id, record count)`) of queues or streams this shard
+    /// does not hold.
+    pub(super) fn check_unowned(
+        &self,
+        unowned: impl Iterator<Item = (u64, usize)>,
+    ) -> Result<(), crate::log::LogError> {
         let meta = self.meta.borrow();
         let issued_below = meta.queue_ids_below();
-        let queues = self.queues.borrow();
-        for (&qid, msgs) in &recovered.queues {
-            if msgs.is_empty() || queues.contains_key(&QueueId(qid)) {
-                continue;
-            }
+        for (qid, messages) in unowned {
             let placed = meta
                 .vhosts()
                 .find_map(|v| v.queue_by_id(QueueId(qid)))
@@ -126,7 +139,7 @@ impl Shard {
             return Err(crate::log::LogError::UnknownQueue {
                 shard: self.id,
                 queue: qid,
-                messages: msgs.len(),
+                messages,
                 reason,
             });
         }

@@ -403,32 +403,13 @@ impl Shard {
         &self,
         streams: &FxHashMap<u64, RecoveredStream>,
     ) -> Result<(), LogError> {
-        let meta = self.meta.borrow();
-        let issued_below = meta.queue_ids_below();
         let owned = self.streams.borrow();
-        for (&qid, rs) in streams {
-            if rs.entries.is_empty() || owned.contains_key(&QueueId(qid)) {
-                continue;
-            }
-            let placed = meta
-                .vhosts()
-                .find_map(|v| v.queue_by_id(QueueId(qid)))
-                .map(|q| q.shard);
-            let reason = match placed {
-                Some(shard) => format!("the metadata places on shard {shard}"),
-                None if qid >= issued_below => format!(
-                    "the metadata never issued (every queue id it issued is below {issued_below}): the metadata is missing or older than the log"
-                ),
-                None => continue,
-            };
-            return Err(LogError::UnknownQueue {
-                shard: self.id,
-                queue: qid,
-                messages: rs.entries.len(),
-                reason,
-            });
-        }
-        Ok(())
+        self.check_unowned(
+            streams
+                .iter()
+                .filter(|(qid, rs)| !rs.entries.is_empty() && !owned.contains_key(&QueueId(**qid)))
+                .map(|(&qid, rs)| (qid, rs.entries.len())),
+        )
     }
 
     /// Puts recovered stream records into their streams; those of a
