@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from a clean clone: formatting, lints, the
-# generated-code check, the Rust tests, the pika, amqplib (Node.js) and
-# Celery suites through the AMQP gateway (a Python venv with pika and Celery
-# is created in .venv on first use, amqplib is installed with npm, and
+# generated-code check, the Rust tests, the pika, amqplib (Node.js), Celery,
+# aio-pika and py-amqp suites through the AMQP gateway (a Python venv with
+# those clients is created in .venv on first use, amqplib is installed with npm, and
 # Node.js from Debian if it is missing), and a short run of every fuzz
 # target (fuzz/README.md).
 set -euo pipefail
@@ -20,4 +20,5 @@ echo "== cargo test"; cargo test --workspace
 echo "== pika suite through the gateway"; gateway/tests/pika/run_against_ringmq.sh target/debug
 echo "== amqplib (Node) suite through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/amqplib/run.sh
 echo "== Celery suite through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/celery/run.sh
+echo "== aio-pika and py-amqp suites through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/pyclients/run.sh
 echo "== fuzz (short: build the targets, then 10 s each)"; fuzz/run.sh 10
