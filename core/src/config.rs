@@ -20,6 +20,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[storage]`.
     pub storage: StorageConfig,
+    /// `[management]`.
+    pub management: ManagementConfig,
     /// `[[users]]`.
     pub users: Vec<UserConfig>,
     /// `vhosts = [...]`: virtual hosts that exist.
@@ -71,6 +73,26 @@ pub struct ServerConfig {
     /// up without a wake-up (lower latency, some CPU while idle). 0 sleeps
     /// at once.
     pub spin_before_park_us: u64,
+}
+
+/// `[management]`: the management HTTP API (RabbitMQ's paths and JSON).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagementConfig {
+    /// Serve the API at all.
+    pub enabled: bool,
+    /// Where (RabbitMQ's default port; port 0 picks a free one). If the
+    /// address is taken, the broker logs an error and runs without it.
+    pub listen: SocketAddr,
+}
+
+impl Default for ManagementConfig {
+    fn default() -> Self {
+        ManagementConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 15672)),
+        }
+    }
 }
 
 /// `[limits]`: protocol limits, enforced on every connection.
@@ -271,6 +293,10 @@ pub struct UserConfig {
     /// Virtual hosts the user may open.
     #[serde(default = "default_user_vhosts")]
     pub vhosts: Vec<String>,
+    /// Tags, as RabbitMQ's: `administrator`, `monitoring`, `management`
+    /// and `policymaker` may use the management API.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 fn default_user_vhosts() -> Vec<String> {
@@ -283,10 +309,12 @@ impl Default for Config {
             server: ServerConfig::default(),
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
+            management: ManagementConfig::default(),
             users: vec![UserConfig {
                 name: "guest".to_owned(),
                 password_hash: password::hash_password_with_salt("guest", [0x90, 0x8d, 0xc6, 0x0a]),
                 vhosts: default_user_vhosts(),
+                tags: vec!["administrator".to_owned()],
             }],
             vhosts: vec!["/".to_owned()],
             loopback_users: vec!["guest".to_owned()],

@@ -18,6 +18,7 @@
 //!
 //! See `docs/architecture.md` for the design.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod exchange;
@@ -141,6 +142,11 @@ impl Broker {
     /// The memory high watermark, bytes.
     pub fn memory_high_watermark(&self) -> u64 {
         self.resources.watermark
+    }
+
+    /// What the management API needs to see this broker.
+    pub fn admin(&self, config: Arc<Config>) -> admin::AdminHandle {
+        admin::AdminHandle::new(config, self.resources.clone(), self.local_addr())
     }
 }
 
@@ -278,6 +284,12 @@ async fn run_shard(
         return fail_start(&shard, &ready, why).await;
     }
     glommio::spawn_local(shard.clone().run_timers()).detach();
+    glommio::spawn_local(
+        shard
+            .clone()
+            .serve_admin(shard.resources.admin_register(id)),
+    )
+    .detach();
     glommio::spawn_local(shard.clone().run_memory_monitor()).detach();
     let listener = match ringmq_rt::listener::bind_reuse(addr) {
         Ok(l) => l,

@@ -37,6 +37,10 @@ struct Cli {
     /// (overrides limits.disk_free_limit).
     #[arg(long, env = "RINGMQ_DISK_FREE_LIMIT")]
     disk_free_limit: Option<ringmq_core::config::DiskFreeLimit>,
+    /// Management HTTP API address, or `off` (overrides management.listen
+    /// and management.enabled).
+    #[arg(long, env = "RINGMQ_MANAGEMENT_LISTEN")]
+    management_listen: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -83,12 +87,50 @@ fn main() -> anyhow::Result<()> {
     if let Some(d) = cli.disk_free_limit {
         config.limits.disk_free_limit = d;
     }
+    match cli.management_listen.as_deref() {
+        Some("off") => config.management.enabled = false,
+        Some(addr) => {
+            config.management.enabled = true;
+            config.management.listen = addr
+                .parse()
+                .with_context(|| format!("--management-listen {addr}: not an address or `off`"))?;
+        }
+        None => {}
+    }
     config.validate()?;
     std::fs::create_dir_all(&config.storage.data_dir)
         .with_context(|| format!("creating data dir {}", config.storage.data_dir.display()))?;
-    let broker = Broker::start(config)?;
+    let management = config.management.clone();
+    let config = std::sync::Arc::new(config);
+    let broker = Broker::start((*config).clone())?;
+    let _management = management
+        .enabled
+        .then(|| start_management(&broker, config, management.listen))
+        .flatten();
     ringmq_rt::process::stop_on_signal(broker.stopper())?;
     broker.wait();
     info!("ringmq stopped");
     Ok(())
+}
+
+/// Starts the management API beside the shards; without it (address in
+/// use) the broker still serves messages, and says so at error level.
+fn start_management(
+    broker: &Broker,
+    config: std::sync::Arc<Config>,
+    listen: std::net::SocketAddr,
+) -> Option<ringmq_mgmt::Management> {
+    let view = broker.admin(config);
+    let made = |bound| -> std::sync::Arc<dyn ringmq_mgmt::view::BrokerView> {
+        let mut view = view;
+        view.add_listener("http", bound);
+        std::sync::Arc::new(view)
+    };
+    match ringmq_mgmt::Management::start(listen, made) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "management API not started");
+            None
+        }
+    }
 }

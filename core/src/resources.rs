@@ -31,7 +31,13 @@ pub struct Resources {
     /// Below this many free bytes on the data directory's file system,
     /// publishers are blocked (`limits.disk_free_limit`); 0 = never.
     pub disk_free_limit: u64,
+    /// Each shard's channel for management calls (`crate::admin`), set as
+    /// it starts. Locked only by shard start-up and the management thread.
+    admin: std::sync::Mutex<Vec<Option<AdminSender>>>,
 }
+
+/// The management thread's side of a shard's admin channel.
+type AdminSender = futures_channel::mpsc::UnboundedSender<crate::admin::AdminCall>;
 
 /// A connection counted against a limit; the unit goes back on drop.
 pub type Claim = Held;
@@ -65,6 +71,7 @@ impl Resources {
             .bytes(available)
             .unwrap_or(50_000_000);
         Arc::new(Resources {
+            admin: std::sync::Mutex::new((0..shards).map(|_| None).collect()),
             disk_free_limit,
             memory: (0..shards).map(|_| AtomicI64::new(0)).collect(),
             watermark,
@@ -139,6 +146,28 @@ impl Resources {
         if let Some(m) = self.memory.get(usize::from(shard)) {
             m.store(bytes, Ordering::Relaxed);
         }
+    }
+
+    /// Registers shard `id`'s admin channel; returns its receiving side.
+    pub fn admin_register(
+        &self,
+        id: u16,
+    ) -> futures_channel::mpsc::UnboundedReceiver<crate::admin::AdminCall> {
+        let (tx, rx) = futures_channel::mpsc::unbounded();
+        if let Ok(mut all) = self.admin.lock() {
+            if let Some(slot) = all.get_mut(usize::from(id)) {
+                *slot = Some(tx);
+            }
+        }
+        rx
+    }
+
+    /// The admin channels of the shards that started.
+    pub fn admin_senders(&self) -> Vec<AdminSender> {
+        self.admin
+            .lock()
+            .map(|all| all.iter().flatten().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Bytes held by every shard, as they last published.

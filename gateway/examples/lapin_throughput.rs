@@ -13,7 +13,10 @@
 //!
 //! With `SERVER_PIDS=pid[,pid…]` it also prints the CPU time those
 //! processes (e.g. broker and gateway, or RabbitMQ's `beam.smp`) spent per
-//! message over the same window.
+//! message over the same window. With `RATE=n` the publisher is paced to
+//! `n` messages per second, so two servers can be compared at the same rate
+//! (client CPU per message falls as the rate rises: more messages per read
+//! and write).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -129,10 +132,15 @@ async fn publish(
         counts.stop.clone(),
     );
     let key = queue.to_owned();
+    let rate: Option<f64> = std::env::var("RATE").ok().and_then(|r| r.parse().ok());
     tokio::spawn(async move {
         let body = vec![0x5a_u8; size];
+        let start = Instant::now();
         while !s.load(Ordering::Relaxed) {
-            if p.load(Ordering::Relaxed) >= c.load(Ordering::Relaxed) + WINDOW {
+            let sent = p.load(Ordering::Relaxed);
+            let ahead_of_rate =
+                rate.is_some_and(|r| sent as f64 >= start.elapsed().as_secs_f64() * r);
+            if ahead_of_rate || sent >= c.load(Ordering::Relaxed) + WINDOW {
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }

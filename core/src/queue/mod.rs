@@ -20,6 +20,7 @@
 //!   (ack, no-ack delivery, drop, expiry, purge, dead-lettering, delete).
 
 pub mod args;
+pub mod stats;
 mod storage;
 
 use std::collections::VecDeque;
@@ -209,6 +210,8 @@ pub struct Queue {
     /// Last time it was used (consumer, get, declare), for `x-expires`.
     last_used: u64,
     had_consumer: bool,
+    /// Counts for the management API (`stats.rs`).
+    counters: stats::QueueCounters,
 }
 
 /// What `basic.get` found.
@@ -249,6 +252,7 @@ impl Queue {
             next_id: 1,
             last_used: now,
             had_consumer: false,
+            counters: stats::QueueCounters::default(),
         }
     }
 
@@ -365,6 +369,7 @@ impl Queue {
             return Accepted::Rejected;
         }
         self.next_id += 1;
+        self.counters.published += 1;
         self.push_ready(qm);
         // Drop from the head until within limits (a single message larger
         // than x-max-length-bytes drops itself, as in RabbitMQ).
@@ -462,6 +467,7 @@ impl Queue {
             if let Some(g) = &mut consumer.gate {
                 g.permits -= 1;
             }
+            self.counters.taken(&qm, consumer.spec.no_ack, false);
             sink.deliver(self.def.id, &consumer.spec, &qm);
             if consumer.spec.no_ack {
                 sink.settled(self.def.id, &qm);
@@ -599,6 +605,7 @@ impl Queue {
             return Got::Empty;
         };
         self.stamp_delivery_count(&mut qm, true);
+        self.counters.taken(&qm, no_ack, true);
         if no_ack {
             sink.settled(self.def.id, &qm);
         } else {
@@ -619,6 +626,7 @@ impl Queue {
     pub fn ack(&mut self, id: MsgId, sink: &mut impl Sink) -> bool {
         match self.unacked.remove(&id) {
             Some(u) => {
+                self.counters.acked += 1;
                 sink.settled(self.def.id, &u.qm);
                 true
             }

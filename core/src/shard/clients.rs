@@ -52,6 +52,8 @@ pub trait Client {
     fn alarm(&self, reason: Option<&str>);
     /// Bytes the connection holds in its buffers.
     fn buffered(&self) -> usize;
+    /// Open channels and consumers, for the management API.
+    fn counts(&self) -> (u64, u64);
     /// Encodes pending output and wakes the writer; called once per batch
     /// of shard work that touched the session.
     fn flush(&self);

@@ -21,9 +21,11 @@
 //! | `coordinator.rs` | Shard 0: metadata changes, checked, stored and replicated |
 //! | `mesh.rs`, `placement.rs` | What shards say to each other; which shard owns a queue |
 
+pub mod admin;
 pub mod alarms;
 pub mod clients;
 mod coordinator;
+pub mod counters;
 mod dispatch;
 pub mod memory;
 pub mod mesh;
@@ -150,6 +152,8 @@ pub struct Shard {
     props_cache: RefCell<Option<EncodedProps>>,
     /// The streams this shard owns (`x-queue-type: stream`, `streams.rs`).
     streams: RefCell<FxHashMap<QueueId, crate::stream::Stream>>,
+    /// Message events of this shard's sessions, for the management API.
+    pub counters: counters::Counters,
 }
 
 impl Shard {
@@ -203,6 +207,7 @@ impl Shard {
             meta_turn: Notify::new(),
             props_cache: RefCell::new(None),
             streams: RefCell::default(),
+            counters: counters::Counters::default(),
         }
     }
 

@@ -22,6 +22,8 @@ pub struct TestBroker {
     /// Set once the broker stopped; until then a watchdog aborts the test
     /// process after [`HANG_LIMIT`], so a hang fails instead of blocking.
     stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The configuration it started with.
+    pub config: Config,
 }
 
 /// Longest a test may hold a broker.
@@ -40,7 +42,7 @@ impl TestBroker {
         let data = tempfile::tempdir().expect("data directory");
         config.storage.data_dir = data.path().to_owned();
         f(&mut config);
-        let broker = Broker::start(config).expect("broker starts");
+        let broker = Broker::start(config.clone()).expect("broker starts");
         let addr = broker.local_addr();
         let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stopped.clone();
@@ -61,7 +63,18 @@ impl TestBroker {
             addr,
             data,
             stopped,
+            config,
         }
+    }
+
+    /// The management API for this broker, on a free port.
+    pub fn management(&self) -> ringmq_mgmt::Management {
+        let broker = self.broker.as_ref().expect("running");
+        let view = broker.admin(std::sync::Arc::new(self.config.clone()));
+        ringmq_mgmt::Management::start("127.0.0.1:0".parse().unwrap(), move |_| {
+            std::sync::Arc::new(view)
+        })
+        .expect("management starts")
     }
 
     pub fn connect(&self) -> Connection {

@@ -16,6 +16,8 @@ pub(super) struct Confirms {
     pending: VecDeque<(u32, bool)>,
     /// Confirms to send at the next flush.
     pub out: Vec<pm::Confirm>,
+    /// Publishes confirmed since the last flush took this count.
+    pub confirmed: u64,
 }
 
 impl Default for Confirms {
@@ -24,6 +26,7 @@ impl Default for Confirms {
             base: 1,
             pending: VecDeque::new(),
             out: Vec::new(),
+            confirmed: 0,
         }
     }
 }
@@ -63,6 +66,7 @@ impl Confirms {
     fn drain(&mut self) {
         while let Some(&(0, nack)) = self.pending.front() {
             self.pending.pop_front();
+            self.confirmed += 1;
             let tag = self.base;
             self.base += 1;
             match self.out.last_mut() {

@@ -70,6 +70,7 @@ use crate::meta::SessionId;
 use crate::queue::ConsumerId;
 use crate::resources::Claim;
 use crate::shard::clients::Client as _;
+use crate::shard::counters::bump;
 use crate::shard::Shard;
 
 /// How long a closing connection waits for the peer's `CloseOk`.
@@ -303,6 +304,7 @@ impl Session {
                 other => return self.read_ended(other),
             };
             self.last_read.set(Instant::now());
+            bump(&self.shard.counters.bytes_in, n as u64);
             decoder.extend(&buf[..n]);
             self.read_buffers
                 .set(buf.capacity() + decoder.buffer_mut().capacity());
@@ -519,6 +521,7 @@ impl Session {
                     st.replies.start_write();
                     std::mem::take(&mut st.owed)
                 };
+                bump(&self.shard.counters.bytes_out, chunk.len() as u64);
                 if let Err(e) = w.write_all(&chunk).await {
                     debug!(error = %e, "write failed");
                     self.closed.set(true);

@@ -16,6 +16,7 @@ use crate::message::Message;
 use crate::meta::SessionId;
 use crate::queue::ConsumerId;
 use crate::shard::clients::{Client, Delivery};
+use crate::shard::counters::bump;
 
 /// Target size of one delivery frame.
 const BATCH_BYTES: usize = 256 * 1024;
@@ -97,6 +98,16 @@ impl Client for Session {
             return false;
         }
         let delivery_tag = chan.take_tag();
+        let counters = &self.shard.counters;
+        bump(
+            if d.no_ack {
+                &counters.delivered_no_ack
+            } else {
+                &counters.delivered
+            },
+            1,
+        );
+        bump(&counters.redelivered, u64::from(d.redelivered));
         if !d.no_ack {
             chan.unacked.push_back(Unacked {
                 tag: delivery_tag,
@@ -178,6 +189,11 @@ impl Client for Session {
         }
     }
 
+    fn counts(&self) -> (u64, u64) {
+        let st = self.st.borrow();
+        (st.channels.len() as u64, st.consumers.len() as u64)
+    }
+
     fn buffered(&self) -> usize {
         self.out.borrow().capacity() + self.read_buffers.get()
     }
@@ -230,6 +246,10 @@ impl Client for Session {
                     c.out.clear();
                     continue;
                 }
+                bump(
+                    &self.shard.counters.confirmed,
+                    std::mem::take(&mut c.confirmed),
+                );
                 let items = std::mem::take(&mut c.out);
                 let batch = pm::ConfirmBatch { channel: ch, items };
                 st.encoder.encode(&mut out, 0, &Wire::Confirm(batch));

@@ -21,6 +21,7 @@ use crate::exchange::{Exchange, Targets};
 use crate::message::{Message, Parts, Text};
 use crate::meta::Vhost;
 use crate::queue::args::Overflow;
+use crate::shard::counters::bump;
 use crate::shard::mesh::ConfirmRef;
 
 /// Frames up to this size are shared by the messages they carry (their
@@ -239,7 +240,15 @@ impl<'a> Routed<'a> {
     pub(super) fn deliver(&mut self, msg: Message, targets: &Targets, mandatory: bool) {
         self.session.shard.deliver_replies(targets, &msg);
         let seq = self.channel.confirms.as_ref().map(Confirms::next_seq);
+        let counters = &self.session.shard.counters;
+        bump(&counters.published, 1);
         if targets.is_empty() {
+            let unroutable = if mandatory {
+                &counters.returned_unroutable
+            } else {
+                &counters.dropped_unroutable
+            };
+            bump(unroutable, 1);
             if mandatory {
                 self.channel.returns.push(pm::Return {
                     reply_code: ErrorCode::NoRoute.as_u16(),

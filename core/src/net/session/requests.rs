@@ -11,6 +11,7 @@ use super::state::Unacked;
 use super::Session;
 use crate::exchange::reply_to::is_reply_to_name;
 use crate::exchange::{ExchangeDef, ExchangeKind};
+use crate::shard::counters::bump;
 use crate::shard::mesh::{CallReq, CallResp, ShardMsg};
 
 impl Session {
@@ -160,6 +161,16 @@ impl Session {
             }
             return Ok(());
         };
+        let counters = &self.shard.counters;
+        bump(
+            if g.no_ack {
+                &counters.got_no_ack
+            } else {
+                &counters.got
+            },
+            1,
+        );
+        bump(&counters.redelivered, u64::from(m.redelivered));
         self.send(
             corr,
             &Wire::GetOk(pm::GetOk {

@@ -8,6 +8,7 @@ use ringmq_protocol::{wire, ErrorCode, Refusal};
 
 use super::state::{ChanState, Channel, Unacked};
 use super::{Session, Stop};
+use crate::shard::counters::bump;
 use crate::shard::mesh::{SettleHow, ShardMsg};
 
 impl Session {
@@ -101,6 +102,9 @@ impl Session {
         let flow = channel.flow;
         let mut limited = 0;
         for u in taken {
+            if how == SettleHow::Ack {
+                bump(&self.shard.counters.acked, 1);
+            }
             limited += u32::from(u.limited);
             let credit = if flow { u.credit } else { None };
             if let (Some(c), false) = (u.credit, flow) {

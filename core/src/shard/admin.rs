@@ -1,0 +1,225 @@
+//! The shard's answers to the management API (`crate::admin`): pictures of
+//! its queues, streams, sessions and counters, built between batches of
+//! work. Exchanges and bindings are replicated, so shard 0 answers those.
+
+use std::rc::Rc;
+
+use futures_channel::mpsc::UnboundedReceiver;
+use futures_lite::StreamExt;
+use ringmq_mgmt::view::{BindingRow, ExchangeRow, MessageCounters, QueueRow, QueueType};
+use ringmq_protocol::field::{FieldTable, FieldValue};
+use serde_json::{json, Map, Value};
+
+use super::Shard;
+use crate::admin::{AdminCall, ShardNode};
+use crate::exchange::Dest;
+use crate::meta::{QueueDef, Vhost};
+use crate::queue::args::QueueKind;
+
+/// A field value as the JSON RabbitMQ's API shows.
+pub fn field_json(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Void => Value::Null,
+        FieldValue::Bool(b) => json!(b),
+        FieldValue::F32(f) => json!(f),
+        FieldValue::F64(f) => json!(f),
+        FieldValue::U64(n) => json!(n),
+        FieldValue::Decimal { scale, value } => {
+            json!(f64::from(*value) / 10f64.powi(i32::from(*scale)))
+        }
+        FieldValue::LongStr(b) | FieldValue::Bytes(b) => json!(String::from_utf8_lossy(b)),
+        FieldValue::ShortStr(s) => json!(s),
+        FieldValue::Timestamp(t) => json!(t),
+        FieldValue::Table(t) => table_json(t),
+        FieldValue::Array(a) => Value::Array(a.iter().map(field_json).collect()),
+        other => other.as_i64().map_or(Value::Null, |n| json!(n)),
+    }
+}
+
+/// A field table as a JSON object.
+pub fn table_json(t: &FieldTable) -> Value {
+    Value::Object(
+        t.iter()
+            .map(|(k, v)| (k.to_owned(), field_json(v)))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+fn wanted<'m>(vhosts: impl Iterator<Item = &'m Vhost>, only: &Option<String>) -> Vec<&'m Vhost> {
+    vhosts
+        .filter(|v| only.as_ref().is_none_or(|o| *o == v.name))
+        .collect()
+}
+
+fn queue_type(def: &QueueDef) -> QueueType {
+    if crate::stream::args::is_stream(&def.arguments) {
+        QueueType::Stream
+    } else if def.args.kind == QueueKind::Quorum {
+        QueueType::Quorum
+    } else {
+        QueueType::Classic
+    }
+}
+
+fn row(def: &QueueDef, vhost: &str) -> QueueRow {
+    QueueRow {
+        vhost: vhost.to_owned(),
+        name: def.name.clone(),
+        kind: queue_type(def),
+        durable: def.durable,
+        auto_delete: def.auto_delete,
+        exclusive: def.exclusive_owner.is_some(),
+        arguments: table_json(&def.arguments),
+        shard: def.shard,
+        ready: 0,
+        unacked: 0,
+        ready_bytes: 0,
+        unacked_bytes: 0,
+        ram_bytes: 0,
+        persistent: 0,
+        consumers: 0,
+        consumer_utilisation: None,
+        counters: MessageCounters::default(),
+        idle_since_ms: 0,
+    }
+}
+
+impl Shard {
+    /// Answers management calls until the broker stops.
+    pub async fn serve_admin(self: Rc<Self>, mut calls: UnboundedReceiver<AdminCall>) {
+        while let Some(call) = calls.next().await {
+            match call {
+                AdminCall::Node(reply) => {
+                    let _ = reply.send(self.admin_node());
+                }
+                AdminCall::Queues(vhost, reply) => {
+                    let _ = reply.send(self.admin_queues(&vhost));
+                }
+                AdminCall::Exchanges(vhost, reply) => {
+                    let _ = reply.send(self.admin_exchanges(&vhost));
+                }
+                AdminCall::Bindings(vhost, reply) => {
+                    let _ = reply.send(self.admin_bindings(&vhost));
+                }
+            }
+        }
+    }
+
+    fn admin_node(&self) -> ShardNode {
+        let sessions = self.sessions.borrow();
+        let (channels, consumers) = sessions.values().fold((0, 0), |(ch, co), s| {
+            let (a, b) = s.counts();
+            (ch + a, co + b)
+        });
+        ShardNode {
+            counters: self.counters.snapshot(),
+            connections: sessions.len() as u64,
+            channels,
+            consumers,
+            mem_alarm: self.memory_alarm(),
+            disk_alarm: !self.alarms.borrow().is_empty(),
+            memory_held: self.memory_held().max(0) as u64,
+        }
+    }
+
+    /// The queues and streams this shard owns.
+    fn admin_queues(&self, only: &Option<String>) -> Vec<QueueRow> {
+        let meta = self.meta.borrow();
+        let queues = self.queues.borrow();
+        let streams = self.streams.borrow();
+        let mut out = Vec::new();
+        for vhost in wanted(meta.vhosts(), only) {
+            for def in vhost.queues().filter(|d| d.shard == self.id) {
+                let mut r = row(def, &vhost.name);
+                if let Some(q) = queues.get(&def.id) {
+                    let g = q.gauges();
+                    r.ready = g.ready;
+                    r.unacked = g.unacked;
+                    r.ready_bytes = g.ready_bytes;
+                    r.unacked_bytes = g.unacked_bytes;
+                    r.ram_bytes = g.ram_bytes;
+                    r.persistent = g.persistent;
+                    r.consumers = g.consumers;
+                    r.consumer_utilisation = g.consumer_utilisation;
+                    r.counters = g.counters;
+                    r.idle_since_ms = g.last_used;
+                } else if let Some(s) = streams.get(&def.id) {
+                    r.ready = s.len();
+                    r.consumers = s.consumer_count() as u64;
+                    r.persistent = s.len();
+                }
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    fn admin_exchanges(&self, only: &Option<String>) -> Vec<ExchangeRow> {
+        let meta = self.meta.borrow();
+        let mut out = Vec::new();
+        for vhost in wanted(meta.vhosts(), only) {
+            for x in vhost.exchanges() {
+                out.push(ExchangeRow {
+                    vhost: vhost.name.clone(),
+                    name: x.def.name.clone(),
+                    kind: x.def.kind.as_str().to_owned(),
+                    durable: x.def.durable,
+                    auto_delete: x.def.auto_delete,
+                    internal: x.def.internal,
+                    arguments: table_json(&x.def.arguments),
+                });
+            }
+        }
+        out
+    }
+
+    /// Every binding, with the default exchange's implicit one per queue
+    /// first, as RabbitMQ lists them.
+    fn admin_bindings(&self, only: &Option<String>) -> Vec<BindingRow> {
+        let meta = self.meta.borrow();
+        let mut out = Vec::new();
+        for vhost in wanted(meta.vhosts(), only) {
+            let mut implicit: Vec<&QueueDef> = vhost.queues().collect();
+            implicit.sort_by(|a, b| a.name.cmp(&b.name));
+            for def in implicit {
+                out.push(BindingRow {
+                    vhost: vhost.name.clone(),
+                    source: String::new(),
+                    destination: def.name.clone(),
+                    to_queue: true,
+                    routing_key: def.name.clone(),
+                    arguments: json!({}),
+                });
+            }
+            let mut explicit = Vec::new();
+            for x in vhost.exchanges().filter(|x| !x.def.name.is_empty()) {
+                for (dest, key, args) in x.bindings() {
+                    let (destination, to_queue) = match dest {
+                        Dest::Queue(q) => match vhost.queue_by_id(q.id) {
+                            Some(def) => (def.name.clone(), true),
+                            None => continue,
+                        },
+                        Dest::Exchange(name) => (name.clone(), false),
+                    };
+                    explicit.push(BindingRow {
+                        vhost: vhost.name.clone(),
+                        source: x.def.name.clone(),
+                        destination,
+                        to_queue,
+                        routing_key: key.to_owned(),
+                        arguments: table_json(args),
+                    });
+                }
+            }
+            explicit.sort_by(|a, b| {
+                (&a.source, &a.destination, &a.routing_key).cmp(&(
+                    &b.source,
+                    &b.destination,
+                    &b.routing_key,
+                ))
+            });
+            out.extend(explicit);
+        }
+        out
+    }
+}

@@ -1,0 +1,172 @@
+//! Actions taken as a client of the broker: each request that changes
+//! state logs in over the native protocol as the HTTP user (RabbitMQ's
+//! management plugin does the same over a direct connection), so a
+//! declare, delete, purge, get or publish takes the path, limits and checks
+//! any client's does. Blocking client calls run on tokio's blocking pool.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ringmq_protocol::client::blocking::Connection;
+use ringmq_protocol::client::{ClientError, ConnectOptions, Event};
+use ringmq_protocol::field::{FieldTable, FieldValue};
+use ringmq_protocol::message as m;
+use ringmq_protocol::Message;
+use serde_json::Value;
+
+use crate::http::ApiError;
+
+/// How long an action may wait for the broker.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A logged-in connection with one open channel.
+pub struct Client {
+    /// The connection.
+    pub conn: Connection,
+    /// Its channel.
+    pub ch: u16,
+}
+
+/// Who acts, where.
+#[derive(Debug, Clone)]
+pub struct As {
+    /// The broker's native address.
+    pub addr: SocketAddr,
+    /// User name (from basic auth).
+    pub user: String,
+    /// Password (from basic auth).
+    pub password: String,
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> ApiError {
+        match e {
+            ClientError::ChannelClosed { code, text, .. }
+            | ClientError::ConnectionClosed { code, text } => refusal(code, &text),
+            other => ApiError::bad_request("bad_request", other.to_string()),
+        }
+    }
+}
+
+/// A broker refusal as RabbitMQ's API reports it: 404 for what does not
+/// exist, 401 for access, 400 with the text otherwise.
+fn refusal(code: u16, text: &str) -> ApiError {
+    let reason = text.split_once(" - ").map_or(text, |(_, t)| t);
+    match code {
+        404 => ApiError::not_found(),
+        403 | 530 => ApiError::not_authorised_because(reason),
+        _ => ApiError::bad_request("bad_request", reason),
+    }
+}
+
+impl Client {
+    /// Logs in to `vhost` and opens a channel.
+    ///
+    /// # Errors
+    /// The broker refused the login or is unreachable.
+    pub fn open(who: &As, vhost: &str) -> Result<Client, ApiError> {
+        let mut props = FieldTable::default();
+        props.0.push((
+            "connection_name".into(),
+            FieldValue::LongStr(b"ringmq management API".to_vec()),
+        ));
+        props.0.push((
+            "product".into(),
+            FieldValue::LongStr(b"ringmq-mgmt".to_vec()),
+        ));
+        let opts = ConnectOptions {
+            username: who.user.clone(),
+            password: who.password.clone(),
+            vhost: vhost.to_owned(),
+            heartbeat: 0,
+            client_properties: props,
+            forwarded_for: None,
+        };
+        let mut conn = Connection::connect(who.addr, &opts)?;
+        conn.set_timeout(Some(TIMEOUT))?;
+        let ch = conn.open_channel()?;
+        Ok(Client { conn, ch })
+    }
+
+    /// Sends `msg` and expects an answer, mapping refusals.
+    ///
+    /// # Errors
+    /// The broker's refusal, as an API error.
+    pub fn call(&mut self, msg: Message) -> Result<Message, ApiError> {
+        Ok(self.conn.call(msg)?)
+    }
+
+    /// Publishes with `mandatory` in confirm mode; returns whether any queue
+    /// took it (no return came before the confirm).
+    ///
+    /// # Errors
+    /// The broker's refusal; no confirm within the timeout.
+    pub fn publish_routed(&mut self, p: m::Publish) -> Result<bool, ApiError> {
+        self.call(Message::ConfirmSelect(self.ch))?;
+        self.conn.publish(self.ch, p)?;
+        let mut returned = false;
+        loop {
+            match self.conn.next_event(Some(TIMEOUT))? {
+                Some(Event::Return(..)) => returned = true,
+                Some(Event::Confirm(_, c)) => {
+                    if c.nack {
+                        return Err(ApiError::bad_request(
+                            "bad_request",
+                            "the broker nacked the message",
+                        ));
+                    }
+                    return Ok(!returned);
+                }
+                Some(Event::ChannelClosed(c)) => return Err(refusal(c.code, &c.text)),
+                Some(_) => {}
+                None => {
+                    return Err(ApiError::bad_request(
+                        "timeout",
+                        "no confirm from the broker",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Closes the connection (errors ignored: the action is done).
+    pub fn close(self) {
+        let _ = self.conn.close();
+    }
+}
+
+/// Runs a blocking action on tokio's blocking pool.
+///
+/// # Errors
+/// The action's error; 500 if the task panicked.
+pub async fn run<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|_| Err(ApiError::internal("the action failed")))
+}
+
+/// A JSON value as an AMQP field (integers as signed 64-bit, as RabbitMQ's
+/// management API does).
+pub fn field(v: &Value) -> FieldValue {
+    match v {
+        Value::Null => FieldValue::Void,
+        Value::Bool(b) => FieldValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => FieldValue::I64(i),
+            None => FieldValue::F64(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => FieldValue::LongStr(s.as_bytes().to_vec()),
+        Value::Array(a) => FieldValue::Array(a.iter().map(field).collect()),
+        Value::Object(_) => FieldValue::Table(table(v)),
+    }
+}
+
+/// A JSON object as an AMQP field table (anything else: empty).
+pub fn table(v: &Value) -> FieldTable {
+    match v {
+        Value::Object(o) => FieldTable(o.iter().map(|(k, v)| (k.clone(), field(v))).collect()),
+        _ => FieldTable::default(),
+    }
+}

@@ -1,0 +1,99 @@
+//! The HTTP routes, one room per group of RabbitMQ endpoints:
+//!
+//! | File | Endpoints |
+//! |---|---|
+//! | `auth.rs` | Basic auth against broker users; tags gate what a user may call |
+//! | `error.rs` | `{"error": …, "reason": …}` bodies with RabbitMQ's texts |
+//! | `overview.rs` | `/api/overview`, `/api/nodes`, health checks, `/api/whoami` |
+//! | `queues.rs` | `/api/queues…` |
+//! | `objects.rs` | `/api/exchanges…`, `/api/bindings…` |
+//! | `access.rs` | `/api/vhosts…`, `/api/users…`, `/api/permissions…` |
+//! | `json.rs` | Broker rows as RabbitMQ's JSON objects |
+
+mod access;
+mod auth;
+mod error;
+mod json;
+mod objects;
+mod overview;
+mod queues;
+
+use std::sync::{Arc, Mutex};
+
+use axum::routing::get;
+use axum::Router;
+
+use crate::rates::RateBook;
+use crate::view::BrokerView;
+
+pub use error::ApiError;
+
+/// What every handler gets: the broker's view and the rate samples.
+#[derive(Clone)]
+pub struct Api {
+    view: Arc<dyn BrokerView>,
+    /// Rate samples; held only while computing, never across an await.
+    rates: Arc<Mutex<RateBook>>,
+}
+
+impl Api {
+    /// The API over `view`.
+    pub fn new(view: Arc<dyn BrokerView>) -> Api {
+        Api {
+            view,
+            rates: Arc::new(Mutex::new(RateBook::default())),
+        }
+    }
+}
+
+/// Every route of the API.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/api/overview", get(overview::overview))
+        .route("/api/nodes", get(overview::nodes))
+        .route("/api/nodes/{node}", get(overview::node))
+        .route("/api/whoami", get(overview::whoami))
+        .route("/api/cluster-name", get(overview::cluster_name))
+        .route("/api/extensions", get(overview::extensions))
+        .route("/api/health/checks/alarms", get(overview::alarms_check))
+        .route(
+            "/api/health/checks/local-alarms",
+            get(overview::alarms_check),
+        )
+        .route(
+            "/api/health/checks/virtual-hosts",
+            get(overview::virtual_hosts),
+        )
+        .route("/api/queues", get(queues::list_all))
+        .route("/api/queues/{vhost}", get(queues::list_vhost))
+        .route("/api/queues/{vhost}/{name}", get(queues::one))
+        .route("/api/exchanges", get(objects::exchanges_all))
+        .route("/api/exchanges/{vhost}", get(objects::exchanges_vhost))
+        .route("/api/exchanges/{vhost}/{name}", get(objects::exchange))
+        .route("/api/bindings", get(objects::bindings_all))
+        .route("/api/bindings/{vhost}", get(objects::bindings_vhost))
+        .route("/api/vhosts", get(access::vhosts))
+        .route("/api/vhosts/{vhost}", get(access::vhost))
+        .route("/api/users", get(access::users))
+        .route("/api/users/{user}", get(access::user))
+        .route(
+            "/api/users/{user}/permissions",
+            get(access::user_permissions),
+        )
+        .route("/api/permissions", get(access::permissions))
+        .route("/api/permissions/{vhost}/{user}", get(access::permission))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            auth::require_login,
+        ))
+        .with_state(api)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,135 @@
+//! ringmq's management HTTP API: RabbitMQ's paths, status codes and JSON
+//! field names (`/api/overview`, `/api/queues/{vhost}/{name}`, …), so the
+//! management UI's users, `rabbitmqadmin`, monitoring agents and Terraform
+//! keep working.
+//!
+//! It runs in the broker process on a thread of its own (a single-threaded
+//! tokio runtime), never on a shard: it reads the broker through
+//! [`view::BrokerView`], whose answers the shards build between batches of
+//! work from counters they keep anyway. Actions that change state
+//! (declare, publish, get…) go through the native protocol as the HTTP
+//! user, so they take the same path, limits and checks as any client.
+//!
+//! This crate is not the broker: it has no queues, only their pictures.
+
+pub mod client;
+pub mod http;
+pub mod paging;
+pub mod rates;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tracing::{info, warn};
+
+/// The management API could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The listen address cannot be bound.
+    #[error("management listener {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime thread could not start.
+    #[error("management thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// The running management API; stopped on drop.
+pub struct Management {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Management {
+    /// Binds `addr` (port 0: any free port) and serves the API on a thread
+    /// of its own for the view `view` makes, told the bound address.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the thread cannot start.
+    pub fn start(
+        addr: SocketAddr,
+        view: impl FnOnce(SocketAddr) -> Arc<dyn view::BrokerView>,
+    ) -> Result<Management, StartError> {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| StartError::Bind { addr, source })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let view = view(bound);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("ringmq-mgmt".into())
+            .spawn(move || serve(listener, view, stopped))
+            .map_err(StartError::Thread)?;
+        info!(addr = %bound, "management API listening");
+        Ok(Management {
+            addr: bound,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Management {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(
+    listener: std::net::TcpListener,
+    view: Arc<dyn view::BrokerView>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "management runtime did not start");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "management listener");
+                return;
+            }
+        };
+        let app = http::router(http::Api::new(view));
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            warn!(error = %e, "management API stopped");
+        }
+    });
+}

@@ -1,0 +1,270 @@
+//! The list parameters of RabbitMQ's API: `name` (+ `use_regex`), `sort`
+//! (+ `sort_reverse`), `page` + `page_size`, and `columns`, applied to JSON
+//! rows in that order. Without `page` a list is a plain array; with it, an
+//! object with `items` and the counts RabbitMQ gives.
+
+use serde_json::{json, Map, Value};
+
+/// Largest `page_size` RabbitMQ accepts.
+pub const MAX_PAGE_SIZE: u64 = 500;
+
+/// The list parameters of one request.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(default)]
+pub struct ListQuery {
+    /// 1-based page number; None: no paging.
+    pub page: Option<String>,
+    /// Items per page (default 100).
+    pub page_size: Option<String>,
+    /// Keep rows whose name contains this (or matches it as a regex).
+    pub name: Option<String>,
+    /// `name` is a regular expression.
+    pub use_regex: Option<String>,
+    /// Dotted path of the field to sort on.
+    pub sort: Option<String>,
+    /// Sort descending.
+    pub sort_reverse: Option<String>,
+    /// Comma-separated dotted paths of the fields to keep.
+    pub columns: Option<String>,
+}
+
+/// A bad list parameter: RabbitMQ's error tag and reason text.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{error}: {reason}")]
+pub struct BadQuery {
+    /// `bad_request`, `invalid_pagination_parameters` or `page_out_of_range`.
+    pub error: &'static str,
+    /// RabbitMQ's text.
+    pub reason: String,
+}
+
+fn unparsable() -> BadQuery {
+    BadQuery {
+        error: "bad_request",
+        reason: "Pagination parameters are invalid".into(),
+    }
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|s| s == "true")
+}
+
+fn number(v: &str) -> Result<i64, BadQuery> {
+    v.parse::<i64>().map_err(|_| unparsable())
+}
+
+/// The value at a dotted path (`message_stats.publish_details.rate`).
+pub fn at_path<'a>(row: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(row, |v, key| v.get(key))
+}
+
+fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .partial_cmp(&y.as_f64().unwrap_or(0.0))
+            .unwrap_or(Ordering::Equal),
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        _ => Ordering::Equal,
+    }
+}
+
+fn project(row: &Value, columns: &[&str]) -> Value {
+    let mut out = Map::new();
+    for path in columns {
+        let Some(v) = at_path(row, path) else {
+            continue;
+        };
+        let mut keys = path.split('.').peekable();
+        let mut node = &mut out;
+        while let Some(k) = keys.next() {
+            if keys.peek().is_none() {
+                node.insert(k.to_owned(), v.clone());
+            } else {
+                let child = node
+                    .entry(k.to_owned())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                match child {
+                    Value::Object(m) => node = m,
+                    _ => break,
+                }
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Filters, sorts, pages and projects `rows` as `q` asks.
+///
+/// # Errors
+/// A page or page size that is not a positive integer, a page size over
+/// [`MAX_PAGE_SIZE`], a page past the last, a bad regular expression.
+pub fn apply(mut rows: Vec<Value>, q: &ListQuery) -> Result<Value, BadQuery> {
+    let total = rows.len();
+    if let Some(pattern) = q.name.as_deref().filter(|n| !n.is_empty()) {
+        if truthy(&q.use_regex) {
+            let re = regex::Regex::new(pattern).map_err(|_| unparsable())?;
+            rows.retain(|r| {
+                r.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| re.is_match(n))
+            });
+        } else {
+            rows.retain(|r| {
+                r.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.contains(pattern))
+            });
+        }
+    }
+    let sort = q
+        .sort
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("name");
+    rows.sort_by(|a, b| {
+        cmp_values(at_path(a, sort), at_path(b, sort))
+            .then_with(|| cmp_values(a.get("vhost"), b.get("vhost")))
+    });
+    if truthy(&q.sort_reverse) {
+        rows.reverse();
+    }
+    let columns: Vec<&str> = q
+        .columns
+        .as_deref()
+        .map(|c| {
+            c.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let finish = |rows: Vec<Value>| -> Vec<Value> {
+        if columns.is_empty() {
+            rows
+        } else {
+            rows.iter().map(|r| project(r, &columns)).collect()
+        }
+    };
+    let Some(page) = q.page.as_deref() else {
+        return Ok(Value::Array(finish(rows)));
+    };
+    let page = number(page)?;
+    let page_size = match q.page_size.as_deref() {
+        Some(s) => number(s)?,
+        None => 100,
+    };
+    if page < 1 || page_size < 1 || page_size as u64 > MAX_PAGE_SIZE {
+        return Err(BadQuery {
+            error: "invalid_pagination_parameters",
+            reason: format!(
+                "Invalid pagination parameters: page number {page}, page size {page_size}"
+            ),
+        });
+    }
+    let (page, page_size) = (page as u64, page_size as u64);
+    let filtered = rows.len() as u64;
+    let page_count = filtered.div_ceil(page_size);
+    // As RabbitMQ: the page just past the last is an empty page.
+    if page > page_count + 1 {
+        return Err(BadQuery {
+            error: "page_out_of_range",
+            reason: format!(
+                "Page out of range, page: {page} page size: {page_size}, len: {filtered}"
+            ),
+        });
+    }
+    let start = ((page - 1) * page_size) as usize;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .skip(start)
+        .take(page_size as usize)
+        .collect();
+    Ok(json!({
+        "filtered_count": filtered,
+        "item_count": items.len(),
+        "items": finish(items),
+        "page": page,
+        "page_count": page_count,
+        "page_size": page_size,
+        "total_count": total,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Value> {
+        (0..7)
+            .map(|i| json!({"name": format!("q{i}"), "vhost": "/", "messages": 10 - i, "message_stats": {"publish": i}}))
+            .collect()
+    }
+
+    fn q(pairs: &[(&str, &str)]) -> ListQuery {
+        let mut q = ListQuery::default();
+        for (k, v) in pairs {
+            let v = Some((*v).to_owned());
+            match *k {
+                "page" => q.page = v,
+                "page_size" => q.page_size = v,
+                "name" => q.name = v,
+                "use_regex" => q.use_regex = v,
+                "sort" => q.sort = v,
+                "sort_reverse" => q.sort_reverse = v,
+                "columns" => q.columns = v,
+                _ => unreachable!(),
+            }
+        }
+        q
+    }
+
+    #[test]
+    fn pages_carry_rabbitmqs_counts() {
+        let v = apply(rows(), &q(&[("page", "2"), ("page_size", "3")])).unwrap();
+        assert_eq!(v["page_count"], 3);
+        assert_eq!(v["item_count"], 3);
+        assert_eq!(v["total_count"], 7);
+        assert_eq!(v["items"][0]["name"], "q3");
+    }
+
+    #[test]
+    fn sorts_by_a_nested_number_and_filters_by_regex() {
+        let v = apply(
+            rows(),
+            &q(&[
+                ("sort", "message_stats.publish"),
+                ("sort_reverse", "true"),
+                ("name", "^q[0-4]$"),
+                ("use_regex", "true"),
+            ]),
+        )
+        .unwrap();
+        let names: Vec<_> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["q4", "q3", "q2", "q1", "q0"]);
+    }
+
+    #[test]
+    fn columns_keep_nested_paths() {
+        let v = apply(rows(), &q(&[("columns", "name,message_stats.publish")])).unwrap();
+        assert_eq!(v[1], json!({"name": "q1", "message_stats": {"publish": 1}}));
+    }
+
+    #[test]
+    fn bad_pages_are_refused() {
+        assert!(apply(rows(), &q(&[("page", "0")])).is_err());
+        assert!(apply(rows(), &q(&[("page", "1"), ("page_size", "501")])).is_err());
+        assert!(apply(rows(), &q(&[("page", "9")])).is_err());
+        assert!(apply(rows(), &q(&[("name", "("), ("use_regex", "true")])).is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! What the management API sees of the broker: plain data (`Send`, owned)
+//! and the [`BrokerView`] trait the broker implements. The HTTP layer
+//! never touches shard state; it asks, and the shards answer between their
+//! batches of work.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use serde_json::Value;
+
+/// An answer that comes later (from the shards).
+pub type Ask<T> = Pin<Box<dyn Future<Output = Result<T, ViewError>> + Send>>;
+
+/// The broker could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewError {
+    /// The broker is stopping (a shard is gone).
+    #[error("the broker is stopping")]
+    Stopping,
+}
+
+/// Monotonic message counters, summed over shards (or of one queue, where
+/// the publish-side fields count messages enqueued).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MessageCounters {
+    /// Messages published.
+    pub published: u64,
+    /// Publisher confirms sent.
+    pub confirmed: u64,
+    /// Mandatory messages returned unroutable.
+    pub returned_unroutable: u64,
+    /// Unroutable messages dropped.
+    pub dropped_unroutable: u64,
+    /// Deliveries that must be acked.
+    pub delivered: u64,
+    /// Deliveries with automatic ack.
+    pub delivered_no_ack: u64,
+    /// `basic.get` answers that must be acked.
+    pub got: u64,
+    /// `basic.get` answers with automatic ack.
+    pub got_no_ack: u64,
+    /// Deliveries of messages delivered before.
+    pub redelivered: u64,
+    /// Acks received.
+    pub acked: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+}
+
+impl MessageCounters {
+    /// Adds `other` field by field.
+    pub fn add(&mut self, other: &MessageCounters) {
+        self.published += other.published;
+        self.confirmed += other.confirmed;
+        self.returned_unroutable += other.returned_unroutable;
+        self.dropped_unroutable += other.dropped_unroutable;
+        self.delivered += other.delivered;
+        self.delivered_no_ack += other.delivered_no_ack;
+        self.got += other.got;
+        self.got_no_ack += other.got_no_ack;
+        self.redelivered += other.redelivered;
+        self.acked += other.acked;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+    }
+}
+
+/// The node: identity, resources, alarms.
+#[derive(Debug, Clone, Default)]
+pub struct Node {
+    /// Node name (`ringmq@host`).
+    pub name: String,
+    /// ringmq's version.
+    pub version: String,
+    /// Process start, ms since the epoch.
+    pub started_at_ms: u64,
+    /// Number of shards (one per core).
+    pub shards: u16,
+    /// Bytes the process has resident.
+    pub memory_used: u64,
+    /// The memory high watermark, bytes.
+    pub memory_limit: u64,
+    /// Free bytes on the data directory's file system.
+    pub disk_free: u64,
+    /// The free disk space limit, bytes.
+    pub disk_free_limit: u64,
+    /// The memory alarm is raised.
+    pub mem_alarm: bool,
+    /// The disk alarm (free space or a failing log) is raised.
+    pub disk_alarm: bool,
+    /// Listeners: (protocol, address).
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// Message counters of every shard.
+    pub counters: MessageCounters,
+    /// Open client connections.
+    pub connections: u64,
+    /// Open channels.
+    pub channels: u64,
+    /// Consumers.
+    pub consumers: u64,
+}
+
+/// What kind of queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueType {
+    /// A classic queue.
+    Classic,
+    /// A quorum queue (one node).
+    Quorum,
+    /// A stream.
+    Stream,
+}
+
+impl QueueType {
+    /// The name RabbitMQ uses in `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+            QueueType::Stream => "stream",
+        }
+    }
+}
+
+/// One queue and its gauges.
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    /// Virtual host.
+    pub vhost: String,
+    /// Name.
+    pub name: String,
+    /// Queue type.
+    pub kind: QueueType,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// Owned by one connection.
+    pub exclusive: bool,
+    /// Declare arguments, as JSON.
+    pub arguments: Value,
+    /// The shard that owns it.
+    pub shard: u16,
+    /// Messages ready for delivery.
+    pub ready: u64,
+    /// Messages delivered and not yet acked.
+    pub unacked: u64,
+    /// Body bytes of the ready messages.
+    pub ready_bytes: u64,
+    /// Body bytes of the unacked messages.
+    pub unacked_bytes: u64,
+    /// Body bytes of ready messages held in memory.
+    pub ram_bytes: u64,
+    /// Persistent messages among ready and unacked.
+    pub persistent: u64,
+    /// Consumers.
+    pub consumers: u64,
+    /// Fraction of consumers able to take a message now (None: no consumer).
+    pub consumer_utilisation: Option<f64>,
+    /// Message counters of this queue.
+    pub counters: MessageCounters,
+    /// Last use, ms since the epoch.
+    pub idle_since_ms: u64,
+}
+
+/// One exchange.
+#[derive(Debug, Clone)]
+pub struct ExchangeRow {
+    /// Virtual host.
+    pub vhost: String,
+    /// Name ("" is the default exchange).
+    pub name: String,
+    /// direct, fanout, topic or headers.
+    pub kind: String,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Only reachable through exchange-to-exchange bindings.
+    pub internal: bool,
+    /// Declare arguments, as JSON.
+    pub arguments: Value,
+}
+
+/// One binding.
+#[derive(Debug, Clone)]
+pub struct BindingRow {
+    /// Virtual host.
+    pub vhost: String,
+    /// Source exchange ("" for the default exchange's implicit bindings).
+    pub source: String,
+    /// Destination queue or exchange.
+    pub destination: String,
+    /// The destination is a queue (else an exchange).
+    pub to_queue: bool,
+    /// Routing (binding) key.
+    pub routing_key: String,
+    /// Binding arguments, as JSON.
+    pub arguments: Value,
+}
+
+/// One user.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    /// Name.
+    pub name: String,
+    /// Password hash (RabbitMQ's SHA-256 format, base64).
+    pub password_hash: String,
+    /// Tags: administrator, monitoring, management, policymaker.
+    pub tags: Vec<String>,
+}
+
+/// One user's permissions in one virtual host.
+#[derive(Debug, Clone)]
+pub struct PermissionRow {
+    /// User.
+    pub user: String,
+    /// Virtual host.
+    pub vhost: String,
+    /// Configure regex.
+    pub configure: String,
+    /// Write regex.
+    pub write: String,
+    /// Read regex.
+    pub read: String,
+}
+
+/// The broker as the management API sees it.
+pub trait BrokerView: Send + Sync + 'static {
+    /// The node, its resources, alarms and message counters.
+    fn node(&self) -> Ask<Node>;
+    /// Queues of `vhost` (all with None).
+    fn queues(&self, vhost: Option<String>) -> Ask<Vec<QueueRow>>;
+    /// Exchanges of `vhost` (all with None).
+    fn exchanges(&self, vhost: Option<String>) -> Ask<Vec<ExchangeRow>>;
+    /// Bindings of `vhost` (all with None), the default exchange's included.
+    fn bindings(&self, vhost: Option<String>) -> Ask<Vec<BindingRow>>;
+    /// Virtual host names.
+    fn vhosts(&self) -> Vec<String>;
+    /// Users.
+    fn users(&self) -> Vec<UserRow>;
+    /// Permissions of every user.
+    fn permissions(&self) -> Vec<PermissionRow>;
+    /// The user, if `password` is right.
+    fn authenticate(&self, user: &str, password: &str) -> Option<UserRow>;
+    /// The native protocol address, for actions taken as a client.
+    fn native_addr(&self) -> SocketAddr;
+}
