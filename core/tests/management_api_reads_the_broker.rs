@@ -9,79 +9,11 @@
 
 mod common;
 
+use common::http::*;
 use common::*;
 use ringmq_protocol::field::{FieldTable, FieldValue};
 use ringmq_protocol::message as m;
 use serde_json::Value;
-
-struct Http {
-    base: String,
-}
-
-impl Http {
-    fn get_as(&self, path: &str, auth: Option<(&str, &str)>) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut req = agent.get(format!("{}{path}", self.base));
-        if let Some((u, p)) = auth {
-            use base64::Engine as _;
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-            req = req.header("Authorization", format!("Basic {token}"));
-        }
-        let mut resp = req.call().unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap();
-        let json = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        (status, json)
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let (status, body) = self.get_as(path, Some(("guest", "guest")));
-        assert_eq!(status, 200, "GET {path}: {body}");
-        body
-    }
-}
-
-/// RabbitMQ's JSON answer in a captured fixture (status line, headers,
-/// blank line, body).
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../mgmt/tests/fixtures/rabbitmq-3.10/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .or_else(|| text.split_once("\n\n"))
-        .unwrap()
-        .1;
-    serde_json::from_str(body).unwrap()
-}
-
-/// Field names of `ours` (nested objects too) missing from `theirs`.
-fn invented(ours: &Value, theirs: &Value, at: &str, out: &mut Vec<String>) {
-    let (Value::Object(o), Value::Object(t)) = (ours, theirs) else {
-        return;
-    };
-    for (k, v) in o {
-        match t.get(k) {
-            None => out.push(format!("{at}{k}")),
-            Some(tv) => invented(v, tv, &format!("{at}{k}."), out),
-        }
-    }
-}
-
-fn same_names(ours: &Value, theirs: &Value) {
-    let mut extra = Vec::new();
-    invented(ours, theirs, "", &mut extra);
-    assert!(extra.is_empty(), "fields RabbitMQ does not have: {extra:?}");
-}
 
 /// RabbitMQ lists a queue's `message_stats` only once they happened; its
 /// overview lists them all.

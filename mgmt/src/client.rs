@@ -12,7 +12,6 @@ use ringmq_protocol::client::{ClientError, ConnectOptions, Event};
 use ringmq_protocol::field::{FieldTable, FieldValue};
 use ringmq_protocol::message as m;
 use ringmq_protocol::Message;
-use serde_json::Value;
 
 use crate::http::ApiError;
 
@@ -48,14 +47,17 @@ impl From<ClientError> for ApiError {
     }
 }
 
-/// A broker refusal as RabbitMQ's API reports it: 404 for what does not
-/// exist, 401 for access, 400 with the text otherwise.
-fn refusal(code: u16, text: &str) -> ApiError {
-    let reason = text.split_once(" - ").map_or(text, |(_, t)| t);
+/// A broker refusal as RabbitMQ's API reports it: 404 `not_found` with
+/// the AMQP text for what does not exist, 401 "Access refused." for access,
+/// 400 with the text (without its code name) otherwise.
+pub fn refusal(code: u16, text: &str) -> ApiError {
     match code {
-        404 => ApiError::not_found(),
-        403 | 530 => ApiError::not_authorised_because(reason),
-        _ => ApiError::bad_request("bad_request", reason),
+        404 => ApiError::missing(text),
+        403 | 530 => ApiError::not_authorised_because("Access refused."),
+        _ => ApiError::bad_request(
+            "bad_request",
+            text.split_once(" - ").map_or(text, |(_, t)| t),
+        ),
     }
 }
 
@@ -145,28 +147,4 @@ pub async fn run<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|_| Err(ApiError::internal("the action failed")))
-}
-
-/// A JSON value as an AMQP field (integers as signed 64-bit, as RabbitMQ's
-/// management API does).
-pub fn field(v: &Value) -> FieldValue {
-    match v {
-        Value::Null => FieldValue::Void,
-        Value::Bool(b) => FieldValue::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => FieldValue::I64(i),
-            None => FieldValue::F64(n.as_f64().unwrap_or(0.0)),
-        },
-        Value::String(s) => FieldValue::LongStr(s.as_bytes().to_vec()),
-        Value::Array(a) => FieldValue::Array(a.iter().map(field).collect()),
-        Value::Object(_) => FieldValue::Table(table(v)),
-    }
-}
-
-/// A JSON object as an AMQP field table (anything else: empty).
-pub fn table(v: &Value) -> FieldTable {
-    match v {
-        Value::Object(o) => FieldTable(o.iter().map(|(k, v)| (k.clone(), field(v))).collect()),
-        _ => FieldTable::default(),
-    }
 }

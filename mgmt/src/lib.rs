@@ -13,6 +13,7 @@
 //! This crate is not the broker: it has no queues, only their pictures.
 
 pub mod client;
+pub mod fields;
 pub mod http;
 pub mod paging;
 pub mod rates;

@@ -6,44 +6,15 @@ use std::rc::Rc;
 
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_lite::StreamExt;
+use ringmq_mgmt::fields::table_json;
 use ringmq_mgmt::view::{BindingRow, ExchangeRow, MessageCounters, QueueRow, QueueType};
-use ringmq_protocol::field::{FieldTable, FieldValue};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use super::Shard;
 use crate::admin::{AdminCall, ShardNode};
 use crate::exchange::Dest;
 use crate::meta::{QueueDef, Vhost};
 use crate::queue::args::QueueKind;
-
-/// A field value as the JSON RabbitMQ's API shows.
-pub fn field_json(v: &FieldValue) -> Value {
-    match v {
-        FieldValue::Void => Value::Null,
-        FieldValue::Bool(b) => json!(b),
-        FieldValue::F32(f) => json!(f),
-        FieldValue::F64(f) => json!(f),
-        FieldValue::U64(n) => json!(n),
-        FieldValue::Decimal { scale, value } => {
-            json!(f64::from(*value) / 10f64.powi(i32::from(*scale)))
-        }
-        FieldValue::LongStr(b) | FieldValue::Bytes(b) => json!(String::from_utf8_lossy(b)),
-        FieldValue::ShortStr(s) => json!(s),
-        FieldValue::Timestamp(t) => json!(t),
-        FieldValue::Table(t) => table_json(t),
-        FieldValue::Array(a) => Value::Array(a.iter().map(field_json).collect()),
-        other => other.as_i64().map_or(Value::Null, |n| json!(n)),
-    }
-}
-
-/// A field table as a JSON object.
-pub fn table_json(t: &FieldTable) -> Value {
-    Value::Object(
-        t.iter()
-            .map(|(k, v)| (k.to_owned(), field_json(v)))
-            .collect::<Map<_, _>>(),
-    )
-}
 
 fn wanted<'m>(vhosts: impl Iterator<Item = &'m Vhost>, only: &Option<String>) -> Vec<&'m Vhost> {
     vhosts

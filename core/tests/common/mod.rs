@@ -9,6 +9,7 @@ use ringmq_protocol::client::blocking::Connection;
 use ringmq_protocol::client::ConnectOptions;
 use ringmq_protocol::message as m;
 
+pub mod http;
 pub mod loop_fs;
 pub mod raw;
 

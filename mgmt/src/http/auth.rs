@@ -14,14 +14,24 @@ use crate::view::UserRow;
 /// Tags that may use the management API at all.
 const MANAGEMENT_TAGS: &[&str] = &["administrator", "monitoring", "policymaker", "management"];
 
-/// The logged-in user, for handlers that check tags.
+/// The logged-in user, for handlers that check tags, and its password,
+/// for actions taken as that user over the native protocol.
 #[derive(Debug, Clone)]
-pub struct Login(pub UserRow);
+pub struct Login(pub UserRow, pub String);
 
 impl Login {
     /// True when the user has `tag`.
     pub fn has(&self, tag: &str) -> bool {
         self.0.tags.iter().any(|t| t == tag)
+    }
+
+    /// Who acts on the broker at `addr` for this request.
+    pub fn acting(&self, addr: std::net::SocketAddr) -> crate::client::As {
+        crate::client::As {
+            addr,
+            user: self.0.name.clone(),
+            password: self.1.clone(),
+        }
     }
 
     /// 401 "Not administrator user" unless the user is an administrator.
@@ -69,6 +79,6 @@ pub async fn require_login(State(api): State<Api>, mut req: Request, next: Next)
     {
         return ApiError::login_failed().into_response();
     }
-    req.extensions_mut().insert(Login(row));
+    req.extensions_mut().insert(Login(row, password));
     next.run(req).await
 }

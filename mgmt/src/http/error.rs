@@ -11,10 +11,29 @@ use serde_json::json;
 pub struct ApiError {
     status: StatusCode,
     error: &'static str,
-    reason: String,
+    reason: serde_json::Value,
 }
 
 impl ApiError {
+    /// Any status, error tag and reason (a string, or a list as RabbitMQ
+    /// gives for some refusals).
+    pub fn new(
+        status: StatusCode,
+        error: &'static str,
+        reason: impl Into<serde_json::Value>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            error,
+            reason: reason.into(),
+        }
+    }
+
+    /// 404 `not_found` with a reason (what an action found missing).
+    pub fn missing(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", reason.into())
+    }
+
     /// 404 "Object Not Found".
     pub fn not_found() -> ApiError {
         ApiError {
@@ -26,11 +45,7 @@ impl ApiError {
 
     /// 400 with RabbitMQ's error tag and reason.
     pub fn bad_request(error: &'static str, reason: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            error,
-            reason: reason.into(),
-        }
+        ApiError::new(StatusCode::BAD_REQUEST, error, reason.into())
     }
 
     /// 401: no or wrong credentials.
@@ -56,7 +71,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::UNAUTHORIZED,
             error: "not_authorised",
-            reason: reason.to_owned(),
+            reason: reason.into(),
         }
     }
 
@@ -65,8 +80,31 @@ impl ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             error: "internal_error",
-            reason: reason.to_owned(),
+            reason: reason.into(),
         }
+    }
+
+    /// The same refusal as a 400 whose reason starts with the status code
+    /// (`"404 NOT_FOUND - no exchange …"`), as RabbitMQ reports a publish
+    /// the broker refused.
+    pub fn as_bad_request(self) -> ApiError {
+        if self.status == StatusCode::NOT_FOUND {
+            let text = self.reason.as_str().unwrap_or_default().to_owned();
+            ApiError::bad_request("bad_request", format!("404 {text}"))
+        } else {
+            self
+        }
+    }
+
+    /// The reason without the AMQP code name (`NOT_FOUND - no queue …`
+    /// becomes `no queue …`).
+    pub fn without_code_name(mut self) -> ApiError {
+        if let Some(text) = self.reason.as_str() {
+            if let Some((_, rest)) = text.split_once(" - ") {
+                self.reason = rest.to_owned().into();
+            }
+        }
+        self
     }
 
     /// 503: the broker is stopping.

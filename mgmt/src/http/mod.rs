@@ -6,21 +6,29 @@
 //! | `error.rs` | `{"error": …, "reason": …}` bodies with RabbitMQ's texts |
 //! | `overview.rs` | `/api/overview`, `/api/nodes`, health checks, `/api/whoami` |
 //! | `queues.rs` | `/api/queues…` |
-//! | `objects.rs` | `/api/exchanges…`, `/api/bindings…` |
+//! | `objects.rs` | `/api/exchanges…`, `/api/bindings…` (lists) |
+//! | `queue_actions.rs` | declare, delete, purge, get, actions; aliveness test |
+//! | `exchange_actions.rs` | declare, delete, publish; bindings of one object |
+//! | `bindings.rs` | `/api/bindings/{vhost}/e/{source}/q|e/{dest}[/{props}]` |
+//! | `body.rs` | Request bodies as RabbitMQ reads them |
 //! | `access.rs` | `/api/vhosts…`, `/api/users…`, `/api/permissions…` |
 //! | `json.rs` | Broker rows as RabbitMQ's JSON objects |
 
 mod access;
 mod auth;
+mod bindings;
+mod body;
 mod error;
+mod exchange_actions;
 mod json;
 mod objects;
 mod overview;
+mod queue_actions;
 mod queues;
 
 use std::sync::{Arc, Mutex};
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::rates::RateBook;
@@ -66,12 +74,64 @@ pub fn router(api: Api) -> Router {
         )
         .route("/api/queues", get(queues::list_all))
         .route("/api/queues/{vhost}", get(queues::list_vhost))
-        .route("/api/queues/{vhost}/{name}", get(queues::one))
+        .route(
+            "/api/queues/{vhost}/{name}",
+            get(queues::one)
+                .put(queue_actions::put)
+                .delete(queue_actions::delete),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/contents",
+            axum::routing::delete(queue_actions::purge),
+        )
+        .route("/api/queues/{vhost}/{name}/get", post(queue_actions::get))
+        .route(
+            "/api/queues/{vhost}/{name}/actions",
+            post(queue_actions::actions),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/bindings",
+            get(exchange_actions::queue_bindings),
+        )
+        .route("/api/aliveness-test/{vhost}", get(queue_actions::aliveness))
         .route("/api/exchanges", get(objects::exchanges_all))
         .route("/api/exchanges/{vhost}", get(objects::exchanges_vhost))
-        .route("/api/exchanges/{vhost}/{name}", get(objects::exchange))
+        .route(
+            "/api/exchanges/{vhost}/{name}",
+            get(objects::exchange)
+                .put(exchange_actions::put)
+                .delete(exchange_actions::delete),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/publish",
+            post(exchange_actions::publish),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/source",
+            get(exchange_actions::bindings_source),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/destination",
+            get(exchange_actions::bindings_destination),
+        )
         .route("/api/bindings", get(objects::bindings_all))
         .route("/api/bindings/{vhost}", get(objects::bindings_vhost))
+        .route(
+            "/api/bindings/{vhost}/e/{source}/q/{dest}",
+            get(bindings::list_eq).post(bindings::create_eq),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/e/{dest}",
+            get(bindings::list_ee).post(bindings::create_ee),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/q/{dest}/{props}",
+            get(bindings::one_eq).delete(bindings::delete_eq),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/e/{dest}/{props}",
+            get(bindings::one_ee).delete(bindings::delete_ee),
+        )
         .route("/api/vhosts", get(access::vhosts))
         .route("/api/vhosts/{vhost}", get(access::vhost))
         .route("/api/users", get(access::users))
