@@ -11,8 +11,8 @@ use std::sync::Arc;
 use futures_channel::mpsc::UnboundedSender;
 use futures_channel::oneshot;
 use ringmq_mgmt::view::{
-    Ask, BindingRow, BrokerView, ExchangeRow, MessageCounters, Node, PermissionRow, QueueRow,
-    UserRow, ViewError,
+    Ask, BindingRow, BrokerView, ConnectionRow, ExchangeRow, MessageCounters, Node, PermissionRow,
+    QueueRow, UserRow, ViewError,
 };
 
 use crate::config::Config;
@@ -28,6 +28,10 @@ pub enum AdminCall {
     Exchanges(Option<String>, oneshot::Sender<Vec<ExchangeRow>>),
     /// Bindings (replicated: shard 0 answers).
     Bindings(Option<String>, oneshot::Sender<Vec<BindingRow>>),
+    /// Its client connections.
+    Connections(oneshot::Sender<Vec<ConnectionRow>>),
+    /// Close the connection of that name with that reason, if it is here.
+    CloseConnection(String, String, oneshot::Sender<bool>),
 }
 
 /// One shard's part of the node.
@@ -176,6 +180,16 @@ impl BrokerView for AdminHandle {
     fn bindings(&self, vhost: Option<String>) -> Ask<Vec<BindingRow>> {
         let (tx, rx) = oneshot::channel();
         self.ask_first(AdminCall::Bindings(vhost, tx), rx)
+    }
+
+    fn connections(&self) -> Ask<Vec<ConnectionRow>> {
+        let parts = self.ask_all(AdminCall::Connections);
+        Box::pin(async move { Ok(gather(parts).await?.into_iter().flatten().collect()) })
+    }
+
+    fn close_connection(&self, name: String, reason: String) -> Ask<bool> {
+        let parts = self.ask_all(|tx| AdminCall::CloseConnection(name.clone(), reason.clone(), tx));
+        Box::pin(async move { Ok(gather(parts).await?.into_iter().any(|closed| closed)) })
     }
 
     fn vhosts(&self) -> Vec<String> {

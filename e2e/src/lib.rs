@@ -37,6 +37,8 @@ pub struct TestGateway {
     pub data: Option<tempfile::TempDir>,
     /// Set once both stopped; the watchdog stands down.
     stopped: Arc<AtomicBool>,
+    /// The broker's configuration (`None` against an external server).
+    config: Option<Config>,
 }
 
 impl TestGateway {
@@ -76,6 +78,7 @@ impl TestGateway {
                 broker_addr: None,
                 data: None,
                 stopped: Arc::new(AtomicBool::new(true)),
+                config: None,
             };
         }
         let mut config = Config::default();
@@ -85,7 +88,7 @@ impl TestGateway {
         config.server.pin_cores = false;
         let data = tempfile::tempdir().expect("data directory");
         config.storage.data_dir = data.path().to_owned();
-        let broker = Broker::start(config).expect("broker starts");
+        let broker = Broker::start(config.clone()).expect("broker starts");
         let broker_addr = broker.local_addr();
 
         let mut gw = GatewayConfig {
@@ -120,7 +123,18 @@ impl TestGateway {
             broker_addr: Some(broker_addr),
             data: Some(data),
             stopped,
+            config: Some(config),
         }
+    }
+
+    /// The broker's management API on a free port (`None` against an
+    /// external server).
+    pub fn management(&self) -> Option<ringmq_mgmt::Management> {
+        let (broker, config) = (self.broker.as_ref()?, self.config.clone()?);
+        let view = broker.admin(Arc::new(config));
+        let m =
+            ringmq_mgmt::Management::start("127.0.0.1:0".parse().unwrap(), move |_| Arc::new(view));
+        Some(m.expect("management starts"))
     }
 
     /// The AMQP URI of the gateway, default vhost, guest/guest.

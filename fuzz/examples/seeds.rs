@@ -179,6 +179,7 @@ fn samples() -> Vec<Message> {
             frame_max: 131_072,
             channel_max: 2047,
             forwarded_for: Some("10.0.0.1:5000".into()),
+            forwarded_to: Some("127.0.0.1:5672".into()),
         }),
         M::HelloOk(m::HelloOk {
             version: m::PROTOCOL_VERSION,

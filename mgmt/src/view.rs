@@ -203,6 +203,87 @@ pub struct BindingRow {
     pub arguments: Value,
 }
 
+/// One client connection, with its channels and consumers.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionRow {
+    /// `client address -> server address`, as RabbitMQ names it.
+    pub name: String,
+    /// User.
+    pub user: String,
+    /// Virtual host.
+    pub vhost: String,
+    /// `AMQP 0-9-1` through the gateway, `ringmq` for native clients.
+    pub protocol: String,
+    /// The client's address.
+    pub peer: String,
+    /// The address it connected to.
+    pub local: String,
+    /// Client properties, as JSON.
+    pub client_properties: Value,
+    /// When it connected, ms since the epoch.
+    pub connected_at_ms: u64,
+    /// Negotiated limits.
+    pub channel_max: u16,
+    /// Largest frame.
+    pub frame_max: u32,
+    /// Heartbeat interval, seconds.
+    pub heartbeat: u16,
+    /// Bytes and reads received, bytes and writes sent.
+    pub recv_oct: u64,
+    /// Socket reads.
+    pub recv_cnt: u64,
+    /// Bytes sent.
+    pub send_oct: u64,
+    /// Socket writes.
+    pub send_cnt: u64,
+    /// Publishing is blocked by an alarm.
+    pub blocked: bool,
+    /// Its channels.
+    pub channels: Vec<ChannelRow>,
+    /// Its consumers.
+    pub consumers: Vec<ConsumerRow>,
+}
+
+/// One channel.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelRow {
+    /// Channel number.
+    pub number: u16,
+    /// Per-consumer prefetch.
+    pub prefetch_count: u16,
+    /// Shared (global) prefetch.
+    pub global_prefetch_count: u32,
+    /// In confirm mode.
+    pub confirm: bool,
+    /// In a transaction.
+    pub transactional: bool,
+    /// Deliveries not yet acked.
+    pub unacked: u64,
+    /// Publishes not yet confirmed.
+    pub unconfirmed: u64,
+    /// Consumers on it.
+    pub consumers: u64,
+    /// Flow off (channel.flow) or closing.
+    pub state: &'static str,
+}
+
+/// One consumer.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerRow {
+    /// Consumer tag.
+    pub tag: String,
+    /// Its queue.
+    pub queue: String,
+    /// The queue's virtual host.
+    pub vhost: String,
+    /// Its channel.
+    pub channel: u16,
+    /// Deliveries must be acked.
+    pub ack_required: bool,
+    /// Prefetch.
+    pub prefetch_count: u32,
+}
+
 /// One user.
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -239,6 +320,11 @@ pub trait BrokerView: Send + Sync + 'static {
     fn exchanges(&self, vhost: Option<String>) -> Ask<Vec<ExchangeRow>>;
     /// Bindings of `vhost` (all with None), the default exchange's included.
     fn bindings(&self, vhost: Option<String>) -> Ask<Vec<BindingRow>>;
+    /// Client connections with their channels and consumers.
+    fn connections(&self) -> Ask<Vec<ConnectionRow>>;
+    /// Closes the connection named `name` with 320 CONNECTION_FORCED and
+    /// `reason`; false when there is none.
+    fn close_connection(&self, name: String, reason: String) -> Ask<bool>;
     /// Virtual host names.
     fn vhosts(&self) -> Vec<String>;
     /// Users.

@@ -318,6 +318,7 @@ fn message() -> impl Strategy<Value = Message> {
                         heartbeat,
                         frame_max,
                         channel_max,
+                        forwarded_to: forwarded_for.clone(),
                         forwarded_for,
                     })
                 }

@@ -116,6 +116,7 @@ impl Link {
             frame_max: 0,
             channel_max: 0,
             forwarded_for: None,
+            forwarded_to: None,
         });
         match link.call(hello) {
             Ok(Message::HelloOk(_)) => {}

@@ -19,7 +19,8 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
         // Past `connection_max` the session only answers the Hello with
         // the refusal.
         let admitted = shard.resources.admit();
-        let session = Session::new(shard.clone(), peer, admitted);
+        let local = stream.local_addr().unwrap_or(peer);
+        let session = Session::new(shard.clone(), (peer, local), admitted);
         glommio::spawn_local(session.run(stream, pass)).detach();
     }
     info!(shard = shard.id, "listener closed");

@@ -72,6 +72,27 @@ impl Shard {
                 AdminCall::Bindings(vhost, reply) => {
                     let _ = reply.send(self.admin_bindings(&vhost));
                 }
+                AdminCall::Connections(reply) => {
+                    let rows = self
+                        .sessions
+                        .borrow()
+                        .values()
+                        .map(|s| s.describe())
+                        .collect();
+                    let _ = reply.send(rows);
+                }
+                AdminCall::CloseConnection(name, reason, reply) => {
+                    let found = self
+                        .sessions
+                        .borrow()
+                        .values()
+                        .find(|s| s.name() == name)
+                        .cloned();
+                    if let Some(s) = &found {
+                        s.force_close(&reason);
+                    }
+                    let _ = reply.send(found.is_some());
+                }
             }
         }
     }

@@ -54,6 +54,12 @@ pub trait Client {
     fn buffered(&self) -> usize;
     /// Open channels and consumers, for the management API.
     fn counts(&self) -> (u64, u64);
+    /// The connection as the management API shows it.
+    fn describe(&self) -> ringmq_mgmt::view::ConnectionRow;
+    /// Its name (`client -> server`).
+    fn name(&self) -> String;
+    /// Closes it with 320 CONNECTION_FORCED and `reason`.
+    fn force_close(&self, reason: &str);
     /// Encodes pending output and wakes the writer; called once per batch
     /// of shard work that touched the session.
     fn flush(&self);

@@ -98,6 +98,9 @@ pub(super) struct State {
 pub(super) struct Conn {
     pub cfg: Rc<GatewayConfig>,
     pub peer: SocketAddr,
+    /// The address the client connected to (told to the broker, which
+    /// names the connection `peer -> local` as RabbitMQ does).
+    pub local: Option<SocketAddr>,
     /// Counted within `connection_max`; if not, the handshake ends with a
     /// refusal after start-ok.
     pub admitted: bool,
@@ -156,7 +159,8 @@ pub async fn serve(
     };
     let span = tracing::info_span!("amqp", peer = %peer);
     let _ = stream.set_nodelay(true);
-    let conn = Rc::new(Conn::new(cfg, peer, admitted, alarm));
+    let local = stream.local_addr().ok();
+    let conn = Rc::new(Conn::new(cfg, peer, local, admitted, alarm));
     serve_peer(stream, conn, stopping).instrument(span).await;
 }
 
@@ -338,8 +342,15 @@ async fn wait_close_ok(conn: &Rc<Conn>, r: &mut ReadHalf, decoder: &mut Decoder)
 }
 
 impl Conn {
-    fn new(cfg: Rc<GatewayConfig>, peer: SocketAddr, admitted: bool, alarm: Rc<Alarm>) -> Conn {
+    fn new(
+        cfg: Rc<GatewayConfig>,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+        admitted: bool,
+        alarm: Rc<Alarm>,
+    ) -> Conn {
         Conn {
+            local,
             st: RefCell::new(State {
                 frame_max: cfg.frame_max,
                 channel_max: cfg.channel_max,

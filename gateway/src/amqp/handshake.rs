@@ -17,7 +17,7 @@ use tracing::{debug, info};
 
 use super::connection::{put_amqp, read_frame, Conn};
 use super::error::{check_tables, unparsable_method, ConnError, Ended};
-use super::upstream::Upstream;
+use super::upstream::{Login, Upstream};
 
 /// The capabilities announced in `connection.start`: exactly those that
 /// work, the same set as RabbitMQ 3.10. `direct_reply_to` is the broker's
@@ -154,8 +154,14 @@ impl Conn {
             st.cancel_notify = cap("consumer_cancel_notify");
             st.blocked_notify = cap("connection.blocked");
         }
-        let hb = self.cfg.broker_heartbeat;
-        match Upstream::connect(self.cfg.broker, self.peer, &user, &password, hb).await {
+        let login = Login {
+            user: &user,
+            password: &password,
+            heartbeat: self.cfg.broker_heartbeat,
+            client_properties: shown_properties(&start_ok.client_properties),
+            local: self.local,
+        };
+        match Upstream::connect(self.cfg.broker, self.peer, login).await {
             Ok(up) => Ok(up),
             Err(e) if e.amqp_code() == 403 && !cap("authentication_failure_close") => {
                 info!(user = %user, "login refused");
@@ -293,4 +299,27 @@ fn credentials(mechanism: &str, response: &LongString) -> Result<(String, String
             format_args!("unsupported authentication mechanism '{other}'"),
         )),
     }
+}
+
+/// The client properties the broker shows for the connection (management
+/// API): the standard keys only, so what the gateway forwards stays within
+/// the broker's handshake frame limit whatever else a client sends (its
+/// start-ok is at most 4096 bytes before tune).
+fn shown_properties(props: &AmqpTable) -> ringmq_protocol::field::FieldTable {
+    const SHOWN: &[&str] = &[
+        "product",
+        "version",
+        "platform",
+        "information",
+        "copyright",
+        "connection_name",
+        "capabilities",
+    ];
+    let mut kept = AmqpTable::default();
+    for (k, v) in props.inner() {
+        if SHOWN.contains(&k.as_str()) {
+            kept.insert(k.clone(), v.clone());
+        }
+    }
+    crate::translate::table_to_native(&kept)
 }

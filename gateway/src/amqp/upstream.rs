@@ -39,16 +39,36 @@ pub(super) struct Upstream {
     next_corr: u64,
 }
 
+/// Who logs in to the broker on a client's behalf.
+pub struct Login<'a> {
+    /// User name.
+    pub user: &'a str,
+    /// Password.
+    pub password: &'a str,
+    /// Heartbeat interval to ask the broker for.
+    pub heartbeat: u16,
+    /// The AMQP client's properties (product, capabilities,
+    /// connection_name…), shown by the management API.
+    pub client_properties: ringmq_protocol::field::FieldTable,
+    /// The address the client connected to.
+    pub local: Option<std::net::SocketAddr>,
+}
+
 impl Upstream {
     /// Connects to the broker and logs in as the client, with the
     /// client's address in `forwarded_for`, asking for `heartbeat`.
     pub async fn connect(
         broker: std::net::SocketAddr,
         peer: std::net::SocketAddr,
-        user: &str,
-        password: &str,
-        heartbeat: u16,
+        login: Login<'_>,
     ) -> Result<Upstream, ConnError> {
+        let Login {
+            user,
+            password,
+            heartbeat,
+            client_properties,
+            local,
+        } = login;
         let stream = TcpStream::connect(broker).await.map_err(|e| {
             warn!(broker = %broker, error = %e, "cannot reach the broker");
             ConnError::new(ErrorCode::InternalError, "the broker is not reachable")
@@ -69,11 +89,12 @@ impl Upstream {
             username: user.into(),
             password: password.into(),
             vhost: String::new(),
-            client_properties: Default::default(),
+            client_properties,
             heartbeat,
             frame_max: 0,
             channel_max: 0,
             forwarded_for: Some(peer.to_string()),
+            forwarded_to: local.map(|l| l.to_string()),
         });
         match up.call(hello).await {
             Ok(Message::HelloOk(ok)) => {

@@ -11,6 +11,7 @@
 //! | `exchange_actions.rs` | declare, delete, publish; bindings of one object |
 //! | `bindings.rs` | `/api/bindings/{vhost}/e/{source}/q|e/{dest}[/{props}]` |
 //! | `body.rs` | Request bodies as RabbitMQ reads them |
+//! | `connections.rs` | `/api/connections…`, `/api/channels…`, `/api/consumers…` |
 //! | `access.rs` | `/api/vhosts…`, `/api/users…`, `/api/permissions…` |
 //! | `json.rs` | Broker rows as RabbitMQ's JSON objects |
 
@@ -18,6 +19,7 @@ mod access;
 mod auth;
 mod bindings;
 mod body;
+mod connections;
 mod error;
 mod exchange_actions;
 mod json;
@@ -132,6 +134,27 @@ pub fn router(api: Api) -> Router {
             "/api/bindings/{vhost}/e/{source}/e/{dest}/{props}",
             get(bindings::one_ee).delete(bindings::delete_ee),
         )
+        .route("/api/connections", get(connections::list))
+        .route(
+            "/api/connections/{name}",
+            get(connections::one).delete(connections::close),
+        )
+        .route(
+            "/api/connections/{name}/channels",
+            get(connections::channels_of),
+        )
+        .route(
+            "/api/vhosts/{vhost}/connections",
+            get(connections::list_vhost),
+        )
+        .route(
+            "/api/vhosts/{vhost}/channels",
+            get(connections::channels_vhost),
+        )
+        .route("/api/channels", get(connections::channels))
+        .route("/api/channels/{name}", get(connections::channel))
+        .route("/api/consumers", get(connections::consumers))
+        .route("/api/consumers/{vhost}", get(connections::consumers_vhost))
         .route("/api/vhosts", get(access::vhosts))
         .route("/api/vhosts/{vhost}", get(access::vhost))
         .route("/api/users", get(access::users))

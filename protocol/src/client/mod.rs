@@ -54,6 +54,7 @@ impl ConnectOptions {
             frame_max: 0,
             channel_max: 0,
             forwarded_for: self.forwarded_for.clone(),
+            forwarded_to: None,
         })
     }
 }

@@ -28,6 +28,8 @@ pub struct Hello {
     pub channel_max: u16,
     /// The real client's address when a gateway connects for it.
     pub forwarded_for: Option<String>,
+    /// The address that client connected to (the gateway's listener).
+    pub forwarded_to: Option<String>,
 }
 
 table!(
@@ -43,6 +45,7 @@ table!(
             frame_max: copy,
             channel_max: copy,
             forwarded_for: maybe_string,
+            forwarded_to: maybe_string,
         }
 );
 

@@ -37,6 +37,11 @@ impl Confirms {
         self.base + self.pending.len() as u64
     }
 
+    /// Publishes still waiting for their confirm.
+    pub fn unconfirmed(&self) -> u64 {
+        self.pending.len() as u64
+    }
+
     /// True when every registered publish has its answer.
     pub fn settled(&self) -> bool {
         self.pending.is_empty()

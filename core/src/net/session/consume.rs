@@ -130,6 +130,7 @@ impl Session {
                 queue,
                 channel: c.channel,
                 prefetch,
+                no_ack: c.no_ack,
             },
         );
         Ok(Some(prefetch))

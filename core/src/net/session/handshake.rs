@@ -44,6 +44,7 @@ impl Session {
         };
         self.check_hello(&h)?;
         self.claim_limits(&h.username, &h.vhost, raw)?;
+        self.note_hello(&h);
         let config = &self.shard.config;
         let deferred = h.vhost.is_empty();
         let heartbeat = match (h.heartbeat, config.server.heartbeat) {

@@ -52,6 +52,11 @@ struct Wanted {
 }
 
 impl Limiter {
+    /// The shared limit (`basic.qos` with `global`).
+    pub fn limit(&self) -> u16 {
+        self.limit
+    }
+
     /// A limit of `limit` on a channel that already has `unacked` consumer
     /// deliveries awaiting their ack (they count at once, as in RabbitMQ).
     pub fn new(limit: u16, unacked: u32) -> Limiter {

@@ -18,6 +18,7 @@
 //! | `reply_to.rs` | Direct reply-to: a channel's reply consumer, `reply_to` rewrites, replies |
 //! | `output.rs` | What the shard hands a session (deliveries, confirms, cancels, alarms) and the flush that encodes it |
 //! | `stream.rs` | A consume on a stream checked; nacks and rejects of stream deliveries refused |
+//! | `describe.rs` | What the management API sees of the connection; closing it from there |
 //!
 //! The reader task decodes frames and handles them in order; requests that
 //! need another shard (declares, consume, get…) await the answer, which
@@ -33,6 +34,7 @@ mod channel;
 mod closing;
 mod confirms;
 mod consume;
+mod describe;
 mod frames;
 mod handshake;
 mod limiter;
@@ -138,6 +140,12 @@ pub struct Session {
     pub id: SessionId,
     shard: Rc<Shard>,
     peer: SocketAddr,
+    /// The address the client connected to.
+    local: SocketAddr,
+    /// Who connected (from `Hello`), for the management API.
+    info: RefCell<describe::ConnInfo>,
+    /// Bytes and socket operations, for the management API.
+    traffic: describe::Traffic,
     st: RefCell<State>,
     out: RefCell<BytesMut>,
     wake_writer: Notify,
@@ -178,7 +186,7 @@ impl Session {
     /// A session for a new connection.
     pub fn new(
         shard: Rc<Shard>,
-        peer: SocketAddr,
+        (peer, local): (SocketAddr, SocketAddr),
         admitted: Result<Claim, Refusal>,
     ) -> Rc<Session> {
         let id = shard.new_session_id();
@@ -187,6 +195,9 @@ impl Session {
             id,
             shard,
             peer,
+            local,
+            info: RefCell::default(),
+            traffic: describe::Traffic::default(),
             st: RefCell::new(State {
                 phase: Phase::Handshake,
                 user: String::new(),
@@ -305,6 +316,7 @@ impl Session {
             };
             self.last_read.set(Instant::now());
             bump(&self.shard.counters.bytes_in, n as u64);
+            self.traffic.read(n);
             decoder.extend(&buf[..n]);
             self.read_buffers
                 .set(buf.capacity() + decoder.buffer_mut().capacity());
@@ -522,6 +534,7 @@ impl Session {
                     std::mem::take(&mut st.owed)
                 };
                 bump(&self.shard.counters.bytes_out, chunk.len() as u64);
+                self.traffic.wrote(chunk.len());
                 if let Err(e) = w.write_all(&chunk).await {
                     debug!(error = %e, "write failed");
                     self.closed.set(true);

@@ -189,6 +189,18 @@ impl Client for Session {
         }
     }
 
+    fn describe(&self) -> ringmq_mgmt::view::ConnectionRow {
+        Session::describe(self)
+    }
+
+    fn name(&self) -> String {
+        Session::name(self)
+    }
+
+    fn force_close(&self, reason: &str) {
+        Session::force_close(self, reason);
+    }
+
     fn counts(&self) -> (u64, u64) {
         let st = self.st.borrow();
         (st.channels.len() as u64, st.consumers.len() as u64)

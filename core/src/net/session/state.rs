@@ -81,6 +81,8 @@ pub(super) struct ConsumerInfo {
     pub channel: u16,
     /// Prefetch limit; 0 = unlimited (credit follows the socket).
     pub prefetch: u32,
+    /// Deliveries need no ack.
+    pub no_ack: bool,
 }
 
 /// A delivery waiting in its channel for the next flush.

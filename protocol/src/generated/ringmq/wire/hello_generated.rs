@@ -28,6 +28,7 @@ impl<'a> Hello<'a> {
   pub const VT_FRAME_MAX: ::flatbuffers::VOffsetT = 18;
   pub const VT_CHANNEL_MAX: ::flatbuffers::VOffsetT = 20;
   pub const VT_FORWARDED_FOR: ::flatbuffers::VOffsetT = 22;
+  pub const VT_FORWARDED_TO: ::flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -39,6 +40,7 @@ impl<'a> Hello<'a> {
     args: &'args HelloArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Hello<'bldr>> {
     let mut builder = HelloBuilder::new(_fbb);
+    if let Some(x) = args.forwarded_to { builder.add_forwarded_to(x); }
     if let Some(x) = args.forwarded_for { builder.add_forwarded_for(x); }
     builder.add_frame_max(args.frame_max);
     if let Some(x) = args.client_properties { builder.add_client_properties(x); }
@@ -123,6 +125,13 @@ impl<'a> Hello<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Hello::VT_FORWARDED_FOR, None)}
   }
+  #[inline]
+  pub fn forwarded_to(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Hello::VT_FORWARDED_TO, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Hello<'_> {
@@ -141,6 +150,7 @@ impl ::flatbuffers::Verifiable for Hello<'_> {
      .visit_field::<u32>("frame_max", Self::VT_FRAME_MAX, false)?
      .visit_field::<u16>("channel_max", Self::VT_CHANNEL_MAX, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("forwarded_for", Self::VT_FORWARDED_FOR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("forwarded_to", Self::VT_FORWARDED_TO, false)?
      .finish();
     Ok(())
   }
@@ -156,6 +166,7 @@ pub struct HelloArgs<'a> {
     pub frame_max: u32,
     pub channel_max: u16,
     pub forwarded_for: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub forwarded_to: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for HelloArgs<'a> {
   #[inline]
@@ -171,6 +182,7 @@ impl<'a> Default for HelloArgs<'a> {
       frame_max: 0,
       channel_max: 0,
       forwarded_for: None,
+      forwarded_to: None,
     }
   }
 }
@@ -221,6 +233,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HelloBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Hello::VT_FORWARDED_FOR, forwarded_for);
   }
   #[inline]
+  pub fn add_forwarded_to(&mut self, forwarded_to: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Hello::VT_FORWARDED_TO, forwarded_to);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HelloBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HelloBuilder {
@@ -248,6 +264,7 @@ impl ::core::fmt::Debug for Hello<'_> {
       ds.field("frame_max", &self.frame_max());
       ds.field("channel_max", &self.channel_max());
       ds.field("forwarded_for", &self.forwarded_for());
+      ds.field("forwarded_to", &self.forwarded_to());
       ds.finish()
   }
 }
