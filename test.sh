@@ -3,8 +3,10 @@
 # generated-code check, the Rust tests, the pika, amqplib (Node.js), Celery,
 # aio-pika and py-amqp suites through the AMQP gateway (a Python venv with
 # those clients is created in .venv on first use, amqplib is installed with npm, and
-# Node.js from Debian if it is missing), and a short run of every fuzz
-# target (fuzz/README.md).
+# Node.js from Debian if it is missing), the management dashboard in headless
+# Chromium (Debian's chromium is installed if missing; screenshots go to
+# $SCREENSHOT_DIR, default /tmp/ringmq-ui-screenshots), and a short run of
+# every fuzz target (fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 echo "== fmt"; cargo fmt --all -- --check
@@ -21,4 +23,5 @@ echo "== pika suite through the gateway"; gateway/tests/pika/run_against_ringmq.
 echo "== amqplib (Node) suite through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/amqplib/run.sh
 echo "== Celery suite through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/celery/run.sh
 echo "== aio-pika and py-amqp suites through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/pyclients/run.sh
+echo "== management dashboard in headless Chromium"; gateway/tests/with_ringmq.sh target/debug mgmt/tests/browser/run.sh
 echo "== fuzz (short: build the targets, then 10 s each)"; fuzz/run.sh 10

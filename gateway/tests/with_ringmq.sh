@@ -3,6 +3,7 @@
 # BIN on free ports, with data in a temp dir; stops both afterwards and, if
 # the command failed, prints the tail of their logs. The command gets:
 #   AMQP_PORT, AMQP_URL       the gateway (guest/guest, vhost /)
+#   MGMT_PORT, UI_URL         the broker's management API and dashboard
 #   RINGMQ_BIN, RINGMQ_BROKER the binaries' directory and the broker's native address
 #                             (for tests that start a gateway of their own)
 #   BROKER_RESTART_CMD        kill -9 + restart of the broker on the same port and data
@@ -16,9 +17,10 @@ work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 native=$(free_port)
 amqp=$(free_port)
+mgmt=$(free_port)
 cat > "$work/start-broker.sh" <<EOS
 #!/usr/bin/env bash
-RINGMQ_LOG=\${RINGMQ_LOG:-warn} "$bin/ringmq" --listen 127.0.0.1:$native --data-dir "$work/data" >>"$work/broker.log" 2>&1 &
+RINGMQ_LOG=\${RINGMQ_LOG:-warn} "$bin/ringmq" --listen 127.0.0.1:$native --data-dir "$work/data" --management-listen 127.0.0.1:$mgmt >>"$work/broker.log" 2>&1 &
 echo \$! > "$work/broker.pid"
 for i in \$(seq 100); do
   (echo > /dev/tcp/127.0.0.1/$native) 2>/dev/null && exit 0
@@ -47,6 +49,7 @@ gw_pid=$!
 for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$amqp) 2>/dev/null && break; sleep 0.1; done
 status=0
 AMQP_PORT=$amqp AMQP_URL="amqp://guest:guest@127.0.0.1:$amqp" \
+  MGMT_PORT=$mgmt UI_URL="http://127.0.0.1:$mgmt" \
   RINGMQ_BIN="$bin" RINGMQ_BROKER="127.0.0.1:$native" \
   BROKER_RESTART_CMD="$work/restart-broker.sh" "$@" || status=$?
 if [ $status -ne 0 ]; then

@@ -19,6 +19,7 @@
       else if (k === 'class') e.className = v;
       else if (k === 'testid') e.dataset.testid = v;
       else if (k === 'value' || k === 'checked') e[k] = v;
+      else if (k === 'style') Object.assign(e.style, v);   // CSSOM: fine under a strict CSP
       else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
       else e.setAttribute(k, v === true ? '' : String(v));
     }
@@ -56,6 +57,7 @@
     return `${+s.toPrecision(3)} s`;
   }
   const fmtPlain = (v) => (v == null || v === '' ? '–' : String(v));
+  const fmtRegex = (v) => (v === '' ? '(none)' : fmtPlain(v));   // permission patterns
   const fmtBool = (b) => (b == null ? '–' : b ? 'yes' : 'no');
   const fmtTime = (t) => new Date(t).toLocaleTimeString('en-GB');
   const fmtTags = (t) => (Array.isArray(t) ? t.join(', ') : t || '');
@@ -73,7 +75,7 @@
   let flash = '';   // one-off message shown on the next page (e.g. "queue deleted")
 
   class ApiError extends Error {
-    constructor(status, message) { super(message); this.status = status; }
+    constructor(status, message, reason) { super(message); this.status = status; this.reason = reason; }
   }
 
   // api(path, {method, body, headers, auth, login}): JSON (or null) on 2xx, ApiError otherwise.
@@ -99,10 +101,10 @@
     if (text) { try { data = JSON.parse(text); } catch (_) { data = text; } }
     if (res.ok) return data;
     const reason = (data && (data.reason || data.error)) || res.statusText || 'error';
-    const err = new ApiError(res.status, `${res.status}: ${reason}`);
+    const err = new ApiError(res.status, `${res.status}: ${reason}`, reason);
     if (res.status === 401 && !opts.login) {
       sessionStorage.removeItem(AUTH_KEY);
-      loginError = `Logged out: ${reason}`;
+      loginError = `Please log in again (the server said: ${reason}).`;
       location.hash = '#/login';
     }
     throw err;
@@ -194,8 +196,8 @@
       }
     }
     const head = el('tr', null, cols.map((c) => {
-      const sortable = !c.nosort && (!server || c.sortKey !== null);
-      const key = c.sortKey || c.key;
+      const sortable = !c.nosort;
+      const key = c.key;
       const th = el('th', { class: `col-${c.cls || c.key}${c.num ? ' num' : ''}${sortable ? ' sortable' : ''}`, scope: 'col' }, c.label);
       if (st.key === key) th.append(el('span', { class: 'arrow', text: st.reverse ? ' ▼' : ' ▲' }));
       if (sortable) {
@@ -207,7 +209,7 @@
       }
       return th;
     }));
-    const body = el('tbody', null, rows.map((r) => el('tr', { testid: opts.rowId ? opts.rowId(r) : null },
+    const body = el('tbody', null, rows.map((r) => el('tr', { testid: opts.rowId ? opts.rowId(r) : null, 'data-vhost': r.vhost },
       cols.map((c) => {
         const td = el('td', { class: `col-${c.cls || c.key}${c.num ? ' num' : ''}` });
         if (c.node) td.append(c.node(r));
@@ -244,7 +246,7 @@
   const stat = (label, value, testid, cls) =>
     el('div', { class: `stat ${cls || ''}` }, el('div', { class: 'stat-value', testid, text: value }), el('div', { class: 'stat-label', text: label }));
   const kvTable = (pairs) => el('table', { class: 'kv' }, el('tbody', null,
-    pairs.map(([k, v, testid]) => el('tr', null, el('th', { text: k }), el('td', { testid, class: 'pre' }, v)))));
+    pairs.map(([k, v, testid, pre]) => el('tr', null, el('th', { text: k }), el('td', { testid, class: pre ? 'pre' : null }, v)))));
 
   function actionButton(label, testid, cls, fn) {
     const b = el('button', { type: 'button', class: `btn ${cls || ''}`, testid, text: label });
@@ -295,9 +297,10 @@
   // HISTORY * POLL_MS milliseconds.
   function drawLines(canvas, points, series, unit) {
     const { ctx, w, h } = prepCanvas(canvas);
-    const pad = { l: 48, r: 12, t: 10, b: 22 };
-    const span = HISTORY * POLL_MS;
-    const tEnd = points.length ? points[points.length - 1].t : Date.now(), tStart = tEnd - span;
+    const pad = { l: 48, r: 12, t: 22, b: 22 };
+    const tEnd = points.length ? points[points.length - 1].t : Date.now();
+    const span = Math.min(HISTORY * POLL_MS, Math.max(60000, points.length ? tEnd - points[0].t : 0));
+    const tStart = tEnd - span;
     let max = 0;
     for (const p of points) for (const s of series) max = Math.max(max, p.v[s.key] || 0);
     max = niceMax(max);
@@ -305,10 +308,10 @@
     ctx.fillStyle = '#6b7280';
     ctx.textBaseline = 'top';
     ctx.textAlign = 'left';
-    ctx.fillText(`-${span / 60000} min`, pad.l, h - pad.b + 6);
+    ctx.fillText(span < 120000 ? `-${Math.round(span / 1000)} s` : `-${+(span / 60000).toFixed(1)} min`, pad.l, h - pad.b + 6);
     ctx.textAlign = 'right';
     ctx.fillText(points.length ? fmtTime(tEnd) : 'waiting for data…', w - pad.r, h - pad.b + 6);
-    if (unit) { ctx.textAlign = 'left'; ctx.fillText(unit, 4, 0); }
+    if (unit) { ctx.textAlign = 'left'; ctx.fillText(unit, 4, 2); }
     const x = (t) => pad.l + ((t - tStart) / span) * (w - pad.l - pad.r);
     const y = (v) => pad.t + (h - pad.t - pad.b) * (1 - v / max);
     for (const s of series) {
@@ -328,7 +331,7 @@
   // Bars: [{label, value}].
   function drawBars(canvas, bars, color) {
     const { ctx, w, h } = prepCanvas(canvas);
-    const pad = { l: 48, r: 12, t: 10, b: 34 };
+    const pad = { l: 48, r: 12, t: 14, b: 34 };
     const max = niceMax(Math.max(0, ...bars.map((b) => b.value)));
     drawYAxis(ctx, pad, w, h, max);
     const slot = (w - pad.l - pad.r) / Math.max(1, bars.length);
@@ -349,7 +352,7 @@
 
   function legend(series, values, fmt) {
     return el('div', { class: 'legend' }, series.map((s) => el('span', { class: 'legend-item' },
-      el('i', { class: 'swatch', style: `background:${s.color}` }), `${s.label} `,
+      el('i', { class: 'swatch', style: { background: s.color } }), `${s.label} `,
       el('b', { testid: `legend-${s.key}`, text: fmt(values ? values[s.key] : null) }))));
   }
 
@@ -377,7 +380,7 @@
         sessionStorage.setItem(AUTH_KEY, JSON.stringify(auth));
         location.hash = '#/overview';
       } catch (e) {
-        error.textContent = e.status === 401 ? `Login failed (${e.message})` : `Login failed: ${e.message}`;
+        error.textContent = e.status === 401 ? `Login failed: ${e.reason}. Check the username and password.` : `Login failed: ${e.message}`;
         error.hidden = false;
       } finally { submit.disabled = false; }
     });
@@ -461,7 +464,7 @@
     // invert: for disk, "free" should stay above the limit
     if (used == null || !limit) return el('span', { text: '–' });
     const frac = invert ? Math.min(1, limit / Math.max(used, 1)) : Math.min(1, used / limit);
-    return el('div', { class: 'meter' }, el('div', { class: `meter-bar${frac >= 1 ? ' bad' : frac > 0.8 ? ' warn' : ''}`, style: `width:${(frac * 100).toFixed(1)}%` }));
+    return el('div', { class: 'meter' }, el('div', { class: `meter-bar${frac >= 1 ? ' bad' : frac > 0.8 ? ' warn' : ''}`, style: { width: `${(frac * 100).toFixed(1)}%` } }));
   }
 
   function renderNodes(box, alarmBox, list) {
@@ -601,7 +604,7 @@
           ['Auto delete', fmtBool(q.auto_delete)], ['Exclusive', fmtBool(q.exclusive)],
           ['Node', q.node || '–'], ['Policy', q.policy || '–'],
           ['Message bytes', fmtBytes(q.message_bytes)],
-          ['Arguments', fmtArgs(q.arguments), 'queue-arguments'],
+          ['Arguments', fmtArgs(q.arguments), 'queue-arguments', true],
         ]));
         head.stamp();
         err.show(null);
@@ -639,18 +642,24 @@
 
     const bump = () => { refresh(); setTimeout(refresh, 1500); };
     main.append(head.node, err.node, el('p', null, link('#/queues', '← all queues')),
-      card(null, stats),
+      card(null, el('div', { class: 'stats-bar' }, stats, el('div', { class: 'actions' }, actionResult,
+        actionButton('Purge', 'purge', 'btn-warn', async () => {
+          if (!confirm(`Purge all messages from queue "${name}"?`)) return;
+          try { await api(`${base}/contents`, { method: 'DELETE' }); say('Queue purged.', true); bump(); } catch (e) { say(e.message); }
+        }),
+        actionButton('Delete', 'delete', 'btn-danger', async () => {
+          if (!confirm(`Delete queue "${name}"?`)) return;
+          try { await api(base, { method: 'DELETE' }); flash = `Queue "${name}" deleted.`; location.hash = '#/queues'; } catch (e) { say(e.message); }
+        })))),
       el('div', { class: 'grid2' },
         card('Details', details),
-        card('Actions', el('div', { class: 'actions' },
-          actionButton('Purge', 'purge', 'btn-warn', async () => {
-            if (!confirm(`Purge all messages from queue "${name}"?`)) return;
-            try { await api(`${base}/contents`, { method: 'DELETE' }); say('Queue purged.', true); bump(); } catch (e) { say(e.message); }
-          }),
-          actionButton('Delete', 'delete', 'btn-danger', async () => {
-            if (!confirm(`Delete queue "${name}"?`)) return;
-            try { await api(base, { method: 'DELETE' }); flash = `Queue "${name}" deleted.`; location.hash = '#/queues'; } catch (e) { say(e.message); }
-          }), actionResult))),
+        card('Publish a message', el('p', { class: 'muted', text: `To the default exchange with routing key "${name}".` }),
+          el('label', null, 'Payload', payload), el('div', { class: 'inline-form' }, el('label', { class: 'check' }, persistent, 'Persistent'),
+            actionButton('Publish message', 'publish', 'btn-primary', async () => {
+              pubResult.textContent = '';
+              const ok = await publish(vhost, '', name, payload.value, persistent.checked, pubResult);
+              if (ok) bump();
+            }), pubResult))),
       card('Get messages', el('div', { class: 'inline-form' },
         el('label', null, 'Count', count), el('label', null, 'Ack mode', ackmode),
         actionButton('Get messages', 'get', 'btn-primary', async () => {
@@ -661,13 +670,6 @@
             bump();
           } catch (e) { clear(got, el('div', { class: 'notice error', text: e.message })); }
         })), got),
-      card('Publish a message', el('p', { class: 'muted', text: `Published to the default exchange with routing key "${name}".` }),
-        payload, el('div', { class: 'inline-form' }, el('label', { class: 'check' }, persistent, 'Persistent'),
-          actionButton('Publish message', 'publish', 'btn-primary', async () => {
-            pubResult.textContent = '';
-            const ok = await publish(vhost, '', name, payload.value, persistent.checked, pubResult);
-            if (ok) bump();
-          }), pubResult)),
       card('Latency', latency));
     every(refresh);
   }
@@ -704,7 +706,7 @@
         ['Exchange', m.exchange === '' ? '(AMQP default)' : m.exchange],
         ['Routing key', m.routing_key],
         ['Redelivered', fmtBool(m.redelivered)],
-        ['Properties', JSON.stringify(m.properties || {}, null, 1)],
+        ['Properties', fmtArgs(Array.isArray(m.properties) ? {} : m.properties), 'got-properties', true],
         ['Payload', `${fmtNum(m.payload_bytes)} bytes, encoding ${m.payload_encoding}`],
       ]),
       el('pre', { class: 'payload', testid: 'got-payload', text: m.payload }))));
@@ -754,7 +756,7 @@
     const out = el('span', { class: 'result', testid: 'publish-result' });
     main.append(head.node, err.node, el('p', null, link('#/exchanges', '← all exchanges')),
       el('div', { class: 'grid2' }, card('Details', details),
-        card('Publish a message', el('label', null, 'Routing key', rk), payload,
+        card('Publish a message', el('div', { class: 'stack' }, el('label', null, 'Routing key', rk), el('label', null, 'Payload', payload)),
           el('div', { class: 'inline-form' }, el('label', { class: 'check' }, persistent, 'Persistent'),
             actionButton('Publish message', 'publish', 'btn-primary', () => publish(vhost, real, rk.value, payload.value, persistent.checked, out)),
             out))),
@@ -764,14 +766,14 @@
       { key: 'destination', label: 'Destination',
         node: (b) => (b.destination_type === 'queue' ? queueLink(b.vhost, b.destination) : exchangeLink(b.vhost, b.destination)) },
       { key: 'destination_type', label: 'Type' },
-      { key: 'routing_key', label: 'Routing key', fmt: fmtPlain },
+      { key: 'routing_key', label: 'Routing key', fmt: (v) => (v === '' ? '(empty)' : fmtPlain(v)) },
       { key: 'arguments', label: 'Arguments', nosort: true, fmt: fmtArgs },
     ], bs, { resort: drawBindings, empty: real === '' ? 'The default exchange routes to every queue by its name.' : 'No bindings.' }));
     every(async () => {
       try {
         const [x, b] = await Promise.all([api(base), real === '' ? Promise.resolve([]) : api(`${base}/bindings/source`)]);
         clear(details, kvTable([['Type', x.type], ['Durable', fmtBool(x.durable)], ['Auto delete', fmtBool(x.auto_delete)],
-          ['Internal', fmtBool(x.internal)], ['Arguments', fmtArgs(x.arguments)],
+          ['Internal', fmtBool(x.internal)], ['Arguments', fmtArgs(x.arguments), null, true],
           ['Publish in', fmtRate(pick(x, 'message_stats.publish_in_details.rate'))],
           ['Publish out', fmtRate(pick(x, 'message_stats.publish_out_details.rate'))]]));
         bs = b || [];
@@ -841,9 +843,9 @@
     listPage(main, 'Permissions', '/api/permissions', 'permissions-table', [
       { key: 'user', label: 'User' },
       { key: 'vhost', label: 'Vhost' },
-      { key: 'configure', label: 'Configure', fmt: fmtPlain },
-      { key: 'write', label: 'Write', fmt: fmtPlain },
-      { key: 'read', label: 'Read', fmt: fmtPlain },
+      { key: 'configure', label: 'Configure', fmt: fmtRegex },
+      { key: 'write', label: 'Write', fmt: fmtRegex },
+      { key: 'read', label: 'Read', fmt: fmtRegex },
     ], { rowId: (p) => `permission-row-${p.user}-${p.vhost}` });
   }
 

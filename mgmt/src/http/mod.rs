@@ -14,6 +14,7 @@
 //! | `connections.rs` | `/api/connections…`, `/api/channels…`, `/api/consumers…` |
 //! | `access.rs` | `/api/vhosts…`, `/api/users…`, `/api/permissions…` |
 //! | `json.rs` | Broker rows as RabbitMQ's JSON objects |
+//! | `ui.rs` | The embedded web dashboard (`mgmt/ui/`) |
 
 mod access;
 mod auth;
@@ -27,6 +28,7 @@ mod objects;
 mod overview;
 mod queue_actions;
 mod queues;
+mod ui;
 
 use std::sync::{Arc, Mutex};
 
@@ -171,6 +173,7 @@ pub fn router(api: Api) -> Router {
             api.clone(),
             auth::require_login,
         ))
+        .merge(ui::routes())
         .with_state(api)
 }
 

@@ -18,6 +18,7 @@ PY="${PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PY" ] || PY="$(command -v python3)"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 export AMQP_PORT="${AMQP_PORT:-5672}"
+export PYTHONDONTWRITEBYTECODE=1
 export SCREENSHOT_DIR="${SCREENSHOT_DIR:-/tmp/ringmq-ui-screenshots}"
 
 if [ ! -x "$CHROMIUM" ]; then

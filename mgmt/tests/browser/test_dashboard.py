@@ -176,6 +176,28 @@ def test_overview(page, amqp):
     shot(page, "02-overview")
 
 
+def test_alarms_are_shown_in_red(page):
+    """A memory or disk alarm on a node shows as a red banner (the nodes answer is mocked, with
+    the alarms turned on, from the server's real one)."""
+    _, nodes = api("GET", "/api/nodes")
+    for n in nodes:
+        n["mem_alarm"] = n["disk_free_alarm"] = True
+    pattern = re.compile(r".*/api/nodes$")
+    page.route(pattern, lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(nodes)))
+    try:
+        page.goto(UI_URL + "/#/queues")
+        page.goto(UI_URL + "/#/overview")
+        banners = page.locator(tid("alarm-banner"))
+        expect(banners).to_have_count(2 * len(nodes))
+        expect(banners.first).to_contain_text("Memory alarm")
+        expect(banners.nth(1)).to_contain_text("Disk alarm")
+        assert banners.first.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(220, 38, 38)"
+        expect(page.locator(tid("nodes-table"))).to_contain_text("memory ALARM")
+        shot(page, "02-overview-alarms")
+    finally:
+        page.unroute(pattern)
+
+
 def test_queue_appears_with_its_messages(page, amqp):
     page.goto(UI_URL + "/#/queues")
     expect(page.locator(tid("queues-table"))).to_be_visible()
@@ -229,6 +251,31 @@ def test_publish_then_get_from_the_queue_page(page, amqp):
     shot(page, "05-queue-get")
 
 
+def test_latency_histogram(page, amqp):
+    """The queue page draws latency histograms; the endpoint's answer is mocked here so the
+    drawing is tested whatever the server under test keeps (RabbitMQ has no such endpoint)."""
+    les = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, None]
+    per = [5, 40, 220, 610, 380, 150, 60, 20, 8, 4, 2, 1, 0, 0]
+    cum = [sum(per[: i + 1]) for i in range(len(per))]
+    body = {
+        "publish_to_deliver": {"buckets": [{"le": le, "count": c} for le, c in zip(les, cum)],
+                               "count": cum[-1], "sum": 1.234},
+        "publish_to_confirm": {"buckets": [{"le": le, "count": c} for le, c in zip(les, per[::-1][1:] + [0])],
+                               "count": sum(per), "sum": 40.5},
+    }
+    pattern = re.compile(r".*/api/queues/[^/]+/" + re.escape(QUEUE) + r"/latency$")
+    page.route(pattern, lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(body)))
+    try:
+        page.goto(f"{UI_URL}/#/queues/{V}/{QUEUE}")
+        for k in ("publish_to_deliver", "publish_to_confirm"):
+            expect(page.locator(tid(f"latency-{k}"))).to_have_attribute("data-points", str(len(les)))
+        expect(page.locator(tid("latency"))).to_contain_text(f"{sum(per):,} samples")
+        expect(page.locator(tid("latency"))).to_contain_text("p50 ≤1 ms")
+        shot(page, "05-queue-latency")
+    finally:
+        page.unroute(pattern)
+
+
 def test_add_and_delete_a_queue(page):
     name = f"ui-added-{RUN}"
     page.goto(UI_URL + "/#/queues")
@@ -253,7 +300,7 @@ def test_exchanges_and_publish_to_an_exchange(page, amqp):
     page.goto(UI_URL + "/#/exchanges")
     table = page.locator(tid("exchanges-table"))
     expect(table).to_contain_text("(AMQP default)")
-    row = page.locator(tid("exchange-row-amq.direct"))
+    row = page.locator(tid("exchange-row-amq.direct") + f'[data-vhost="{VHOST}"]')
     expect(row.locator(".col-type")).to_have_text("direct")
     shot(page, "06-exchanges")
     row.get_by_role("link", name="amq.direct").click()
@@ -325,3 +372,12 @@ def test_logout(page):
     assert page.evaluate("() => sessionStorage.getItem('ringmq.auth')") is None
     page.goto(UI_URL + "/#/queues")
     expect(page.locator(tid("login-form"))).to_be_visible()
+
+
+def test_rejected_stored_credentials_return_to_login(page):
+    """A 401 on any page goes back to the login form with the server's reason."""
+    page.evaluate("() => sessionStorage.setItem('ringmq.auth', JSON.stringify({user: 'nobody', pass: 'nothing'}))")
+    page.goto(UI_URL + "/#/exchanges")
+    expect(page.locator(tid("login-form"))).to_be_visible()
+    expect(page.locator(tid("login-error"))).to_contain_text("log in again")
+    shot(page, "13-login-after-401")
