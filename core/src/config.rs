@@ -84,6 +84,10 @@ pub struct ManagementConfig {
     /// Where (RabbitMQ's default port; port 0 picks a free one). If the
     /// address is taken, the broker logs an error and runs without it.
     pub listen: SocketAddr,
+    /// Serve Prometheus metrics.
+    pub prometheus: bool,
+    /// Where (RabbitMQ's default port), with the same rules.
+    pub prometheus_listen: SocketAddr,
 }
 
 impl Default for ManagementConfig {
@@ -91,6 +95,8 @@ impl Default for ManagementConfig {
         ManagementConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 15672)),
+            prometheus: true,
+            prometheus_listen: SocketAddr::from(([127, 0, 0, 1], 15692)),
         }
     }
 }

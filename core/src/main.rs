@@ -41,6 +41,10 @@ struct Cli {
     /// and management.enabled).
     #[arg(long, env = "RINGMQ_MANAGEMENT_LISTEN")]
     management_listen: Option<String>,
+    /// Prometheus metrics address, or `off` (overrides
+    /// management.prometheus_listen and management.prometheus).
+    #[arg(long, env = "RINGMQ_PROMETHEUS_LISTEN")]
+    prometheus_listen: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -52,13 +56,28 @@ enum Command {
         /// The password.
         password: String,
     },
+    /// Manages a running broker through its management API (the same
+    /// command line as `ringmqctl`; `ringmq ctl --help` lists commands).
+    #[command(disable_help_flag = true)]
+    Ctl {
+        /// Arguments for `ringmqctl`, passed through verbatim.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::HashPassword { password }) = &cli.command {
-        println!("{}", ringmq_core::password::hash_password(password));
-        return Ok(());
+    match &cli.command {
+        Some(Command::HashPassword { password }) => {
+            println!("{}", ringmq_core::password::hash_password(password));
+            return Ok(());
+        }
+        Some(Command::Ctl { args }) => {
+            let argv = std::iter::once("ringmq ctl".to_owned()).chain(args.iter().cloned());
+            std::process::exit(ringmq_mgmt::ctl::main_with(argv));
+        }
+        None => {}
     }
     ringmq_rt::process::init_tracing();
     let mut config = match &cli.config {
@@ -97,15 +116,30 @@ fn main() -> anyhow::Result<()> {
         }
         None => {}
     }
+    match cli.prometheus_listen.as_deref() {
+        Some("off") => config.management.prometheus = false,
+        Some(addr) => {
+            config.management.prometheus = true;
+            config.management.prometheus_listen = addr
+                .parse()
+                .with_context(|| format!("--prometheus-listen {addr}: not an address or `off`"))?;
+        }
+        None => {}
+    }
     config.validate()?;
     std::fs::create_dir_all(&config.storage.data_dir)
         .with_context(|| format!("creating data dir {}", config.storage.data_dir.display()))?;
     let management = config.management.clone();
     let config = std::sync::Arc::new(config);
     let broker = Broker::start((*config).clone())?;
+    let metrics = management
+        .prometheus
+        .then(|| start_prometheus(&broker, config.clone(), management.prometheus_listen))
+        .flatten();
+    let metrics_addr = metrics.as_ref().map(ringmq_mgmt::Management::local_addr);
     let _management = management
         .enabled
-        .then(|| start_management(&broker, config, management.listen))
+        .then(|| start_management(&broker, config, management.listen, metrics_addr))
         .flatten();
     ringmq_rt::process::stop_on_signal(broker.stopper())?;
     broker.wait();
@@ -119,17 +153,38 @@ fn start_management(
     broker: &Broker,
     config: std::sync::Arc<Config>,
     listen: std::net::SocketAddr,
+    metrics: Option<std::net::SocketAddr>,
 ) -> Option<ringmq_mgmt::Management> {
     let view = broker.admin(config);
     let made = |bound| -> std::sync::Arc<dyn ringmq_mgmt::view::BrokerView> {
         let mut view = view;
         view.add_listener("http", bound);
+        if let Some(m) = metrics {
+            view.add_listener("http/prometheus", m);
+        }
         std::sync::Arc::new(view)
     };
     match ringmq_mgmt::Management::start(listen, made) {
         Ok(m) => Some(m),
         Err(e) => {
             tracing::error!(error = %e, source = ?std::error::Error::source(&e), "management API not started");
+            None
+        }
+    }
+}
+
+/// Starts the Prometheus endpoint; as for the API, the broker runs on
+/// without it if it cannot.
+fn start_prometheus(
+    broker: &Broker,
+    config: std::sync::Arc<Config>,
+    listen: std::net::SocketAddr,
+) -> Option<ringmq_mgmt::Management> {
+    let view = std::sync::Arc::new(broker.admin(config));
+    match ringmq_mgmt::Management::start_prometheus(listen, view) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "Prometheus metrics not started");
             None
         }
     }

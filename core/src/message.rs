@@ -72,6 +72,9 @@ pub struct Parts {
     pub body: Bytes,
     /// Id of the session that published it (for `no_local` consumers).
     pub publisher: u64,
+    /// When it was published ([`crate::shard::latency::now_us`]; 0 when
+    /// unknown, e.g. recovered from the log), for latency histograms.
+    pub published_us: u64,
 }
 
 impl Parts {
@@ -224,6 +227,7 @@ impl Message {
             props,
             body,
             publisher: 0,
+            published_us: 0,
         })
     }
 
@@ -238,6 +242,7 @@ impl Message {
                     props: None,
                     body: Bytes::new(),
                     publisher: 0,
+                    published_us: 0,
                 },
                 footprint: 0,
             }));
@@ -350,6 +355,7 @@ mod tests {
             props: None,
             body: Bytes::from_static(b"x"),
             publisher: 0,
+            published_us: 0,
         })
     }
 

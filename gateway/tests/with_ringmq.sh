@@ -20,7 +20,7 @@ amqp=$(free_port)
 mgmt=$(free_port)
 cat > "$work/start-broker.sh" <<EOS
 #!/usr/bin/env bash
-RINGMQ_LOG=\${RINGMQ_LOG:-warn} "$bin/ringmq" --listen 127.0.0.1:$native --data-dir "$work/data" --management-listen 127.0.0.1:$mgmt >>"$work/broker.log" 2>&1 &
+RINGMQ_LOG=\${RINGMQ_LOG:-warn} "$bin/ringmq" --listen 127.0.0.1:$native --data-dir "$work/data" --management-listen 127.0.0.1:$mgmt --prometheus-listen off >>"$work/broker.log" 2>&1 &
 echo \$! > "$work/broker.pid"
 for i in \$(seq 100); do
   (echo > /dev/tcp/127.0.0.1/$native) 2>/dev/null && exit 0

@@ -11,11 +11,15 @@
 //! user, so they take the same path, limits and checks as any client.
 //!
 //! This crate is not the broker: it has no queues, only their pictures.
+//! [`ctl`] is the other side of the API: the `ringmqctl` command line (also
+//! `ringmq ctl`), a plain HTTP client of it.
 
 pub mod client;
+pub mod ctl;
 pub mod fields;
 pub mod http;
 pub mod paging;
+pub mod prometheus;
 pub mod rates;
 pub mod view;
 
@@ -68,13 +72,43 @@ impl Management {
         let bound = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
-        let view = view(bound);
+        let app = http::router(http::Api::new(view(bound)));
+        info!(addr = %bound, "management API listening");
+        Management::spawn("ringmq-mgmt", listener, bound, app)
+    }
+
+    /// Binds `addr` and serves Prometheus metrics (`/metrics`,
+    /// `/metrics/per-object`) for `view` on a thread of its own.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the thread cannot start.
+    pub fn start_prometheus(
+        addr: SocketAddr,
+        view: Arc<dyn view::BrokerView>,
+    ) -> Result<Management, StartError> {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| StartError::Bind { addr, source })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        info!(addr = %bound, "Prometheus metrics listening");
+        Management::spawn("ringmq-metrics", listener, bound, prometheus::router(view))
+    }
+
+    fn spawn(
+        name: &str,
+        listener: std::net::TcpListener,
+        bound: SocketAddr,
+        app: axum::Router,
+    ) -> Result<Management, StartError> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("ringmq-mgmt".into())
-            .spawn(move || serve(listener, view, stopped))
+            .name(name.into())
+            .spawn(move || serve(listener, app, stopped))
             .map_err(StartError::Thread)?;
-        info!(addr = %bound, "management API listening");
         Ok(Management {
             addr: bound,
             stop: Some(stop),
@@ -101,7 +135,7 @@ impl Drop for Management {
 
 fn serve(
     listener: std::net::TcpListener,
-    view: Arc<dyn view::BrokerView>,
+    app: axum::Router,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -122,7 +156,6 @@ fn serve(
                 return;
             }
         };
-        let app = http::router(http::Api::new(view));
         let shutdown = async {
             let _ = stopped.await;
         };

@@ -111,6 +111,16 @@ impl RateBook {
         }
     }
 
+    /// Number of keys sampled.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True when nothing was sampled.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
     /// Forgets keys not in `live` (deleted queues).
     pub fn retain(&mut self, live: impl Fn(&str) -> bool) {
         self.samples.retain(|k, _| live(k));

@@ -165,6 +165,41 @@ pub struct QueueRow {
     pub counters: MessageCounters,
     /// Last use, ms since the epoch.
     pub idle_since_ms: u64,
+    /// Publish to delivery (or get).
+    pub deliver_latency: Histogram,
+    /// Publish to confirm, for messages confirmed once durable.
+    pub confirm_latency: Histogram,
+}
+
+/// A latency histogram: per-bucket counts (not cumulative), the last
+/// bucket past every bound.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Upper bounds of the buckets, seconds.
+    pub bounds_seconds: &'static [f64],
+    /// Counts per bucket, one more than the bounds.
+    pub counts: Vec<u64>,
+    /// Sum of the recorded values, seconds.
+    pub sum_seconds: f64,
+}
+
+impl Histogram {
+    /// Adds `other` (same bounds) bucket by bucket.
+    pub fn add(&mut self, other: &Histogram) {
+        if self.counts.is_empty() {
+            *self = other.clone();
+            return;
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.sum_seconds += other.sum_seconds;
+    }
+
+    /// Number of recorded values.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
 }
 
 /// One exchange.

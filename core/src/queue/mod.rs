@@ -201,6 +201,11 @@ pub struct Queue {
     ready: Vec<VecDeque<QueuedMsg>>,
     ready_count: usize,
     ready_bytes: u64,
+    /// Of the ready messages: body bytes in memory, and how many are
+    /// durable (for the management API, kept as they change so reading
+    /// them never walks the queue).
+    ready_resident_bytes: u64,
+    ready_durable: u64,
     unacked: FxHashMap<MsgId, Unacked>,
     consumers: Vec<Consumer>,
     /// How many of the consumers are gated.
@@ -212,6 +217,8 @@ pub struct Queue {
     had_consumer: bool,
     /// Counts for the management API (`stats.rs`).
     counters: stats::QueueCounters,
+    /// Publish-to-delivery and publish-to-confirm latencies.
+    pub latency: crate::shard::latency::QueueLatency,
 }
 
 /// What `basic.get` found.
@@ -245,6 +252,8 @@ impl Queue {
             ready: (0..levels).map(|_| VecDeque::new()).collect(),
             ready_count: 0,
             ready_bytes: 0,
+            ready_resident_bytes: 0,
+            ready_durable: 0,
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
             gated: 0,
@@ -253,6 +262,7 @@ impl Queue {
             last_used: now,
             had_consumer: false,
             counters: stats::QueueCounters::default(),
+            latency: Default::default(),
         }
     }
 
@@ -297,6 +307,7 @@ impl Queue {
         let level = self.level(qm.priority);
         self.ready_bytes += u64::from(qm.size);
         self.ready_count += 1;
+        self.count_ready(&qm, true);
         let dq = &mut self.ready[level];
         if dq.back().is_none_or(|b| b.id < qm.id) {
             dq.push_back(qm);
@@ -310,6 +321,7 @@ impl Queue {
         let qm = self.ready.iter_mut().rev().find_map(VecDeque::pop_front)?;
         self.ready_count -= 1;
         self.ready_bytes -= u64::from(qm.size);
+        self.count_ready(&qm, false);
         Some(qm)
     }
 
@@ -441,6 +453,7 @@ impl Queue {
         if self.consumers.is_empty() {
             return;
         }
+        let now_us = crate::shard::latency::now_us();
         loop {
             let Some(head) = self.peek_ready() else {
                 return;
@@ -468,6 +481,7 @@ impl Queue {
                 g.permits -= 1;
             }
             self.counters.taken(&qm, consumer.spec.no_ack, false);
+            self.latency.deliver.record(qm.msg.published_us, now_us);
             sink.deliver(self.def.id, &consumer.spec, &qm);
             if consumer.spec.no_ack {
                 sink.settled(self.def.id, &qm);
@@ -606,6 +620,8 @@ impl Queue {
         };
         self.stamp_delivery_count(&mut qm, true);
         self.counters.taken(&qm, no_ack, true);
+        let now_us = crate::shard::latency::now_us();
+        self.latency.deliver.record(qm.msg.published_us, now_us);
         if no_ack {
             sink.settled(self.def.id, &qm);
         } else {
@@ -709,6 +725,8 @@ impl Queue {
         }
         self.ready_count = 0;
         self.ready_bytes = 0;
+        self.ready_resident_bytes = 0;
+        self.ready_durable = 0;
         self.balance_permits(sink);
         n
     }

@@ -68,7 +68,22 @@ pub struct QueueGauges {
 }
 
 impl Queue {
-    /// Gauges and counters now.
+    /// Counts a ready message in (`added`) or out of the resident and
+    /// durable totals.
+    pub(super) fn count_ready(&mut self, qm: &QueuedMsg, added: bool) {
+        let bytes = if qm.resident { u64::from(qm.size) } else { 0 };
+        let durable = u64::from(qm.durable);
+        if added {
+            self.ready_resident_bytes += bytes;
+            self.ready_durable += durable;
+        } else {
+            self.ready_resident_bytes = self.ready_resident_bytes.saturating_sub(bytes);
+            self.ready_durable = self.ready_durable.saturating_sub(durable);
+        }
+    }
+
+    /// Gauges and counters now: O(1) in the ready messages, O(n) in the
+    /// unacked ones (bounded by the consumers' prefetch).
     pub fn gauges(&self) -> QueueGauges {
         let mut g = QueueGauges {
             ready: self.ready_count as u64,
@@ -78,12 +93,8 @@ impl Queue {
             last_used: self.last_used,
             ..QueueGauges::default()
         };
-        for qm in self.ready.iter().flatten() {
-            if qm.resident {
-                g.ram_bytes += u64::from(qm.size);
-            }
-            g.persistent += u64::from(qm.durable);
-        }
+        g.ram_bytes = self.ready_resident_bytes;
+        g.persistent = self.ready_durable;
         for u in self.unacked.values() {
             g.unacked_bytes += u64::from(u.qm.size);
             g.persistent += u64::from(u.qm.durable);

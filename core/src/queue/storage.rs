@@ -24,6 +24,7 @@ impl Queue {
         let Some(qm) = taken else { return false };
         self.ready_count -= 1;
         self.ready_bytes -= u64::from(qm.size);
+        self.count_ready(&qm, false);
         sink.settled(self.def.id, &qm);
         true
     }
@@ -68,6 +69,8 @@ impl Queue {
                 }
                 if sink.page_out(&self.def, m) {
                     freed += u64::from(m.size);
+                    self.ready_resident_bytes =
+                        self.ready_resident_bytes.saturating_sub(u64::from(m.size));
                 }
             }
         }
@@ -82,6 +85,7 @@ impl Queue {
             if let Some(m) = level.get_mut(at).filter(|m| m.id == id && !m.resident) {
                 m.msg = msg;
                 m.resident = true;
+                self.ready_resident_bytes += u64::from(m.size);
                 return true;
             }
         }

@@ -62,6 +62,7 @@ fn msg(body: &str) -> Message {
         props: None,
         body: Bytes::copy_from_slice(body.as_bytes()),
         publisher: 99,
+        published_us: 0,
     })
 }
 
@@ -440,4 +441,63 @@ fn only_the_single_active_consumer_asks_for_permits() {
     q.add_permits(2, 3, 0, &mut rec);
     assert_eq!(rec.unused, [(2, 3)]);
     assert!(rec.delivered.is_empty());
+}
+
+/// A sink that pages out every message it is asked to.
+#[derive(Default)]
+struct Pager(Rec);
+
+impl Sink for Pager {
+    fn deliver(&mut self, q: QueueId, c: &ConsumerSpec, qm: &QueuedMsg) {
+        self.0.deliver(q, c, qm);
+    }
+    fn dead_letter(&mut self, q: &QueueDef, msg: Message, reason: DeathReason) {
+        self.0.dead_letter(q, msg, reason);
+    }
+    fn settled(&mut self, q: QueueId, qm: &QueuedMsg) {
+        self.0.settled(q, qm);
+    }
+    fn demand(&mut self, q: QueueId, c: &ConsumerSpec, want: u32) {
+        self.0.demand(q, c, want);
+    }
+    fn unused(&mut self, q: QueueId, c: &ConsumerSpec, permits: u32) {
+        self.0.unused(q, c, permits);
+    }
+    fn page_out(&mut self, _queue: &QueueDef, qm: &mut QueuedMsg) -> bool {
+        qm.resident = false;
+        qm.loc = Some(crate::log::LogLoc {
+            seq: 0,
+            offset: qm.id * 100,
+            len: qm.size,
+        });
+        true
+    }
+}
+
+#[test]
+fn gauges_follow_the_queue_without_walking_it() {
+    let mut q = queue(QueueArgs::default());
+    let mut sink = Pager::default();
+    for b in ["aa", "bbb", "cccc", "d"] {
+        q.publish(msg(b), 0, &mut sink);
+    }
+    let g = q.gauges();
+    assert_eq!((g.ready, g.ready_bytes, g.ram_bytes), (4, 10, 10));
+    // Two page out (after the first kept): 7 bytes leave memory.
+    assert_eq!(q.page_out(1, 7, &mut sink), 7);
+    assert_eq!(q.gauges().ram_bytes, 3);
+    let id = q.paged_head(1)[0].0;
+    assert!(q.fill(id, msg("bbb")));
+    assert_eq!(q.gauges().ram_bytes, 6);
+    assert!(q.get(1, true, 0, &mut sink).into_message().is_some());
+    let g = q.gauges();
+    assert_eq!((g.ready, g.ready_bytes, g.ram_bytes), (3, 8, 4));
+    assert_eq!(g.counters.got_no_ack, 1);
+    assert_eq!(g.counters.published, 4);
+    q.purge(&mut sink);
+    let g = q.gauges();
+    assert_eq!(
+        (g.ready, g.ready_bytes, g.ram_bytes, g.persistent),
+        (0, 0, 0, 0)
+    );
 }

@@ -52,6 +52,8 @@ fn row(def: &QueueDef, vhost: &str) -> QueueRow {
         consumer_utilisation: None,
         counters: MessageCounters::default(),
         idle_since_ms: 0,
+        deliver_latency: Default::default(),
+        confirm_latency: Default::default(),
     }
 }
 
@@ -135,6 +137,8 @@ impl Shard {
                     r.consumer_utilisation = g.consumer_utilisation;
                     r.counters = g.counters;
                     r.idle_since_ms = g.last_used;
+                    r.deliver_latency = q.latency.deliver.snapshot();
+                    r.confirm_latency = q.latency.confirm.snapshot();
                 } else if let Some(s) = streams.get(&def.id) {
                     r.ready = s.len();
                     r.consumers = s.consumer_count() as u64;

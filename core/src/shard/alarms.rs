@@ -110,9 +110,14 @@ impl Shard {
     /// Sends the confirms waiting for records up to `pos`.
     fn confirm_durable(&self, pos: Pos) {
         let mut waiters = self.durable_waiters.borrow_mut();
-        while waiters.front().is_some_and(|(end, ..)| *end <= pos) {
-            if let Some((_, c, ..)) = waiters.pop_front() {
-                self.confirm(c, false);
+        let now_us = super::latency::now_us();
+        let mut queues = self.queues.try_borrow_mut().ok();
+        while waiters.front().is_some_and(|w| w.end <= pos) {
+            if let Some(w) = waiters.pop_front() {
+                if let Some(q) = queues.as_mut().and_then(|qs| qs.get_mut(&w.queue)) {
+                    q.latency.confirm.record(w.published_us, now_us);
+                }
+                self.confirm(w.confirm, false);
             }
         }
     }
@@ -123,9 +128,9 @@ impl Shard {
     fn nack_not_durable(&self) {
         let waiting = std::mem::take(&mut *self.durable_waiters.borrow_mut());
         let now = super::now_ms();
-        for (_, c, queue, id) in waiting {
-            self.with_queue(queue, now, |q, sink| q.discard(id, sink));
-            self.confirm(c, true);
+        for w in waiting {
+            self.with_queue(w.queue, now, |q, sink| q.discard(w.id, sink));
+            self.confirm(w.confirm, true);
         }
     }
 

@@ -134,12 +134,15 @@ impl Shard {
     /// A routed message for an owned queue; its confirm (if any) is sent
     /// now, or once its record is durable.
     fn enqueue(&self, queue: QueueId, msg: Message, confirm: Option<ConfirmRef>, now: u64) {
+        let published_us = msg.published_us;
         let done = self.with_queue(queue, now, |q, sink| {
             (q.publish(msg, now, sink), sink.last_loc)
         });
         let Some(c) = confirm else { return };
         match done {
-            Some((Accepted::Yes, Some((loc, id)))) => self.confirm_when_durable(loc, c, queue, id),
+            Some((Accepted::Yes, Some((loc, id)))) => {
+                self.confirm_when_durable(loc, c, (queue, id), published_us);
+            }
             Some((Accepted::Rejected, _)) => self.confirm(c, true),
             _ => self.confirm(c, false),
         }

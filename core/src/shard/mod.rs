@@ -27,6 +27,7 @@ pub mod clients;
 mod coordinator;
 pub mod counters;
 mod dispatch;
+pub mod latency;
 pub mod memory;
 pub mod mesh;
 mod outbox;
@@ -63,6 +64,18 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A confirm waiting for the log to commit its record.
+struct DurableWaiter {
+    /// Where the record ends.
+    end: Pos,
+    confirm: ConfirmRef,
+    /// The message's queue and id in it.
+    queue: QueueId,
+    id: u64,
+    /// When it was published, for the queue's confirm latency.
+    published_us: u64,
 }
 
 /// Messages waiting for one destination shard.
@@ -127,7 +140,7 @@ pub struct Shard {
     /// The metadata store (coordinator only).
     meta_store: RefCell<Option<Rc<MetaStore>>>,
     /// Confirms waiting for the log to commit up to their record.
-    durable_waiters: RefCell<VecDeque<(Pos, ConfirmRef, QueueId, u64)>>,
+    durable_waiters: RefCell<VecDeque<DurableWaiter>>,
     /// Bytes of persistent bodies in memory (against the memory budget).
     resident: Cell<u64>,
     /// Queues with a page-in task running, and queues that want one.

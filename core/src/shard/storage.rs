@@ -146,8 +146,15 @@ impl Shard {
         Ok(())
     }
 
-    /// Sends the confirm for a record once the log has committed it.
-    pub(super) fn confirm_when_durable(&self, loc: LogLoc, c: ConfirmRef, queue: QueueId, id: u64) {
+    /// Sends the confirm for a record (message `id` of `queue`, published
+    /// at `published_us`) once the log has committed it.
+    pub(super) fn confirm_when_durable(
+        &self,
+        loc: LogLoc,
+        c: ConfirmRef,
+        (queue, id): (QueueId, u64),
+        published_us: u64,
+    ) {
         let end = (loc.seq, loc.offset + u64::from(loc.len));
         let committed = self.log().map(|l| l.committed());
         if committed.is_some_and(|p| p >= end) {
@@ -155,7 +162,13 @@ impl Shard {
         } else {
             self.durable_waiters
                 .borrow_mut()
-                .push_back((end, c, queue, id));
+                .push_back(super::DurableWaiter {
+                    end,
+                    confirm: c,
+                    queue,
+                    id,
+                    published_us,
+                });
         }
     }
 

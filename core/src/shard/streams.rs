@@ -242,7 +242,7 @@ impl Shard {
         match appended {
             // Confirmed once its record is durable, like a persistent
             // message on a durable queue.
-            Some(Some(loc)) => self.confirm_when_durable(loc, c, queue, 0),
+            Some(Some(loc)) => self.confirm_when_durable(loc, c, (queue, 0), 0),
             Some(None) => self.confirm(c, true),
             None => self.confirm(c, false),
         }

@@ -97,6 +97,7 @@ fn msg(body: &str) -> Message {
         props: None,
         body: Bytes::copy_from_slice(body.as_bytes()),
         publisher: 0,
+        published_us: 0,
     })
 }
 

@@ -68,6 +68,14 @@ impl TestBroker {
         }
     }
 
+    /// The Prometheus endpoint for this broker, on a free port.
+    pub fn prometheus(&self) -> ringmq_mgmt::Management {
+        let broker = self.broker.as_ref().expect("running");
+        let view = std::sync::Arc::new(broker.admin(std::sync::Arc::new(self.config.clone())));
+        ringmq_mgmt::Management::start_prometheus("127.0.0.1:0".parse().unwrap(), view)
+            .expect("metrics start")
+    }
+
     /// The management API for this broker, on a free port.
     pub fn management(&self) -> ringmq_mgmt::Management {
         let broker = self.broker.as_ref().expect("running");

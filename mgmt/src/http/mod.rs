@@ -11,6 +11,7 @@
 //! | `exchange_actions.rs` | declare, delete, publish; bindings of one object |
 //! | `bindings.rs` | `/api/bindings/{vhost}/e/{source}/q|e/{dest}[/{props}]` |
 //! | `body.rs` | Request bodies as RabbitMQ reads them |
+//! | `definitions.rs` | `/api/definitions[/{vhost}]`: export and import |
 //! | `connections.rs` | `/api/connections…`, `/api/channels…`, `/api/consumers…` |
 //! | `access.rs` | `/api/vhosts…`, `/api/users…`, `/api/permissions…` |
 //! | `json.rs` | Broker rows as RabbitMQ's JSON objects |
@@ -21,6 +22,7 @@ mod auth;
 mod bindings;
 mod body;
 mod connections;
+mod definitions;
 mod error;
 mod exchange_actions;
 mod json;
@@ -97,6 +99,7 @@ pub fn router(api: Api) -> Router {
             "/api/queues/{vhost}/{name}/bindings",
             get(exchange_actions::queue_bindings),
         )
+        .route("/api/queues/{vhost}/{name}/latency", get(queues::latency))
         .route("/api/aliveness-test/{vhost}", get(queue_actions::aliveness))
         .route("/api/exchanges", get(objects::exchanges_all))
         .route("/api/exchanges/{vhost}", get(objects::exchanges_vhost))
@@ -135,6 +138,14 @@ pub fn router(api: Api) -> Router {
         .route(
             "/api/bindings/{vhost}/e/{source}/e/{dest}/{props}",
             get(bindings::one_ee).delete(bindings::delete_ee),
+        )
+        .route(
+            "/api/definitions",
+            get(definitions::export_all).post(definitions::import_all),
+        )
+        .route(
+            "/api/definitions/{vhost}",
+            get(definitions::export_vhost).post(definitions::import_vhost),
         )
         .route("/api/connections", get(connections::list))
         .route(

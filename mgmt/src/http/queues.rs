@@ -14,9 +14,39 @@ fn rate_key(q: &QueueRow) -> String {
     format!("{}\0{}", q.vhost, q.name)
 }
 
-/// Queues as JSON with their rates; forgets the rates of queues gone.
-async fn rows(api: &Api, vhost: Option<String>) -> Result<Vec<Value>, ApiError> {
-    let all = vhost.is_none();
+impl paging::Row for QueueRow {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
+    /// The fields lists are sorted on, straight from the row; rates and
+    /// anything else come from the row's JSON.
+    fn key(&self, path: &str) -> Option<Value> {
+        Some(match path {
+            "name" => Value::from(self.name.as_str()),
+            "vhost" => Value::from(self.vhost.as_str()),
+            "type" => Value::from(self.kind.as_str()),
+            "durable" => Value::from(self.durable),
+            "auto_delete" => Value::from(self.auto_delete),
+            "exclusive" => Value::from(self.exclusive),
+            "messages" => Value::from(self.ready + self.unacked),
+            "messages_ready" => Value::from(self.ready),
+            "messages_unacknowledged" => Value::from(self.unacked),
+            "message_bytes" => Value::from(self.ready_bytes + self.unacked_bytes),
+            "consumers" => Value::from(self.consumers),
+            "message_stats.publish" => Value::from(self.counters.published),
+            _ => return None,
+        })
+    }
+}
+
+/// The queues of `vhost` (all with None), listed as `q` asks: filtered
+/// and sorted on the rows, JSON and rates made only for the page shown.
+async fn list(api: &Api, vhost: Option<String>, q: &ListQuery) -> Result<Value, ApiError> {
     if let Some(v) = &vhost {
         if !api.view.vhosts().contains(v) {
             return Err(ApiError::not_found());
@@ -28,18 +58,16 @@ async fn rows(api: &Api, vhost: Option<String>) -> Result<Vec<Value>, ApiError> 
     let Ok(mut book) = api.rates.lock() else {
         return Err(ApiError::unavailable());
     };
-    let out = queues
-        .iter()
-        .map(|q| {
-            let r = book.observe(&rate_key(q), now, q.counters, q.ready, q.unacked);
-            j::queue(q, &r, &node.name)
-        })
-        .collect();
-    if all {
+    let total = queues.len();
+    if book.len() > 2 * total + 1024 {
         let live: std::collections::HashSet<String> = queues.iter().map(rate_key).collect();
         book.retain(|k| k.starts_with('\0') || live.contains(k));
     }
-    Ok(out)
+    let listed = paging::apply_with(queues, q, |row| {
+        let r = book.observe(&rate_key(row), now, row.counters, row.ready, row.unacked);
+        j::queue(row, &r, &node.name)
+    })?;
+    Ok(listed)
 }
 
 /// `GET /api/queues`.
@@ -47,7 +75,7 @@ pub async fn list_all(
     State(api): State<Api>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(paging::apply(rows(&api, None).await?, &q)?))
+    Ok(Json(list(&api, None, &q).await?))
 }
 
 /// `GET /api/queues/{vhost}`.
@@ -56,7 +84,7 @@ pub async fn list_vhost(
     Path(vhost): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(paging::apply(rows(&api, Some(vhost)).await?, &q)?))
+    Ok(Json(list(&api, Some(vhost), &q).await?))
 }
 
 /// `GET /api/queues/{vhost}/{name}`.
@@ -64,10 +92,54 @@ pub async fn one(
     State(api): State<Api>,
     Path((vhost, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    rows(&api, Some(vhost))
+    let only = ListQuery {
+        name: Some(format!("^{}$", regex::escape(&name))),
+        use_regex: Some("true".into()),
+        ..ListQuery::default()
+    };
+    match list(&api, Some(vhost), &only).await? {
+        Value::Array(mut rows) if !rows.is_empty() => Ok(Json(rows.swap_remove(0))),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+fn histogram_json(h: &crate::view::Histogram) -> Value {
+    let mut cumulative = 0;
+    let buckets: Vec<Value> = h
+        .counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cumulative += c;
+            let le = h
+                .bounds_seconds
+                .get(i)
+                .map_or(serde_json::json!("+Inf"), |b| serde_json::json!(b));
+            serde_json::json!({"le": le, "count": cumulative})
+        })
+        .collect();
+    serde_json::json!({"buckets": buckets, "count": cumulative, "sum": h.sum_seconds})
+}
+
+/// `GET /api/queues/{vhost}/{name}/latency` (ringmq's own): the queue's
+/// publish-to-delivery and publish-to-confirm histograms, buckets
+/// cumulative as Prometheus gives them.
+pub async fn latency(
+    State(api): State<Api>,
+    Path((vhost, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    if !api.view.vhosts().contains(&vhost) {
+        return Err(ApiError::not_found());
+    }
+    let q = api
+        .view
+        .queues(Some(vhost))
         .await?
         .into_iter()
-        .find(|q| q.get("name").and_then(Value::as_str) == Some(name.as_str()))
-        .map(Json)
-        .ok_or_else(ApiError::not_found)
+        .find(|q| q.name == name)
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(serde_json::json!({
+        "publish_to_deliver": histogram_json(&q.deliver_latency),
+        "publish_to_confirm": histogram_json(&q.confirm_latency),
+    })))
 }

@@ -73,6 +73,7 @@ impl Session {
         messages: Vector<'_, ForwardsUOffset<wire::Publish<'_>>>,
     ) -> Result<(), Refusal> {
         let limits = &self.shard.config.limits;
+        let at = crate::shard::latency::now_us();
         self.routed(ch, |out, user| {
             let vhost = out.vhost;
             let mut targets = Targets::default();
@@ -103,6 +104,7 @@ impl Session {
                     props,
                     body,
                     publisher: self.id,
+                    published_us: at,
                 });
                 if pins_more_than_it_holds(frame.body.len(), msg.body.len()) {
                     msg.detach();
@@ -151,6 +153,7 @@ impl Session {
                 props,
                 body: bytes::Bytes::new(),
                 publisher: self.id,
+                published_us: crate::shard::latency::now_us(),
             };
             check_expiration(&template)?;
             let cc = cc?;

@@ -1,0 +1,352 @@
+//! `GET/POST /api/definitions` and `/api/definitions/{vhost}` in RabbitMQ's
+//! JSON format. Export lists users, vhosts, permissions, queues, exchanges
+//! and bindings as RabbitMQ does (no exclusive queues, no predeclared
+//! exchanges, no default-exchange bindings). Import declares exchanges,
+//! queues and bindings as the HTTP user, in that order; users, vhosts and
+//! permissions are accepted when the broker already has them as given
+//! (they come from its configuration file), and everything it cannot apply
+//! is refused up front with the list, so an import is never half silent.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use ringmq_protocol::client::ClientError;
+use ringmq_protocol::message as m;
+use ringmq_protocol::Message;
+use serde_json::{json, Map, Value};
+use tracing::info;
+
+use super::auth::Login;
+use super::body::{flag, text};
+use super::queue_actions::known_vhost;
+use super::{Api, ApiError};
+use crate::client::{run, As, Client};
+use crate::fields;
+
+/// One vhost's objects to declare: (`exchanges`|`queues`|`bindings`, object).
+type Objects = Vec<(String, Map<String, Value>)>;
+
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+async fn objects(
+    api: &Api,
+    vhost: Option<String>,
+    with_vhost: bool,
+) -> Result<Map<String, Value>, ApiError> {
+    let queues = api.view.queues(vhost.clone()).await?;
+    let exchanges = api.view.exchanges(vhost.clone()).await?;
+    let bindings = api.view.bindings(vhost).await?;
+    let tag = |mut v: Value, vh: &str| {
+        if with_vhost {
+            v["vhost"] = json!(vh);
+        }
+        v
+    };
+    let mut out = Map::new();
+    out.insert(
+        "queues".into(),
+        queues
+            .iter()
+            .filter(|q| !q.exclusive)
+            .map(|q| {
+                let v = json!({"name": q.name, "durable": q.durable, "auto_delete": q.auto_delete, "arguments": q.arguments});
+                tag(v, &q.vhost)
+            })
+            .collect(),
+    );
+    out.insert(
+        "exchanges".into(),
+        exchanges
+            .iter()
+            .filter(|x| !x.name.is_empty() && !x.name.starts_with("amq."))
+            .map(|x| {
+                let v = json!({"name": x.name, "type": x.kind, "durable": x.durable, "auto_delete": x.auto_delete,
+                    "internal": x.internal, "arguments": x.arguments});
+                tag(v, &x.vhost)
+            })
+            .collect(),
+    );
+    out.insert(
+        "bindings".into(),
+        bindings
+            .iter()
+            .filter(|b| !b.source.is_empty())
+            .map(|b| {
+                let v = json!({"source": b.source, "destination": b.destination,
+                    "destination_type": if b.to_queue { "queue" } else { "exchange" },
+                    "routing_key": b.routing_key, "arguments": b.arguments});
+                tag(v, &b.vhost)
+            })
+            .collect(),
+    );
+    Ok(out)
+}
+
+/// `GET /api/definitions` (administrators only).
+pub async fn export_all(
+    State(api): State<Api>,
+    Extension(login): Extension<Login>,
+) -> Result<Json<Value>, ApiError> {
+    login.administrator()?;
+    let mut doc = Map::new();
+    doc.insert("rabbit_version".into(), json!(version()));
+    doc.insert("rabbitmq_version".into(), json!(version()));
+    doc.insert("product_name".into(), json!("ringmq"));
+    doc.insert("product_version".into(), json!(version()));
+    let users: Vec<Value> = api
+        .view
+        .users()
+        .iter()
+        .map(|u| {
+            json!({"name": u.name, "password_hash": u.password_hash,
+                "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": u.tags, "limits": {}})
+        })
+        .collect();
+    doc.insert("users".into(), Value::Array(users));
+    let mut vhosts = api.view.vhosts();
+    vhosts.sort();
+    doc.insert(
+        "vhosts".into(),
+        vhosts.iter().map(|v| json!({"name": v})).collect(),
+    );
+    let perms: Vec<Value> = api
+        .view
+        .permissions()
+        .iter()
+        .map(|p| json!({"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write, "read": p.read}))
+        .collect();
+    doc.insert("permissions".into(), Value::Array(perms));
+    doc.insert("topic_permissions".into(), json!([]));
+    doc.insert("parameters".into(), json!([]));
+    doc.insert("global_parameters".into(), json!([]));
+    doc.insert("policies".into(), json!([]));
+    doc.extend(objects(&api, None, true).await?);
+    Ok(Json(Value::Object(doc)))
+}
+
+/// `GET /api/definitions/{vhost}` (administrators only).
+pub async fn export_vhost(
+    State(api): State<Api>,
+    Extension(login): Extension<Login>,
+    Path(vhost): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    login.administrator()?;
+    known_vhost(&api, &vhost)?;
+    let mut doc = Map::new();
+    doc.insert("rabbit_version".into(), json!(version()));
+    doc.insert("parameters".into(), json!([]));
+    doc.insert("policies".into(), json!([]));
+    doc.extend(objects(&api, Some(vhost), false).await?);
+    Ok(Json(Value::Object(doc)))
+}
+
+fn items<'a>(doc: &'a Map<String, Value>, key: &str) -> &'a [Value] {
+    doc.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// What the broker cannot take from a document (it would need users,
+/// vhosts, permissions or policies changed at run time).
+fn unsupported(api: &Api, doc: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    let users = api.view.users();
+    for u in items(doc, "users") {
+        let name = text_of(u, "name");
+        let same = users.iter().any(|have| {
+            have.name == name
+                && u.get("password_hash")
+                    .and_then(Value::as_str)
+                    .is_none_or(|h| h == have.password_hash)
+        });
+        if !same {
+            out.push(format!(
+                "user '{name}' (users are set in the configuration file until runtime users exist)"
+            ));
+        }
+    }
+    let vhosts = api.view.vhosts();
+    for v in items(doc, "vhosts") {
+        let name = text_of(v, "name");
+        if !vhosts.contains(&name) {
+            out.push(format!(
+                "vhost '{name}' (vhosts are set in the configuration file)"
+            ));
+        }
+    }
+    let perms = api.view.permissions();
+    for p in items(doc, "permissions") {
+        let (user, vhost) = (text_of(p, "user"), text_of(p, "vhost"));
+        if !perms
+            .iter()
+            .any(|have| have.user == user && have.vhost == vhost)
+        {
+            out.push(format!("permissions of '{user}' in vhost '{vhost}'"));
+        }
+    }
+    for key in [
+        "policies",
+        "parameters",
+        "global_parameters",
+        "topic_permissions",
+    ] {
+        let n = items(doc, key)
+            .iter()
+            .filter(|i| key != "global_parameters" || text_of(i, "name") != "internal_cluster_id")
+            .count();
+        if n > 0 {
+            out.push(format!("{n} {key} (not supported yet)"));
+        }
+    }
+    out
+}
+
+fn text_of(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// One vhost's exchanges, queues and bindings, declared as `who`. A queue
+/// or exchange that exists with other properties is left as it is, as
+/// RabbitMQ does; returns how many were left.
+fn apply(who: &As, vhost: &str, doc: &Objects) -> Result<usize, ApiError> {
+    let mut c = Client::open(who, vhost)?;
+    let mut skipped = 0;
+    let mut call = |c: &mut Client, msg: Message| -> Result<(), ApiError> {
+        match c.conn.call(msg) {
+            Ok(_) => Ok(()),
+            Err(ClientError::ChannelClosed { code: 406, .. }) => {
+                skipped += 1;
+                c.ch = c.conn.open_channel()?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    };
+    for (kind, o) in doc {
+        let args = fields::table(o.get("arguments").unwrap_or(&Value::Null));
+        let name = text(o, "name").unwrap_or_default().to_owned();
+        let msg = match kind.as_str() {
+            "exchanges" => Message::ExchangeDeclare(m::ExchangeDeclare {
+                channel: c.ch,
+                exchange: name,
+                kind: text(o, "type").unwrap_or("direct").to_owned(),
+                passive: false,
+                durable: flag(o, "durable", true),
+                auto_delete: flag(o, "auto_delete", false),
+                internal: flag(o, "internal", false),
+                arguments: args,
+            }),
+            "queues" => Message::QueueDeclare(m::QueueDeclare {
+                channel: c.ch,
+                queue: name,
+                passive: false,
+                durable: flag(o, "durable", true),
+                exclusive: false,
+                auto_delete: flag(o, "auto_delete", false),
+                arguments: args,
+            }),
+            _ => {
+                let b = m::Bind {
+                    channel: c.ch,
+                    destination: text(o, "destination").unwrap_or_default().to_owned(),
+                    source: text(o, "source").unwrap_or_default().to_owned(),
+                    routing_key: text(o, "routing_key").unwrap_or_default().to_owned(),
+                    arguments: args,
+                };
+                if text(o, "destination_type") == Some("exchange") {
+                    Message::ExchangeBind(b)
+                } else {
+                    Message::QueueBind(b)
+                }
+            }
+        };
+        call(&mut c, msg)?;
+    }
+    c.close();
+    Ok(skipped)
+}
+
+async fn import(
+    api: Api,
+    login: Login,
+    body: Bytes,
+    only: Option<String>,
+) -> Result<StatusCode, ApiError> {
+    login.administrator()?;
+    let doc = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(d)) => d,
+        _ => return Err(ApiError::bad_request("bad_request", "failed_to_parse_json")),
+    };
+    if let Some(v) = &only {
+        known_vhost(&api, v)?;
+    }
+    let refused = unsupported(&api, &doc);
+    if !refused.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            json!(refused),
+        ));
+    }
+    // Grouped per vhost, exchanges before queues before bindings.
+    let mut per_vhost: std::collections::BTreeMap<String, Objects> = Default::default();
+    for kind in ["exchanges", "queues", "bindings"] {
+        for item in items(&doc, kind) {
+            let Value::Object(o) = item else { continue };
+            let vhost = only.clone().unwrap_or_else(|| text_of(item, "vhost"));
+            per_vhost
+                .entry(vhost)
+                .or_default()
+                .push((kind.to_owned(), o.clone()));
+        }
+    }
+    let vhosts = api.view.vhosts();
+    if let Some(missing) = per_vhost.keys().find(|v| !vhosts.contains(v)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            json!(["no_such_vhost", missing]),
+        ));
+    }
+    let who = login.acting(api.view.native_addr());
+    let skipped = run(move || {
+        let mut skipped = 0;
+        for (vhost, objs) in &per_vhost {
+            skipped += apply(&who, vhost, objs)?;
+        }
+        Ok(skipped)
+    })
+    .await?;
+    if skipped > 0 {
+        info!(
+            skipped,
+            "definitions import left objects that exist with other properties as they are"
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/definitions` (administrators only).
+pub async fn import_all(
+    State(api): State<Api>,
+    Extension(login): Extension<Login>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    import(api, login, body, None).await
+}
+
+/// `POST /api/definitions/{vhost}` (administrators only).
+pub async fn import_vhost(
+    State(api): State<Api>,
+    Extension(login): Extension<Login>,
+    Path(vhost): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    import(api, login, body, Some(vhost)).await
+}
