@@ -49,8 +49,6 @@ pub struct ShardNode {
     pub mem_alarm: bool,
     /// A storage alarm (free space, failing log) is raised on it.
     pub disk_alarm: bool,
-    /// Bytes it holds by its own count.
-    pub memory_held: u64,
 }
 
 /// The management API's handle on a running broker.
@@ -135,7 +133,7 @@ impl BrokerView for AdminHandle {
     fn node(&self) -> Ask<Node> {
         let parts = self.ask_all(AdminCall::Node);
         let mut node = Node {
-            name: format!("ringmq@{}", hostname()),
+            name: self.node_name(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at_ms: self.started_at_ms,
             shards: self.shards.len() as u16,
@@ -159,11 +157,23 @@ impl BrokerView for AdminHandle {
         })
     }
 
+    fn node_name(&self) -> String {
+        format!("ringmq@{}", hostname())
+    }
+
     fn queues(&self, vhost: Option<String>) -> Ask<Vec<QueueRow>> {
         let parts = self.ask_all(|tx| AdminCall::Queues(vhost.clone(), tx));
         let now_ms = crate::shard::now_ms();
         Box::pin(async move {
-            let mut all: Vec<QueueRow> = gather(parts).await?.into_iter().flatten().collect();
+            // The largest shard's rows stay where they are; the others
+            // are moved once.
+            let mut parts = gather(parts).await?;
+            parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            let mut parts = parts.into_iter();
+            let mut all = parts.next().unwrap_or_default();
+            for p in parts {
+                all.extend(p);
+            }
             for q in &mut all {
                 // The shard clock is ms since the epoch already.
                 q.idle_since_ms = q.idle_since_ms.min(now_ms);

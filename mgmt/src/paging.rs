@@ -53,6 +53,11 @@ fn number(v: &str) -> Result<i64, BadQuery> {
     v.parse::<i64>().map_err(|_| unparsable())
 }
 
+/// `v` unless it is null (a missing field sorts first).
+fn known(v: &Value) -> Option<&Value> {
+    (!v.is_null()).then_some(v)
+}
+
 /// The value at a dotted path (`message_stats.publish_details.rate`).
 pub fn at_path<'a>(row: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(row, |v, key| v.get(key))
@@ -106,6 +111,11 @@ pub trait Row {
     fn name(&self) -> &str;
     /// The virtual host (the second sort key).
     fn vhost(&self) -> &str;
+    /// `v` unless it is null (a missing field sorts first).
+    fn known(v: &Value) -> Option<&Value> {
+        (!v.is_null()).then_some(v)
+    }
+
     /// The value at a dotted path when the row knows it cheaply; `None`
     /// makes the list build the row's JSON to find it.
     fn key(&self, _path: &str) -> Option<Value> {
@@ -163,24 +173,34 @@ pub fn apply_with<R: Row>(
         .as_deref()
         .filter(|s| !s.is_empty())
         .unwrap_or("name");
-    let keys: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            r.key(sort)
-                .unwrap_or_else(|| at_path(&render(r), sort).cloned().unwrap_or(Value::Null))
-        })
-        .collect();
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (ka, kb) = (
-            Some(&keys[a]).filter(|k| !k.is_null()),
-            Some(&keys[b]).filter(|k| !k.is_null()),
-        );
-        cmp_values(ka, kb).then_with(|| rows[a].vhost().cmp(rows[b].vhost()))
+    let keys: Option<Vec<Value>> = (sort != "name").then(|| {
+        rows.iter()
+            .map(|r| {
+                r.key(sort)
+                    .unwrap_or_else(|| at_path(&render(r), sort).cloned().unwrap_or(Value::Null))
+            })
+            .collect()
     });
-    if truthy(&q.sort_reverse) {
-        order.reverse();
-    }
+    let reverse = truthy(&q.sort_reverse);
+    // Name, then vhost (then name again for other keys); reversed as asked.
+    let cmp = |&a: &usize, &b: &usize| {
+        let (ra, rb) = (&rows[a], &rows[b]);
+        let by = match &keys {
+            None => ra
+                .name()
+                .cmp(rb.name())
+                .then_with(|| ra.vhost().cmp(rb.vhost())),
+            Some(k) => cmp_values(known(&k[a]), known(&k[b]))
+                .then_with(|| ra.vhost().cmp(rb.vhost()))
+                .then_with(|| ra.name().cmp(rb.name())),
+        };
+        if reverse {
+            by.reverse()
+        } else {
+            by
+        }
+    };
+    let mut order: Vec<usize> = (0..rows.len()).collect();
     let columns: Vec<&str> = q
         .columns
         .as_deref()
@@ -204,6 +224,7 @@ pub fn apply_with<R: Row>(
             .collect()
     };
     let Some(page) = q.page.as_deref() else {
+        order.sort_unstable_by(cmp);
         return Ok(Value::Array(finish(&order)));
     };
     let page = number(page)?;
@@ -231,13 +252,19 @@ pub fn apply_with<R: Row>(
             ),
         });
     }
-    let start = ((page - 1) * page_size) as usize;
-    let picked: Vec<usize> = order
-        .into_iter()
-        .skip(start)
-        .take(page_size as usize)
-        .collect();
-    let items = finish(&picked);
+    // Only the page is sorted: the rows before it are selected, not
+    // ordered (linear in the rows, not n log n).
+    let start = (((page - 1) * page_size) as usize).min(order.len());
+    let end = (start + page_size as usize).min(order.len());
+    if start > 0 && start < order.len() {
+        order.select_nth_unstable_by(start, cmp);
+    }
+    let tail = &mut order[start..];
+    if end - start < tail.len() {
+        tail.select_nth_unstable_by(end - start, cmp);
+    }
+    order[start..end].sort_unstable_by(cmp);
+    let items = finish(&order[start..end]);
     Ok(json!({
         "filtered_count": filtered,
         "item_count": items.len(),
@@ -311,6 +338,47 @@ mod tests {
     fn columns_keep_nested_paths() {
         let v = apply(rows(), &q(&[("columns", "name,message_stats.publish")])).unwrap();
         assert_eq!(v[1], json!({"name": "q1", "message_stats": {"publish": 1}}));
+    }
+
+    #[test]
+    fn every_page_is_the_same_slice_of_the_full_sort() {
+        // 53 rows in a scrambled order, many sharing a message count.
+        let rows: Vec<Value> = (0..53)
+            .map(|i| (i * 37) % 53)
+            .map(|i| json!({"name": format!("q{i:02}"), "vhost": if i % 2 == 0 { "a" } else { "b" }, "messages": i % 5}))
+            .collect();
+        for (sort, reverse) in [
+            ("name", "false"),
+            ("messages", "false"),
+            ("messages", "true"),
+            ("vhost", "true"),
+        ] {
+            let all = apply(
+                rows.clone(),
+                &q(&[("sort", sort), ("sort_reverse", reverse)]),
+            )
+            .unwrap();
+            let all = all.as_array().unwrap();
+            for page in 1..=8 {
+                let p = apply(
+                    rows.clone(),
+                    &q(&[
+                        ("sort", sort),
+                        ("sort_reverse", reverse),
+                        ("page", &page.to_string()),
+                        ("page_size", "7"),
+                    ]),
+                )
+                .unwrap();
+                let from = (page - 1) * 7;
+                let want: Vec<Value> = all.iter().skip(from).take(7).cloned().collect();
+                assert_eq!(
+                    p["items"],
+                    Value::Array(want),
+                    "sort {sort} reverse {reverse} page {page}"
+                );
+            }
+        }
     }
 
     #[test]

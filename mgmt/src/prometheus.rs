@@ -298,12 +298,12 @@ fn queue_metrics(out: &mut Out, queues: &[QueueRow], per_object: bool) {
         (
             "ringmq_queue_publish_to_deliver_seconds",
             "Time from publish to delivery (or basic.get) of messages of a queue",
-            (|q: &QueueRow| &q.deliver_latency) as fn(&QueueRow) -> &Histogram,
+            QueueRow::deliver_latency as fn(&QueueRow) -> &Histogram,
         ),
         (
             "ringmq_queue_publish_to_confirm_seconds",
             "Time from publish to confirm of messages confirmed once on disk",
-            |q: &QueueRow| &q.confirm_latency,
+            QueueRow::confirm_latency,
         ),
     ] {
         out.family(name, "histogram", help);

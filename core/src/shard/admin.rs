@@ -52,8 +52,7 @@ fn row(def: &QueueDef, vhost: &str) -> QueueRow {
         consumer_utilisation: None,
         counters: MessageCounters::default(),
         idle_since_ms: 0,
-        deliver_latency: Default::default(),
-        confirm_latency: Default::default(),
+        latency: None,
     }
 }
 
@@ -112,40 +111,39 @@ impl Shard {
             consumers,
             mem_alarm: self.memory_alarm(),
             disk_alarm: !self.alarms.borrow().is_empty(),
-            memory_held: self.memory_held().max(0) as u64,
         }
     }
 
-    /// The queues and streams this shard owns.
+    /// The queues and streams this shard owns. Each carries its
+    /// definition and vhost: no walk of the replicated metadata, which names
+    /// every shard's queues.
     fn admin_queues(&self, only: &Option<String>) -> Vec<QueueRow> {
-        let meta = self.meta.borrow();
+        let wanted = |vhost: &str| only.as_ref().is_none_or(|o| o == vhost);
         let queues = self.queues.borrow();
         let streams = self.streams.borrow();
-        let mut out = Vec::new();
-        for vhost in wanted(meta.vhosts(), only) {
-            for def in vhost.queues().filter(|d| d.shard == self.id) {
-                let mut r = row(def, &vhost.name);
-                if let Some(q) = queues.get(&def.id) {
-                    let g = q.gauges();
-                    r.ready = g.ready;
-                    r.unacked = g.unacked;
-                    r.ready_bytes = g.ready_bytes;
-                    r.unacked_bytes = g.unacked_bytes;
-                    r.ram_bytes = g.ram_bytes;
-                    r.persistent = g.persistent;
-                    r.consumers = g.consumers;
-                    r.consumer_utilisation = g.consumer_utilisation;
-                    r.counters = g.counters;
-                    r.idle_since_ms = g.last_used;
-                    r.deliver_latency = q.latency.deliver.snapshot();
-                    r.confirm_latency = q.latency.confirm.snapshot();
-                } else if let Some(s) = streams.get(&def.id) {
-                    r.ready = s.len();
-                    r.consumers = s.consumer_count() as u64;
-                    r.persistent = s.len();
-                }
-                out.push(r);
-            }
+        let mut out = Vec::with_capacity(queues.len() + streams.len());
+        for q in queues.values().filter(|q| wanted(&q.vhost)) {
+            let mut r = row(&q.def, &q.vhost);
+            let g = q.gauges();
+            r.ready = g.ready;
+            r.unacked = g.unacked;
+            r.ready_bytes = g.ready_bytes;
+            r.unacked_bytes = g.unacked_bytes;
+            r.ram_bytes = g.ram_bytes;
+            r.persistent = g.persistent;
+            r.consumers = g.consumers;
+            r.consumer_utilisation = g.consumer_utilisation;
+            r.counters = g.counters;
+            r.idle_since_ms = g.last_used;
+            r.latency = q.latency.snapshot();
+            out.push(r);
+        }
+        for s in streams.values().filter(|s| wanted(&s.vhost)) {
+            let mut r = row(&s.def, &s.vhost);
+            r.ready = s.len();
+            r.consumers = s.consumer_count() as u64;
+            r.persistent = s.len();
+            out.push(r);
         }
         out
     }

@@ -34,6 +34,8 @@ pub struct LatencyHist {
     /// Per bucket (not cumulative), the last one past every bound.
     counts: [u64; BOUNDS_US.len() + 1],
     sum_us: u64,
+    /// Values recorded (so an empty histogram is seen in one comparison).
+    total: u64,
 }
 
 impl LatencyHist {
@@ -49,13 +51,14 @@ impl LatencyHist {
             .position(|b| us <= *b)
             .unwrap_or(BOUNDS_US.len());
         self.counts[i] += 1;
+        self.total += 1;
         self.sum_us = self.sum_us.saturating_add(us);
     }
 
     /// The histogram for the management thread (empty when nothing was
     /// recorded, which costs no allocation).
     pub fn snapshot(&self) -> Histogram {
-        if self.counts.iter().all(|c| *c == 0) {
+        if self.total == 0 {
             return Histogram::default();
         }
         Histogram {
@@ -73,6 +76,20 @@ pub struct QueueLatency {
     pub deliver: LatencyHist,
     /// Publish to confirm, for messages confirmed once durable.
     pub confirm: LatencyHist,
+}
+
+impl QueueLatency {
+    /// Both histograms for the management thread; `None` (no allocation)
+    /// while nothing was timed.
+    pub fn snapshot(&self) -> Option<Box<ringmq_mgmt::view::Latency>> {
+        if self.deliver.total == 0 && self.confirm.total == 0 {
+            return None;
+        }
+        Some(Box::new(ringmq_mgmt::view::Latency {
+            deliver: self.deliver.snapshot(),
+            confirm: self.confirm.snapshot(),
+        }))
+    }
 }
 
 #[cfg(test)]

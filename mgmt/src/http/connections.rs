@@ -136,7 +136,7 @@ fn consumer_json(c: &ConnectionRow, co: &ConsumerRow, node: &str) -> Value {
 }
 
 async fn node_name(api: &Api) -> Result<String, ApiError> {
-    Ok(api.view.node().await?.name)
+    Ok(api.view.node_name())
 }
 
 /// `GET /api/connections`.

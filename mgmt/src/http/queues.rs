@@ -52,7 +52,7 @@ async fn list(api: &Api, vhost: Option<String>, q: &ListQuery) -> Result<Value, 
             return Err(ApiError::not_found());
         }
     }
-    let node = api.view.node().await?;
+    let node = api.view.node_name();
     let queues = api.view.queues(vhost).await?;
     let now = Instant::now();
     let Ok(mut book) = api.rates.lock() else {
@@ -65,7 +65,7 @@ async fn list(api: &Api, vhost: Option<String>, q: &ListQuery) -> Result<Value, 
     }
     let listed = paging::apply_with(queues, q, |row| {
         let r = book.observe(&rate_key(row), now, row.counters, row.ready, row.unacked);
-        j::queue(row, &r, &node.name)
+        j::queue(row, &r, &node)
     })?;
     Ok(listed)
 }
@@ -139,7 +139,7 @@ pub async fn latency(
         .find(|q| q.name == name)
         .ok_or_else(ApiError::not_found)?;
     Ok(Json(serde_json::json!({
-        "publish_to_deliver": histogram_json(&q.deliver_latency),
-        "publish_to_confirm": histogram_json(&q.confirm_latency),
+        "publish_to_deliver": histogram_json(q.deliver_latency()),
+        "publish_to_confirm": histogram_json(q.confirm_latency()),
     })))
 }
