@@ -24,4 +24,5 @@ echo "== amqplib (Node) suite through the gateway"; gateway/tests/with_ringmq.sh
 echo "== Celery suite through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/celery/run.sh
 echo "== aio-pika and py-amqp suites through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/pyclients/run.sh
 echo "== management dashboard in headless Chromium"; gateway/tests/with_ringmq.sh target/debug mgmt/tests/browser/run.sh
+echo "== rabbitmqadmin against the management API"; gateway/tests/with_ringmq.sh target/debug mgmt/tests/rabbitmqadmin/run.sh
 echo "== fuzz (short: build the targets, then 10 s each)"; fuzz/run.sh 10
