@@ -137,6 +137,25 @@ impl Client {
     }
 }
 
+/// Logs in as `who` to `vhost`, runs `f` with the client on tokio's
+/// blocking pool, and closes the connection.
+///
+/// # Errors
+/// The login's or `f`'s error.
+pub async fn act<T: Send + 'static>(
+    who: As,
+    vhost: String,
+    f: impl FnOnce(&mut Client) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    run(move || {
+        let mut c = Client::open(&who, &vhost)?;
+        let out = f(&mut c);
+        c.close();
+        out
+    })
+    .await
+}
+
 /// Runs a blocking action on tokio's blocking pool.
 ///
 /// # Errors

@@ -64,14 +64,7 @@ impl Management {
         addr: SocketAddr,
         view: impl FnOnce(SocketAddr) -> Arc<dyn view::BrokerView>,
     ) -> Result<Management, StartError> {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|source| StartError::Bind { addr, source })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let (listener, bound) = bind(addr)?;
         let app = http::router(http::Api::new(view(bound)));
         info!(addr = %bound, "management API listening");
         Management::spawn("ringmq-mgmt", listener, bound, app)
@@ -86,14 +79,7 @@ impl Management {
         addr: SocketAddr,
         view: Arc<dyn view::BrokerView>,
     ) -> Result<Management, StartError> {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|source| StartError::Bind { addr, source })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let (listener, bound) = bind(addr)?;
         info!(addr = %bound, "Prometheus metrics listening");
         Management::spawn("ringmq-metrics", listener, bound, prometheus::router(view))
     }
@@ -131,6 +117,15 @@ impl Drop for Management {
             let _ = t.join();
         }
     }
+}
+
+/// A non-blocking listener on `addr`, and the address it got.
+fn bind(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), StartError> {
+    let failed = |source| StartError::Bind { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(failed)?;
+    listener.set_nonblocking(true).map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
+    Ok((listener, bound))
 }
 
 fn serve(

@@ -105,9 +105,10 @@ pub struct Node {
 }
 
 /// What kind of queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QueueType {
     /// A classic queue.
+    #[default]
     Classic,
     /// A quorum queue (one node).
     Quorum,
@@ -127,7 +128,7 @@ impl QueueType {
 }
 
 /// One queue and its gauges.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct QueueRow {
     /// Virtual host.
     pub vhost: String,

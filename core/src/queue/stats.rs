@@ -3,7 +3,7 @@
 //! unacked messages and the ready ones for the byte counts, which costs
 //! nothing until somebody asks.
 
-use ringmq_mgmt::view::MessageCounters;
+use ringmq_mgmt::view::{MessageCounters, QueueRow};
 
 use super::{Queue, QueuedMsg};
 
@@ -42,31 +42,6 @@ impl QueueCounters {
     }
 }
 
-/// A queue's gauges and counters at one moment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QueueGauges {
-    /// Ready messages.
-    pub ready: u64,
-    /// Unacked deliveries.
-    pub unacked: u64,
-    /// Body bytes ready.
-    pub ready_bytes: u64,
-    /// Body bytes unacked.
-    pub unacked_bytes: u64,
-    /// Body bytes of ready messages in memory.
-    pub ram_bytes: u64,
-    /// Persistent messages in a durable queue, ready or unacked.
-    pub persistent: u64,
-    /// Consumers.
-    pub consumers: u64,
-    /// Fraction of consumers that could take a message now.
-    pub consumer_utilisation: Option<f64>,
-    /// Counters.
-    pub counters: MessageCounters,
-    /// Last use, ms on the shard clock.
-    pub last_used: u64,
-}
-
 impl Queue {
     /// Counts a ready message in (`added`) or out of the resident and
     /// durable totals.
@@ -82,33 +57,30 @@ impl Queue {
         }
     }
 
-    /// Gauges and counters now: O(1) in the ready messages, O(n) in the
-    /// unacked ones (bounded by the consumers' prefetch).
-    pub fn gauges(&self) -> QueueGauges {
-        let mut g = QueueGauges {
-            ready: self.ready_count as u64,
-            unacked: self.unacked.len() as u64,
-            ready_bytes: self.ready_bytes,
-            consumers: self.consumers.len() as u64,
-            last_used: self.last_used,
-            ..QueueGauges::default()
-        };
-        g.ram_bytes = self.ready_resident_bytes;
-        g.persistent = self.ready_durable;
+    /// Fills the gauges and counters of `r`: O(1) in the ready messages,
+    /// O(n) in the unacked ones (bounded by the consumers' prefetch).
+    pub fn fill_row(&self, r: &mut QueueRow) {
+        r.ready = self.ready_count as u64;
+        r.unacked = self.unacked.len() as u64;
+        r.ready_bytes = self.ready_bytes;
+        r.ram_bytes = self.ready_resident_bytes;
+        r.persistent = self.ready_durable;
+        r.unacked_bytes = 0;
         for u in self.unacked.values() {
-            g.unacked_bytes += u64::from(u.qm.size);
-            g.persistent += u64::from(u.qm.durable);
+            r.unacked_bytes += u64::from(u.qm.size);
+            r.persistent += u64::from(u.qm.durable);
         }
-        if !self.consumers.is_empty() {
-            let able = self.consumers.iter().filter(|c| c.ready()).count();
-            g.consumer_utilisation = Some(if self.ready_count == 0 {
+        r.consumers = self.consumers.len() as u64;
+        r.consumer_utilisation = (!self.consumers.is_empty()).then(|| {
+            if self.ready_count == 0 {
                 1.0
             } else {
+                let able = self.consumers.iter().filter(|c| c.ready()).count();
                 able as f64 / self.consumers.len() as f64
-            });
-        }
+            }
+        });
         let c = &self.counters;
-        g.counters = MessageCounters {
+        r.counters = MessageCounters {
             published: c.published,
             delivered: c.delivered,
             delivered_no_ack: c.delivered_no_ack,
@@ -118,6 +90,7 @@ impl Queue {
             acked: c.acked,
             ..MessageCounters::default()
         };
-        g
+        r.idle_since_ms = self.last_used;
+        r.latency = self.latency.snapshot();
     }
 }

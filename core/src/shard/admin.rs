@@ -7,7 +7,7 @@ use std::rc::Rc;
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_lite::StreamExt;
 use ringmq_mgmt::fields::table_json;
-use ringmq_mgmt::view::{BindingRow, ExchangeRow, MessageCounters, QueueRow, QueueType};
+use ringmq_mgmt::view::{BindingRow, ExchangeRow, QueueRow, QueueType};
 use serde_json::json;
 
 use super::Shard;
@@ -42,17 +42,7 @@ fn row(def: &QueueDef, vhost: &str) -> QueueRow {
         exclusive: def.exclusive_owner.is_some(),
         arguments: table_json(&def.arguments),
         shard: def.shard,
-        ready: 0,
-        unacked: 0,
-        ready_bytes: 0,
-        unacked_bytes: 0,
-        ram_bytes: 0,
-        persistent: 0,
-        consumers: 0,
-        consumer_utilisation: None,
-        counters: MessageCounters::default(),
-        idle_since_ms: 0,
-        latency: None,
+        ..QueueRow::default()
     }
 }
 
@@ -124,18 +114,7 @@ impl Shard {
         let mut out = Vec::with_capacity(queues.len() + streams.len());
         for q in queues.values().filter(|q| wanted(&q.vhost)) {
             let mut r = row(&q.def, &q.vhost);
-            let g = q.gauges();
-            r.ready = g.ready;
-            r.unacked = g.unacked;
-            r.ready_bytes = g.ready_bytes;
-            r.unacked_bytes = g.unacked_bytes;
-            r.ram_bytes = g.ram_bytes;
-            r.persistent = g.persistent;
-            r.consumers = g.consumers;
-            r.consumer_utilisation = g.consumer_utilisation;
-            r.counters = g.counters;
-            r.idle_since_ms = g.last_used;
-            r.latency = q.latency.snapshot();
+            q.fill_row(&mut r);
             out.push(r);
         }
         for s in streams.values().filter(|s| wanted(&s.vhost)) {

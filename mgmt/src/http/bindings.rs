@@ -16,7 +16,7 @@ use super::body::{object, text};
 use super::exchange_actions::exchange_name;
 use super::queue_actions::known_vhost;
 use super::{json as j, Api, ApiError};
-use crate::client::{run, Client};
+use crate::client::act;
 use crate::fields;
 use crate::view::BindingRow;
 
@@ -91,11 +91,9 @@ async fn create(api: Api, login: Login, e: Ends, body: Bytes) -> Result<Response
     let args_json = body.get("arguments").cloned().unwrap_or_else(|| json!({}));
     let location = format!("{}/{}", e.dest, j::properties_key(&key, &args_json));
     let who = login.acting(api.view.native_addr());
-    run(move || {
-        let mut c = Client::open(&who, &e.vhost)?;
+    act(who, e.vhost.clone(), move |c| {
         let msg = bind_message(&e, c.ch, key, fields::table(&args_json), true);
         c.call(msg).map_err(strip_code)?;
-        c.close();
         Ok(())
     })
     .await?;
@@ -111,11 +109,9 @@ async fn remove(api: Api, login: Login, e: Ends, props: String) -> Result<Status
         return Err(ApiError::not_found());
     };
     let who = login.acting(api.view.native_addr());
-    run(move || {
-        let mut c = Client::open(&who, &e.vhost)?;
+    act(who, e.vhost.clone(), move |c| {
         let msg = bind_message(&e, c.ch, b.routing_key, fields::table(&b.arguments), false);
         c.call(msg)?;
-        c.close();
         Ok(())
     })
     .await?;

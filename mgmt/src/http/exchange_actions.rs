@@ -17,7 +17,7 @@ use super::auth::Login;
 use super::body::{flag, object, query_flag, require, text};
 use super::queue_actions::known_vhost;
 use super::{json as j, Api, ApiError};
-use crate::client::{run, Client};
+use crate::client::act;
 use crate::fields;
 
 /// `amq.default` in a path names the default exchange ("").
@@ -64,21 +64,15 @@ pub async fn put(
         arguments: fields::table(body.get("arguments").unwrap_or(&Value::Null)),
     };
     let who = login.acting(api.view.native_addr());
-    run(move || {
-        let mut c = Client::open(&who, &vhost)?;
+    act(who, vhost, move |c| {
         c.call(Message::ExchangeDeclare(m::ExchangeDeclare {
             channel: c.ch,
             ..declare
         }))?;
-        c.close();
         Ok(())
     })
     .await?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(super::queue_actions::created(existed))
 }
 
 /// `DELETE /api/exchanges/{vhost}/{name}[?if-unused=true]`.
@@ -98,14 +92,12 @@ pub async fn delete(
     }
     let if_unused = query_flag(&q, "if-unused");
     let who = login.acting(api.view.native_addr());
-    run(move || {
-        let mut c = Client::open(&who, &vhost)?;
+    act(who, vhost, move |c| {
         c.call(Message::ExchangeDelete(m::ExchangeDelete {
             channel: c.ch,
             exchange: name,
             if_unused,
         }))?;
-        c.close();
         Ok(())
     })
     .await?;
@@ -154,11 +146,9 @@ pub async fn publish(
         body: bytes.into(),
     };
     let who = login.acting(api.view.native_addr());
-    let routed = run(move || {
-        let mut c = Client::open(&who, &vhost)?;
+    let routed = act(who, vhost, move |c| {
         // As RabbitMQ: a refusal here is a 400 naming the AMQP code.
         let routed = c.publish_routed(publish).map_err(|e| e.as_bad_request())?;
-        c.close();
         Ok(routed)
     })
     .await?;

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use super::auth::Login;
 use super::body::{flag, int, object, query_flag, require, text};
 use super::{Api, ApiError};
-use crate::client::{run, As, Client};
+use crate::client::{act, Client};
 use crate::fields;
 
 /// 404 "Object Not Found" unless `vhost` exists.
@@ -50,15 +50,21 @@ fn exists(c: &mut Client, queue: &str) -> Result<bool, ApiError> {
     }
 }
 
-/// Opens a client and fails with 404 "Object Not Found" unless the queue
-/// exists.
-fn open_existing(who: &As, vhost: &str, queue: &str) -> Result<Client, ApiError> {
-    let mut c = Client::open(who, vhost)?;
-    if exists(&mut c, queue)? {
-        Ok(c)
+/// 404 "Object Not Found" unless the queue exists.
+fn must_exist(c: &mut Client, queue: &str) -> Result<(), ApiError> {
+    if exists(c, queue)? {
+        Ok(())
     } else {
-        c.close();
         Err(ApiError::not_found())
+    }
+}
+
+/// 201 when the object was made, 204 when it was there already.
+pub fn created(existed: bool) -> StatusCode {
+    if existed {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::CREATED
     }
 }
 
@@ -83,22 +89,16 @@ pub async fn put(
         arguments: fields::table(body.get("arguments").unwrap_or(&Value::Null)),
     };
     let who = login.acting(api.view.native_addr());
-    let existed = run(move || {
-        let mut c = Client::open(&who, &vhost)?;
-        let existed = exists(&mut c, &name)?;
+    let existed = act(who, vhost, move |c| {
+        let existed = exists(c, &name)?;
         c.call(Message::QueueDeclare(m::QueueDeclare {
             channel: c.ch,
             ..declare
         }))?;
-        c.close();
         Ok(existed)
     })
     .await?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(created(existed))
 }
 
 /// `DELETE /api/queues/{vhost}/{name}[?if-empty=true][&if-unused=true]`.
@@ -111,15 +111,14 @@ pub async fn delete(
     known_vhost(&api, &vhost)?;
     let (if_empty, if_unused) = (query_flag(&q, "if-empty"), query_flag(&q, "if-unused"));
     let who = login.acting(api.view.native_addr());
-    run(move || {
-        let mut c = open_existing(&who, &vhost, &name)?;
+    act(who, vhost, move |c| {
+        must_exist(c, &name)?;
         c.call(Message::QueueDelete(m::QueueDelete {
             channel: c.ch,
             queue: name,
             if_unused,
             if_empty,
         }))?;
-        c.close();
         Ok(())
     })
     .await?;
@@ -134,13 +133,12 @@ pub async fn purge(
 ) -> Result<StatusCode, ApiError> {
     known_vhost(&api, &vhost)?;
     let who = login.acting(api.view.native_addr());
-    run(move || {
-        let mut c = open_existing(&who, &vhost, &name)?;
+    act(who, vhost, move |c| {
+        must_exist(c, &name)?;
         c.call(Message::QueuePurge(m::QueuePurge {
             channel: c.ch,
             queue: name,
         }))?;
-        c.close();
         Ok(())
     })
     .await?;
@@ -217,8 +215,7 @@ pub async fn get(
     let truncate = int(&body, "truncate").and_then(|t| usize::try_from(t).ok());
     known_vhost(&api, &vhost)?;
     let who = login.acting(api.view.native_addr());
-    let got = run(move || {
-        let mut c = Client::open(&who, &vhost)?;
+    let got = act(who, vhost, move |c| {
         let mut got = Vec::new();
         for _ in 0..count {
             match c.conn.get(c.ch, &name, mode == AckMode::Ack)? {
@@ -235,7 +232,6 @@ pub async fn get(
             };
             c.conn.settle(c.ch, settle)?;
         }
-        c.close();
         Ok(got)
     })
     .await?;
@@ -279,8 +275,7 @@ pub async fn aliveness(
 ) -> Result<Response, ApiError> {
     known_vhost(&api, &vhost)?;
     let who = login.acting(api.view.native_addr());
-    let ok = run(move || {
-        let mut c = Client::open(&who, &vhost)?;
+    let ok = act(who, vhost, move |c| {
         c.call(Message::QueueDeclare(m::QueueDeclare {
             channel: c.ch,
             queue: "aliveness-test".into(),
@@ -293,7 +288,6 @@ pub async fn aliveness(
             ..m::Publish::default()
         })?;
         let got = c.conn.get(c.ch, "aliveness-test", true)?;
-        c.close();
         Ok(got.is_some_and(|g| &g.body[..] == b"test_message"))
     })
     .await?;
