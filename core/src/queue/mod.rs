@@ -216,7 +216,7 @@ pub struct Queue {
     last_used: u64,
     had_consumer: bool,
     /// Counts for the management API (`stats.rs`).
-    counters: stats::QueueCounters,
+    counters: ringmq_mgmt::view::MessageCounters,
     /// Publish-to-delivery and publish-to-confirm latencies.
     pub latency: crate::shard::latency::QueueLatency,
 }
@@ -261,7 +261,7 @@ impl Queue {
             next_id: 1,
             last_used: now,
             had_consumer: false,
-            counters: stats::QueueCounters::default(),
+            counters: Default::default(),
             latency: Default::default(),
         }
     }
@@ -480,7 +480,7 @@ impl Queue {
             if let Some(g) = &mut consumer.gate {
                 g.permits -= 1;
             }
-            self.counters.taken(&qm, consumer.spec.no_ack, false);
+            stats::taken(&mut self.counters, &qm, consumer.spec.no_ack, false);
             self.latency.deliver.record(qm.msg.published_us, now_us);
             sink.deliver(self.def.id, &consumer.spec, &qm);
             if consumer.spec.no_ack {
@@ -619,7 +619,7 @@ impl Queue {
             return Got::Empty;
         };
         self.stamp_delivery_count(&mut qm, true);
-        self.counters.taken(&qm, no_ack, true);
+        stats::taken(&mut self.counters, &qm, no_ack, true);
         let now_us = crate::shard::latency::now_us();
         self.latency.deliver.record(qm.msg.published_us, now_us);
         if no_ack {

@@ -1,44 +1,25 @@
 //! What a queue reports to the management API: its counters (plain adds on
-//! its own paths) and gauges computed when asked. Reading walks the
-//! unacked messages and the ready ones for the byte counts, which costs
-//! nothing until somebody asks.
+//! its own paths) and gauges, the ready side kept as messages come and go
+//! (`count_ready`), so reading them walks only the unacked deliveries.
 
 use ringmq_mgmt::view::{MessageCounters, QueueRow};
 
 use super::{Queue, QueuedMsg};
 
-/// Monotonic counts of one queue since it was created (or recovered).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct QueueCounters {
-    /// Messages accepted into the queue.
-    pub published: u64,
-    /// Deliveries to consumers that must ack.
-    pub delivered: u64,
-    /// Deliveries to consumers with automatic ack.
-    pub delivered_no_ack: u64,
-    /// `basic.get` answers that must be acked.
-    pub got: u64,
-    /// `basic.get` answers with automatic ack.
-    pub got_no_ack: u64,
-    /// Deliveries and gets of messages delivered before.
-    pub redelivered: u64,
-    /// Acks.
-    pub acked: u64,
-}
-
-impl QueueCounters {
-    /// Counts one delivery (`get`: a `basic.get` answer).
-    pub fn taken(&mut self, qm: &QueuedMsg, no_ack: bool, get: bool) {
-        let c = match (get, no_ack) {
-            (false, false) => &mut self.delivered,
-            (false, true) => &mut self.delivered_no_ack,
-            (true, false) => &mut self.got,
-            (true, true) => &mut self.got_no_ack,
-        };
-        *c += 1;
-        if qm.redelivered() {
-            self.redelivered += 1;
-        }
+/// Counts one delivery of `qm` in a queue's counters (`get`: a
+/// `basic.get` answer). A queue's counters are monotonic from its creation
+/// (or recovery); it fills the delivery, get, redelivery, ack and publish
+/// fields, the others belong to publishers.
+pub fn taken(c: &mut MessageCounters, qm: &QueuedMsg, no_ack: bool, get: bool) {
+    let n = match (get, no_ack) {
+        (false, false) => &mut c.delivered,
+        (false, true) => &mut c.delivered_no_ack,
+        (true, false) => &mut c.got,
+        (true, true) => &mut c.got_no_ack,
+    };
+    *n += 1;
+    if qm.redelivered() {
+        c.redelivered += 1;
     }
 }
 
@@ -79,17 +60,7 @@ impl Queue {
                 able as f64 / self.consumers.len() as f64
             }
         });
-        let c = &self.counters;
-        r.counters = MessageCounters {
-            published: c.published,
-            delivered: c.delivered,
-            delivered_no_ack: c.delivered_no_ack,
-            got: c.got,
-            got_no_ack: c.got_no_ack,
-            redelivered: c.redelivered,
-            acked: c.acked,
-            ..MessageCounters::default()
-        };
+        r.counters = self.counters;
         r.idle_since_ms = self.last_used;
         r.latency = self.latency.snapshot();
     }

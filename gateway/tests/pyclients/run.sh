@@ -6,14 +6,4 @@
 #   AMQP_PORT=5673 gateway/tests/pyclients/run.sh                              # e.g. RabbitMQ
 # Extra arguments go to pytest.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../../.." && pwd)
-venv="$root/.venv"
-[ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-stamp="$venv/.pyclients-requirements"
-if ! cat "$here/requirements.txt" "$here/../pika/requirements.txt" | cmp -s - "$stamp"; then
-  "$venv/bin/pip" install -q -r "$here/requirements.txt"
-  cat "$here/requirements.txt" "$here/../pika/requirements.txt" > "$stamp"
-fi
-cd "$here"
-exec "$venv/bin/pytest" -q -p no:cacheprovider "$here" "$@"
+exec "$(dirname "$0")/../pytest_in_venv.sh" "$(dirname "$0")" "$@"
