@@ -57,7 +57,7 @@ impl Shard {
     ) {
         let msg = match (self.log(), qm.loc) {
             (Some(log), Some(loc)) => match log.read(loc).await {
-                Ok(bytes) => stored_message(&bytes),
+                Ok(bytes) => stored_message(&bytes, Stored::Queue),
                 Err(e) => {
                     error!(queue = %def.name, error = %e, "cannot read a message to dead-letter");
                     None
@@ -96,7 +96,7 @@ impl Shard {
                 }
             };
             for ((msg_id, _), bytes) in wanted.into_iter().zip(records) {
-                let Some(msg) = stored_message(&bytes) else {
+                let Some(msg) = stored_message(&bytes, Stored::Queue) else {
                     error!(queue = %id, msg = msg_id, "paged-out record does not decode");
                     continue;
                 };
@@ -133,24 +133,50 @@ impl Shard {
     }
 }
 
-/// The message an `Enqueue` record holds (its body a slice of `bytes`).
-fn stored_message(bytes: &bytes::Bytes) -> Option<Message> {
-    match Record::decode(bytes) {
-        Ok((
-            Record::Enqueue {
-                exchange,
-                routing_key,
-                props,
-                body,
-                ..
-            },
-            _,
-        )) => Some(Message::from_stored(
-            exchange,
-            routing_key,
-            props,
-            bytes.slice_ref(body),
-        )),
-        _ => None,
-    }
+/// The kind of record a read must find.
+pub(super) enum Stored {
+    /// A queue's message: an `Enqueue` record.
+    Queue,
+    /// A stream's message: a `StreamAppend` record.
+    Stream,
+}
+
+/// The message a record of kind `kind` holds (its body a slice of
+/// `bytes`); `None` when the bytes are another record or do not decode.
+pub(super) fn stored_message(bytes: &bytes::Bytes, kind: Stored) -> Option<Message> {
+    let (exchange, routing_key, props, body) = match (Record::decode(bytes), kind) {
+        (
+            Ok((
+                Record::Enqueue {
+                    exchange,
+                    routing_key,
+                    props,
+                    body,
+                    ..
+                },
+                _,
+            )),
+            Stored::Queue,
+        )
+        | (
+            Ok((
+                Record::StreamAppend {
+                    exchange,
+                    routing_key,
+                    props,
+                    body,
+                    ..
+                },
+                _,
+            )),
+            Stored::Stream,
+        ) => (exchange, routing_key, props, body),
+        _ => return None,
+    };
+    Some(Message::from_stored(
+        exchange,
+        routing_key,
+        props,
+        bytes.slice_ref(body),
+    ))
 }

@@ -114,29 +114,6 @@ fn with_offset(msg: &Message, offset: u64) -> Message {
     m
 }
 
-/// The message a `StreamAppend` record holds (its body a slice of
-/// `bytes`).
-fn streamed_message(bytes: &bytes::Bytes) -> Option<Message> {
-    match Record::decode(bytes) {
-        Ok((
-            Record::StreamAppend {
-                exchange,
-                routing_key,
-                props,
-                body,
-                ..
-            },
-            _,
-        )) => Some(Message::from_stored(
-            exchange,
-            routing_key,
-            props,
-            bytes.slice_ref(body),
-        )),
-        _ => None,
-    }
-}
-
 /// 540 for what a stream does not do, in RabbitMQ's words.
 fn not_supported(what: &str, s: &Stream) -> Refusal {
     Refusal::new(
@@ -295,7 +272,7 @@ impl Shard {
         let msgs = match log.read_many(&locs).await {
             Ok(records) => records
                 .iter()
-                .map(streamed_message)
+                .map(|r| super::paging::stored_message(r, super::paging::Stored::Stream))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| "a stream record does not decode".to_owned()),
             Err(e) => Err(e.to_string()),
