@@ -11,9 +11,10 @@ use std::sync::Arc;
 use futures_channel::mpsc::UnboundedSender;
 use futures_channel::oneshot;
 use ringmq_mgmt::view::{
-    Ask, BindingRow, BrokerView, ConnectionRow, ExchangeRow, MessageCounters, Node, PermissionRow,
-    QueueRow, UserRow, ViewError,
+    AccessChange, AccessView, Ask, BindingRow, BrokerView, ConnectionRow, ExchangeRow,
+    MessageCounters, Node, QueueRow, UserRow, ViewError,
 };
+use ringmq_protocol::Refusal;
 
 use crate::config::Config;
 use crate::resources::Resources;
@@ -32,6 +33,8 @@ pub enum AdminCall {
     Connections(oneshot::Sender<Vec<ConnectionRow>>),
     /// Close the connection of that name with that reason, if it is here.
     CloseConnection(String, String, oneshot::Sender<bool>),
+    /// Change users, vhosts or permissions (shard 0, the coordinator).
+    ChangeAccess(Box<AccessChange>, oneshot::Sender<Result<(), Refusal>>),
 }
 
 /// One shard's part of the node.
@@ -202,45 +205,35 @@ impl BrokerView for AdminHandle {
         Box::pin(async move { Ok(gather(parts).await?.into_iter().any(|closed| closed)) })
     }
 
-    fn vhosts(&self) -> Vec<String> {
-        self.config.vhosts.clone()
+    fn access(&self) -> Arc<AccessView> {
+        self.resources.access()
     }
 
-    fn users(&self) -> Vec<UserRow> {
-        self.config
-            .users
-            .iter()
-            .map(|u| UserRow {
-                name: u.name.clone(),
-                password_hash: u.password_hash.clone(),
-                tags: u.tags.clone(),
-            })
-            .collect()
-    }
-
-    fn permissions(&self) -> Vec<PermissionRow> {
-        let mut out = Vec::new();
-        for u in &self.config.users {
-            for v in &u.vhosts {
-                out.push(PermissionRow {
-                    user: u.name.clone(),
-                    vhost: v.clone(),
-                    configure: ".*".into(),
-                    write: ".*".into(),
-                    read: ".*".into(),
-                });
-            }
-        }
-        out
+    fn change_access(&self, change: AccessChange) -> Ask<Result<(), Refusal>> {
+        let (tx, rx) = oneshot::channel();
+        self.ask_first(AdminCall::ChangeAccess(Box::new(change), tx), rx)
     }
 
     fn authenticate(&self, user: &str, password: &str) -> Option<UserRow> {
-        let u = self.config.users.iter().find(|u| u.name == user)?;
-        crate::password::verify(password, &u.password_hash).then(|| UserRow {
-            name: u.name.clone(),
-            password_hash: u.password_hash.clone(),
-            tags: u.tags.clone(),
-        })
+        let access = self.resources.access();
+        let u = access.user(user);
+        // An unknown user costs the same work as a wrong password.
+        let (hash, algorithm) = u.map_or(("", ""), |u| {
+            (u.password_hash.as_str(), u.hashing_algorithm.as_str())
+        });
+        let algorithm = crate::password::Algorithm::parse(algorithm)
+            .unwrap_or(crate::password::Algorithm::Sha256);
+        let hash = if hash.is_empty() {
+            crate::auth::UNKNOWN_USER_HASH
+        } else {
+            hash
+        };
+        let ok = algorithm.verify(password, hash);
+        u.filter(|u| ok && !u.password_hash.is_empty()).cloned()
+    }
+
+    fn hash_password(&self, password: &str) -> String {
+        crate::password::hash_password(password)
     }
 
     fn native_addr(&self) -> SocketAddr {

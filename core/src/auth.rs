@@ -1,9 +1,10 @@
-//! Login: a user's credentials against the configured users (hashes in
-//! [`crate::password`]), the loopback restriction, and access to vhosts.
+//! Login: a user's credentials against the stored users (hashes in
+//! [`crate::password`]), the loopback restriction, and access to vhosts
+//! (a user may open a vhost it has permissions in, as in RabbitMQ).
 //! Nothing here logs.
 
-use crate::config::Config;
-use crate::password::verify;
+use crate::meta::{Access, Meta};
+use crate::password::Algorithm;
 
 /// Why a login was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,14 +22,18 @@ pub enum LoginError {
 /// The hash an unknown user's password is checked against: a well-formed
 /// hash no password matches in practice, so that an unknown user costs the
 /// same work as a wrong password and cannot be told apart by timing.
-const UNKNOWN_USER_HASH: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+pub(crate) const UNKNOWN_USER_HASH: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-/// The stored hash to check `user`'s password against, and whether the
-/// user exists.
-fn stored_hash<'c>(config: &'c Config, user: &str) -> (&'c str, bool) {
-    match config.users.iter().find(|u| u.name == user) {
-        Some(u) => (&u.password_hash, true),
-        None => (UNKNOWN_USER_HASH, false),
+/// The stored hash to check `user`'s password against, its algorithm,
+/// and whether the user exists.
+fn stored_hash<'a>(access: &'a Access, user: &str) -> (&'a str, Algorithm, bool) {
+    match access.user(user) {
+        Some(u) => (
+            &u.password_hash,
+            Algorithm::parse(&u.hashing_algorithm).unwrap_or(Algorithm::Sha256),
+            true,
+        ),
+        None => (UNKNOWN_USER_HASH, Algorithm::Sha256, false),
     }
 }
 
@@ -37,18 +42,19 @@ fn stored_hash<'c>(config: &'c Config, user: &str) -> (&'c str, bool) {
 /// # Errors
 /// Why it was refused.
 pub fn authenticate(
-    config: &Config,
+    access: &Access,
+    loopback_users: &[String],
     user: &str,
     password: &str,
     from_loopback: bool,
 ) -> Result<(), LoginError> {
-    let (hash, known) = stored_hash(config, user);
+    let (hash, algorithm, known) = stored_hash(access, user);
     // Verified for unknown users too: same work either way.
-    let matches = verify(password, hash);
+    let matches = algorithm.verify(password, hash);
     if !(known && matches) {
         return Err(LoginError::BadCredentials);
     }
-    if !from_loopback && config.loopback_users.iter().any(|l| l == user) {
+    if !from_loopback && loopback_users.iter().any(|l| l == user) {
         return Err(LoginError::LoopbackOnly);
     }
     Ok(())
@@ -58,55 +64,64 @@ pub fn authenticate(
 ///
 /// # Errors
 /// Unknown vhost or no access.
-pub fn open_vhost(config: &Config, user: &str, vhost: &str) -> Result<(), LoginError> {
-    if !config.vhosts.iter().any(|v| v == vhost) {
+pub fn open_vhost(meta: &Meta, user: &str, vhost: &str) -> Result<(), LoginError> {
+    if meta.vhost(vhost).is_none() {
         return Err(LoginError::NoVhost);
     }
-    let allowed = config
-        .users
-        .iter()
-        .find(|u| u.name == user)
-        .is_some_and(|u| u.vhosts.iter().any(|v| v == vhost));
-    if !allowed {
+    if meta.access().perms(user, vhost).is_none() {
         return Err(LoginError::VhostRefused);
     }
     Ok(())
 }
 
-/// Checks a login against the configured users: credentials, then vhost.
+/// Checks a login: credentials, then vhost.
 ///
 /// # Errors
 /// Why it was refused.
 pub fn login(
-    config: &Config,
+    meta: &Meta,
+    loopback_users: &[String],
     user: &str,
     password: &str,
     vhost: &str,
     from_loopback: bool,
 ) -> Result<(), LoginError> {
-    authenticate(config, user, password, from_loopback)?;
-    open_vhost(config, user, vhost)
+    authenticate(meta.access(), loopback_users, user, password, from_loopback)?;
+    open_vhost(meta, user, vhost)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    fn seeded() -> Meta {
+        let mut m = Meta::default();
+        for op in crate::log::meta_store::seed_ops(&Config::default()) {
+            m.apply(&op);
+        }
+        m
+    }
+
+    fn login(m: &Meta, user: &str, pw: &str, vhost: &str, lo: bool) -> Result<(), LoginError> {
+        super::login(m, &["guest".to_owned()], user, pw, vhost, lo)
+    }
 
     #[test]
     fn unknown_users_are_checked_against_a_well_formed_hash() {
-        let c = Config::default();
-        let (hash, known) = stored_hash(&c, "nobody");
+        let m = seeded();
+        let (hash, alg, known) = stored_hash(m.access(), "nobody");
         assert!(!known);
         // A hash that decodes: verify() hashes the password as it does for
         // a real user instead of returning early.
-        assert!(crate::password::decode_hash(hash).is_some());
-        assert!(!verify("", hash));
-        assert!(stored_hash(&c, "guest").1);
+        assert!(alg.is_hash(hash));
+        assert!(!alg.verify("", hash));
+        assert!(stored_hash(m.access(), "guest").2);
     }
 
     #[test]
     fn login_rules() {
-        let c = Config::default();
+        let c = seeded();
         assert_eq!(login(&c, "guest", "guest", "/", true), Ok(()));
         assert_eq!(
             login(&c, "guest", "nope", "/", true),

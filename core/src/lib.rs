@@ -104,7 +104,7 @@ impl Broker {
         check_layout(&data_dir, shards)?;
         let meta_ops = Arc::new(log::meta_store::load_and_compact(
             &data_dir.join("meta"),
-            &config.vhosts,
+            &config,
             config.storage.meta_on_corruption,
         )?);
         let pool_config = PoolConfig {

@@ -34,6 +34,10 @@ pub struct Resources {
     /// Each shard's channel for management calls (`crate::admin`), set as
     /// it starts. Locked only by shard start-up and the management thread.
     admin: std::sync::Mutex<Vec<Option<AdminSender>>>,
+    /// Users, vhosts and permissions as the coordinator last applied
+    /// them, for the management thread (replaced whole on each change;
+    /// never read on the data path: shards read their own replica).
+    access: std::sync::RwLock<Arc<ringmq_mgmt::view::AccessView>>,
 }
 
 /// The management thread's side of a shard's admin channel.
@@ -72,6 +76,7 @@ impl Resources {
             .unwrap_or(50_000_000);
         Arc::new(Resources {
             admin: std::sync::Mutex::new((0..shards).map(|_| None).collect()),
+            access: std::sync::RwLock::default(),
             disk_free_limit,
             memory: (0..shards).map(|_| AtomicI64::new(0)).collect(),
             watermark,
@@ -168,6 +173,23 @@ impl Resources {
             .lock()
             .map(|all| all.iter().flatten().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Users, vhosts and permissions as last published.
+    pub fn access(&self) -> Arc<ringmq_mgmt::view::AccessView> {
+        self.access
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Publishes the coordinator's users, vhosts and permissions.
+    pub fn publish_access(&self, view: ringmq_mgmt::view::AccessView) {
+        let view = Arc::new(view);
+        match self.access.write() {
+            Ok(mut a) => *a = view,
+            Err(e) => *e.into_inner() = view,
+        }
     }
 
     /// Bytes held by every shard, as they last published.

@@ -353,3 +353,125 @@ fn scripts_can_tell_refusals_usage_errors_and_unreachable_servers_apart() {
     }
     assert_eq!(ctl(port, &["--help"]).code, 0);
 }
+
+#[test]
+fn users_vhosts_and_permissions_are_managed_from_the_command_line() {
+    let b = TestBroker::start();
+    let api = b.management();
+    let port = api.local_addr().port();
+    assert_eq!(
+        ok(port, &["add", "vhost", "v1", "--description", "team one"]),
+        "vhost added\n"
+    );
+    assert_eq!(
+        ok(
+            port,
+            &[
+                "add",
+                "user",
+                "ann",
+                "--password",
+                "pw",
+                "--tags",
+                "management"
+            ]
+        ),
+        "user added\n"
+    );
+    assert_eq!(
+        ok(
+            port,
+            &[
+                "--vhost",
+                "v1",
+                "set",
+                "permissions",
+                "--user",
+                "ann",
+                "--configure",
+                "^ann-"
+            ]
+        ),
+        "permissions set\n"
+    );
+    assert_eq!(
+        ok(
+            port,
+            &[
+                "--vhost",
+                "v1",
+                "set",
+                "topic-permissions",
+                "--user",
+                "ann",
+                "--exchange",
+                "amq.topic",
+                "--write",
+                "^ann\\."
+            ]
+        ),
+        "topic permissions set\n"
+    );
+    let vhosts = ok(port, &["list", "vhosts"]);
+    assert!(vhosts.lines().any(|l| l.starts_with("v1 ")), "{vhosts}");
+    let users = ok(port, &["list", "users"]);
+    assert_eq!(
+        cell(&users, "name", "ann", "tags").as_deref(),
+        Some("management"),
+        "{users}"
+    );
+    let perms = ok(port, &["--vhost", "v1", "list", "permissions"]);
+    assert_eq!(
+        cell(&perms, "user", "ann", "configure").as_deref(),
+        Some("^ann-"),
+        "{perms}"
+    );
+    let topics = ok(port, &["--vhost", "v1", "list", "topic-permissions"]);
+    assert_eq!(
+        cell(&topics, "user", "ann", "write").as_deref(),
+        Some("^ann\\."),
+        "{topics}"
+    );
+    // The new user logs in to the new vhost over the native protocol.
+    let opts = ringmq_protocol::client::ConnectOptions {
+        username: "ann".into(),
+        password: "pw".into(),
+        vhost: "v1".into(),
+        ..Default::default()
+    };
+    ringmq_protocol::client::blocking::Connection::connect(b.addr, &opts).expect("ann logs in");
+
+    assert_eq!(
+        ok(
+            port,
+            &[
+                "--vhost",
+                "v1",
+                "clear",
+                "topic-permissions",
+                "--user",
+                "ann",
+                "--exchange",
+                "amq.topic"
+            ]
+        ),
+        "topic permissions cleared\n"
+    );
+    assert_eq!(
+        ok(
+            port,
+            &["--vhost", "v1", "clear", "permissions", "--user", "ann"]
+        ),
+        "permissions cleared\n"
+    );
+    assert_eq!(ok(port, &["delete", "user", "ann"]), "user deleted\n");
+    assert_eq!(ok(port, &["delete", "vhost", "v1"]), "vhost deleted\n");
+    let gone = ctl(port, &["delete", "vhost", "v1"]);
+    assert_eq!(
+        (gone.code, gone.err.as_str()),
+        (
+            1,
+            "error: 404 Object Not Found: Not Found (DELETE /api/vhosts/v1)\n"
+        )
+    );
+}

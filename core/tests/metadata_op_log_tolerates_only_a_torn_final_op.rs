@@ -9,11 +9,12 @@
 
 use std::path::Path;
 
-use ringmq_core::config::MetaOnCorruption;
+use ringmq_core::config::{Config, MetaOnCorruption};
 use ringmq_core::exchange::{ExchangeDef, ExchangeKind};
 use ringmq_core::log::meta_store::load_and_compact;
 use ringmq_core::log::LogError;
 use ringmq_core::meta::MetaOp;
+use ringmq_mgmt::view::AccessChange;
 use ringmq_protocol::FieldTable;
 
 fn exchange(name: &str) -> MetaOp {
@@ -51,7 +52,7 @@ fn op_log(n: usize) -> (Vec<u8>, Vec<usize>) {
 
 fn load(dir: &Path, ops: &[u8], policy: MetaOnCorruption) -> Result<Vec<String>, LogError> {
     std::fs::write(dir.join("ops.log"), ops).unwrap();
-    let state = load_and_compact(dir, &["/".to_owned()], policy)?;
+    let state = load_and_compact(dir, &Config::default(), policy)?;
     Ok(state
         .iter()
         .filter_map(|op| match op {
@@ -112,8 +113,13 @@ fn a_bad_op_followed_by_a_valid_op_is_refused_or_truncated() {
     let got = load(dir.path(), &ops, MetaOnCorruption::Truncate).unwrap();
     assert_eq!(got, names(1));
     assert_eq!(std::fs::read(dir.path().join("ops.log")).unwrap(), b"");
-    let again = load_and_compact(dir.path(), &["/".to_owned()], MetaOnCorruption::Refuse);
-    assert_eq!(again.unwrap().len(), 2, "the reservation and x1");
+    let again = load_and_compact(dir.path(), &Config::default(), MetaOnCorruption::Refuse);
+    let exchanges = again
+        .unwrap()
+        .iter()
+        .filter(|op| matches!(op, MetaOp::DeclareExchange { .. }))
+        .count();
+    assert_eq!(exchanges, 1, "x1 alone");
 }
 
 #[test]
@@ -183,7 +189,7 @@ fn reservation(state: &[MetaOp]) -> Option<u64> {
 
 #[test]
 fn the_snapshot_keeps_the_queue_id_reservation() {
-    let vhosts = ["/".to_owned()];
+    let vhosts = Config::default();
     // A new store reserves nothing yet.
     let dir = tempfile::tempdir().unwrap();
     let state = load_and_compact(dir.path(), &vhosts, MetaOnCorruption::Refuse).unwrap();
@@ -210,4 +216,47 @@ fn the_snapshot_keeps_the_queue_id_reservation() {
         below >= ringmq_core::meta::first_queue_id(now_ms),
         "{below}"
     );
+}
+
+/// The configuration's users and vhosts seed a store once: a store that
+/// predates stored users gets them (before its queues and exchanges, which
+/// need their vhost), and a seeded store keeps what it holds when the
+/// configuration changes.
+#[test]
+fn configured_users_and_vhosts_are_seed_data() {
+    let users = |state: &[MetaOp]| -> Vec<String> {
+        state
+            .iter()
+            .filter_map(|op| match op {
+                MetaOp::Access(AccessChange::PutUser(u)) => Some(u.name.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let legacy = tempfile::tempdir().unwrap();
+    let json = serde_json::to_vec(&[exchange("x1")]).unwrap();
+    std::fs::write(legacy.path().join("snapshot.json"), json).unwrap();
+    let config = Config::default();
+    let state = load_and_compact(legacy.path(), &config, MetaOnCorruption::Refuse).unwrap();
+    assert_eq!(users(&state), ["guest"]);
+    let mut meta = ringmq_core::meta::Meta::default();
+    for op in &state {
+        meta.apply(op);
+    }
+    assert!(meta.vhost("/").unwrap().exchange("x1").is_some());
+    assert!(meta.access().perms("guest", "/").is_some());
+
+    let mut changed = Config::default();
+    changed.users[0].name = "other".into();
+    changed.vhosts.push("v2".into());
+    let state = load_and_compact(legacy.path(), &changed, MetaOnCorruption::Refuse).unwrap();
+    assert_eq!(
+        users(&state),
+        ["guest"],
+        "a seeded store is not seeded again"
+    );
+    assert!(!state.iter().any(|op| matches!(
+        op,
+        MetaOp::Access(AccessChange::PutVhost(v)) if v.name == "v2"
+    )));
 }

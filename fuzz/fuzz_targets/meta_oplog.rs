@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use ringmq_core::config::MetaOnCorruption;
+use ringmq_core::config::{Config, MetaOnCorruption};
 use ringmq_core::log::meta_store::{durable_state, load_and_compact};
 use ringmq_core::meta::{Meta, MetaOp};
 use ringmq_fuzz::{checksum, scratch};
@@ -46,11 +46,10 @@ fuzz_target!(|data: &[u8]| {
     if ctl & 1 != 0 {
         checksum::fix_op_log(&mut ops);
     }
-    let vhosts: Vec<String> = if ctl & 4 != 0 {
-        vec!["/".into(), "other".into()]
-    } else {
-        vec!["/".into()]
-    };
+    let mut config = Config::default();
+    if ctl & 4 != 0 {
+        config.vhosts.push("other".into());
+    }
     let policy = if ctl & 8 != 0 {
         MetaOnCorruption::Truncate
     } else {
@@ -62,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(dir.join("snapshot.json"), snapshot).expect("snapshot written");
     }
     std::fs::write(dir.join("ops.log"), &ops).expect("op log written");
-    let Ok(first) = load_and_compact(dir, &vhosts, policy) else {
+    let Ok(first) = load_and_compact(dir, &config, policy) else {
         return;
     };
     if has_non_finite_float(&first) {
@@ -71,11 +70,11 @@ fuzz_target!(|data: &[u8]| {
     // The first load may normalize what it read (an op log replayed over
     // a snapshot that already holds it, a queue redeclared under another
     // id); what it wrote must load again, and is then a fixed point.
-    let state = load_and_compact(dir, &vhosts, policy)
+    let state = load_and_compact(dir, &config, policy)
         .unwrap_or_else(|e| panic!("the snapshot a load wrote does not load: {e}"));
-    let again = load_and_compact(dir, &vhosts, policy)
+    let again = load_and_compact(dir, &config, policy)
         .unwrap_or_else(|e| panic!("the snapshot a load wrote does not load: {e}"));
-    let mut meta = Meta::new(vhosts.iter().map(String::as_str));
+    let mut meta = Meta::default();
     for op in &state {
         meta.apply(op);
     }

@@ -348,18 +348,54 @@ pub struct ConsumerRow {
 }
 
 /// One user.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserRow {
     /// Name.
     pub name: String,
-    /// Password hash (RabbitMQ's SHA-256 format, base64).
+    /// Password hash (base64 of salt ++ digest, as RabbitMQ stores it);
+    /// empty: no password login.
     pub password_hash: String,
-    /// Tags: administrator, monitoring, management, policymaker.
+    /// `rabbit_password_hashing_sha256` or `rabbit_password_hashing_sha512`.
+    pub hashing_algorithm: String,
+    /// Tags: administrator, monitoring, management, policymaker, impersonator.
     pub tags: Vec<String>,
 }
 
-/// One user's permissions in one virtual host.
-#[derive(Debug, Clone)]
+impl UserRow {
+    /// True when the user has `tag`.
+    pub fn has(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+}
+
+/// One virtual host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VhostRow {
+    /// Name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// The queue type a declare without `x-queue-type` gets, when set.
+    pub default_queue_type: Option<String>,
+}
+
+impl VhostRow {
+    /// A vhost with nothing but a name.
+    pub fn named(name: &str) -> VhostRow {
+        VhostRow {
+            name: name.to_owned(),
+            description: String::new(),
+            tags: Vec::new(),
+            default_queue_type: None,
+        }
+    }
+}
+
+/// One user's permissions in one virtual host: regular expressions on
+/// resource names (an empty one matches nothing).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PermissionRow {
     /// User.
     pub user: String,
@@ -371,6 +407,94 @@ pub struct PermissionRow {
     pub write: String,
     /// Read regex.
     pub read: String,
+}
+
+/// One user's topic permissions on one exchange of one virtual host:
+/// regular expressions on routing keys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicPermissionRow {
+    /// User.
+    pub user: String,
+    /// Virtual host.
+    pub vhost: String,
+    /// Topic exchange.
+    pub exchange: String,
+    /// Write (publish) regex on routing keys.
+    pub write: String,
+    /// Read (bind) regex on binding keys.
+    pub read: String,
+}
+
+/// Users, vhosts and permissions as the broker holds them now.
+#[derive(Debug, Clone, Default)]
+pub struct AccessView {
+    /// Users by name.
+    pub users: Vec<UserRow>,
+    /// Virtual hosts by name.
+    pub vhosts: Vec<VhostRow>,
+    /// Permissions by user, then vhost.
+    pub permissions: Vec<PermissionRow>,
+    /// Topic permissions by user, vhost, exchange.
+    pub topic_permissions: Vec<TopicPermissionRow>,
+}
+
+impl AccessView {
+    /// The user named `name`.
+    pub fn user(&self, name: &str) -> Option<&UserRow> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// The vhost named `name`.
+    pub fn vhost(&self, name: &str) -> Option<&VhostRow> {
+        self.vhosts.iter().find(|v| v.name == name)
+    }
+
+    /// True when a vhost named `name` exists.
+    pub fn has_vhost(&self, name: &str) -> bool {
+        self.vhost(name).is_some()
+    }
+}
+
+/// A change to users, vhosts or permissions (stored in the durable
+/// metadata as it is given here).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AccessChange {
+    /// Create or replace a user.
+    PutUser(UserRow),
+    /// Delete a user, its permissions, and close its connections.
+    DeleteUser {
+        /// Name.
+        name: String,
+    },
+    /// Create a vhost (with its predeclared exchanges) or update its
+    /// description, tags and default queue type.
+    PutVhost(VhostRow),
+    /// Delete a vhost with everything in it, and close its connections.
+    DeleteVhost {
+        /// Name.
+        name: String,
+    },
+    /// Set a user's permissions in a vhost.
+    SetPermissions(PermissionRow),
+    /// Clear a user's permissions in a vhost.
+    ClearPermissions {
+        /// User.
+        user: String,
+        /// Virtual host.
+        vhost: String,
+    },
+    /// Set a user's topic permissions on an exchange.
+    SetTopicPermissions(TopicPermissionRow),
+    /// Clear a user's topic permissions in a vhost (on one exchange, or
+    /// all).
+    ClearTopicPermissions {
+        /// User.
+        user: String,
+        /// Virtual host.
+        vhost: String,
+        /// Only this exchange's.
+        exchange: Option<String>,
+    },
 }
 
 /// The broker as the management API sees it.
@@ -390,14 +514,32 @@ pub trait BrokerView: Send + Sync + 'static {
     /// Closes the connection named `name` with 320 CONNECTION_FORCED and
     /// `reason`; false when there is none.
     fn close_connection(&self, name: String, reason: String) -> Ask<bool>;
-    /// Virtual host names.
-    fn vhosts(&self) -> Vec<String>;
-    /// Users.
-    fn users(&self) -> Vec<UserRow>;
-    /// Permissions of every user.
-    fn permissions(&self) -> Vec<PermissionRow>;
+    /// Users, vhosts and permissions now (a snapshot the broker replaces
+    /// on every change).
+    fn access(&self) -> std::sync::Arc<AccessView>;
+    /// Changes users, vhosts or permissions; answers once every shard has
+    /// applied the change and it is stored.
+    fn change_access(&self, change: AccessChange) -> Ask<Result<(), ringmq_protocol::Refusal>>;
     /// The user, if `password` is right.
     fn authenticate(&self, user: &str, password: &str) -> Option<UserRow>;
+    /// `password` hashed with a fresh salt (RabbitMQ's SHA-256 format).
+    fn hash_password(&self, password: &str) -> String;
+    /// Virtual host names.
+    fn vhosts(&self) -> Vec<String> {
+        self.access()
+            .vhosts
+            .iter()
+            .map(|v| v.name.clone())
+            .collect()
+    }
+    /// Users.
+    fn users(&self) -> Vec<UserRow> {
+        self.access().users.clone()
+    }
+    /// Permissions of every user.
+    fn permissions(&self) -> Vec<PermissionRow> {
+        self.access().permissions.clone()
+    }
     /// The native protocol address, for actions taken as a client.
     fn native_addr(&self) -> SocketAddr;
 }

@@ -24,9 +24,10 @@ use tracing::{error, info, warn};
 
 use super::error::LogError;
 use super::recovery::RangeCrc;
-use crate::config::MetaOnCorruption;
+use crate::config::{Config, MetaOnCorruption};
 use crate::exchange::Dest;
 use crate::meta::{first_queue_id, DestName, Meta, MetaOp, PREDECLARED};
+use ringmq_mgmt::view::{AccessChange, PermissionRow, UserRow, VhostRow};
 use ringmq_rt::local::Notify;
 
 const SNAPSHOT: &str = "snapshot.json";
@@ -78,8 +79,41 @@ pub fn is_durable(meta: &Meta, op: &MetaOp) -> bool {
             };
             source_durable && dest_durable
         }
-        MetaOp::ReserveQueueIds { .. } | MetaOp::Reset => true,
+        MetaOp::ReserveQueueIds { .. } | MetaOp::Reset | MetaOp::Seeded | MetaOp::Access(_) => true,
     }
+}
+
+/// The ops that create the configuration's users and vhosts (seed data,
+/// applied once to a store that has none: see [`MetaOp::Seeded`]).
+pub fn seed_ops(config: &Config) -> Vec<MetaOp> {
+    let mut ops = vec![MetaOp::Seeded];
+    for v in &config.vhosts {
+        let mut row = VhostRow::named(v);
+        if v == "/" {
+            "Default virtual host".clone_into(&mut row.description);
+        }
+        ops.push(MetaOp::Access(AccessChange::PutVhost(row)));
+    }
+    for u in &config.users {
+        ops.push(MetaOp::Access(AccessChange::PutUser(UserRow {
+            name: u.name.clone(),
+            password_hash: u.password_hash.clone(),
+            hashing_algorithm: crate::password::SHA256.to_owned(),
+            tags: u.tags.clone(),
+        })));
+        for v in &u.vhosts {
+            ops.push(MetaOp::Access(AccessChange::SetPermissions(
+                PermissionRow {
+                    user: u.name.clone(),
+                    vhost: v.clone(),
+                    configure: ".*".to_owned(),
+                    write: ".*".to_owned(),
+                    read: ".*".to_owned(),
+                },
+            )));
+        }
+    }
+    ops
 }
 
 /// The ops that rebuild the durable part of `meta`.
@@ -88,7 +122,25 @@ pub fn durable_state(meta: &Meta) -> Vec<MetaOp> {
     let mut ops = vec![MetaOp::ReserveQueueIds {
         below: meta.queue_ids_below(),
     }];
-    for v in meta.vhosts() {
+    if meta.seeded() {
+        ops.push(MetaOp::Seeded);
+    }
+    let mut vhosts: Vec<&crate::meta::Vhost> = meta.vhosts().collect();
+    vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+    for v in &vhosts {
+        ops.push(MetaOp::Access(AccessChange::PutVhost(v.info.clone())));
+    }
+    let access = meta.access();
+    for u in access.users() {
+        ops.push(MetaOp::Access(AccessChange::PutUser(u.clone())));
+    }
+    for p in access.permissions() {
+        ops.push(MetaOp::Access(AccessChange::SetPermissions(p.clone())));
+    }
+    for t in access.topic_permissions() {
+        ops.push(MetaOp::Access(AccessChange::SetTopicPermissions(t.clone())));
+    }
+    for v in vhosts {
         let vhost = || v.name.clone();
         for x in v.exchanges() {
             let predeclared = PREDECLARED.iter().any(|(n, _)| *n == x.def.name);
@@ -277,12 +329,24 @@ fn encode_op(op: &MetaOp) -> Result<Vec<u8>, LogError> {
 /// that is not a torn final op (unless `policy` says to truncate there).
 pub fn load_and_compact(
     dir: &Path,
-    vhosts: &[String],
+    config: &Config,
     policy: MetaOnCorruption,
 ) -> Result<Vec<MetaOp>, LogError> {
     std::fs::create_dir_all(dir).map_err(err)?;
-    let (ops, n_logged) = load(dir, policy)?;
-    let mut meta = Meta::new(vhosts.iter().map(String::as_str));
+    let (mut ops, n_logged) = load(dir, policy)?;
+    if !ops.iter().any(|op| matches!(op, MetaOp::Seeded)) {
+        // A new store, or one from before users and vhosts were stored:
+        // the configuration's come first (queues refer to their vhosts).
+        let at = usize::from(matches!(ops.first(), Some(MetaOp::ReserveQueueIds { .. })));
+        let seed = seed_ops(config);
+        info!(
+            users = config.users.len(),
+            vhosts = config.vhosts.len(),
+            "metadata seeded with the configuration's users and vhosts"
+        );
+        ops.splice(at..at, seed);
+    }
+    let mut meta = Meta::default();
     for op in &ops {
         meta.apply(op);
     }

@@ -4,11 +4,46 @@
 
 use ringmq_protocol::{ErrorCode, FieldTable, Refusal};
 
+use ringmq_mgmt::view::AccessChange;
+
 use super::{is_reserved, Declared, DestName, Meta, QueueDef, SessionId};
 use crate::exchange::{ExchangeDef, ExchangeKind};
 use crate::queue::args::{check_equivalent, QueueArgs, EQUIVALENCE_ARGS};
 
 impl Meta {
+    /// Validates a change to users, vhosts or permissions.
+    ///
+    /// # Errors
+    /// 404 for a missing user or vhost, 406 for a bad name, hash or
+    /// expression.
+    pub fn check_access(&self, change: &AccessChange) -> Result<(), Refusal> {
+        let vhost_exists = |name: &str| {
+            if self.vhosts.contains_key(name) {
+                Ok(())
+            } else {
+                Err(Refusal::new(
+                    ErrorCode::NotFound,
+                    format_args!("no vhost '{name}'"),
+                ))
+            }
+        };
+        match change {
+            AccessChange::PutVhost(v) if v.name.is_empty() => {
+                return Err(Refusal::new(
+                    ErrorCode::PreconditionFailed,
+                    "name: a vhost needs a name",
+                ))
+            }
+            AccessChange::DeleteVhost { name } => vhost_exists(name)?,
+            AccessChange::SetPermissions(p) => vhost_exists(&p.vhost)?,
+            AccessChange::SetTopicPermissions(t) => vhost_exists(&t.vhost)?,
+            AccessChange::ClearPermissions { vhost, .. }
+            | AccessChange::ClearTopicPermissions { vhost, .. } => vhost_exists(vhost)?,
+            _ => {}
+        }
+        self.access.check(change)
+    }
+
     /// Validates an exchange declare.
     ///
     /// # Errors

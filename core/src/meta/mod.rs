@@ -11,6 +11,7 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
+use ringmq_mgmt::view::{AccessChange, VhostRow};
 use ringmq_protocol::{ErrorCode, FieldTable};
 
 use crate::exchange::reply_to::ReplyTo;
@@ -156,6 +157,11 @@ pub enum MetaOp {
         /// The bound.
         below: u64,
     },
+    /// A change to users, vhosts or permissions.
+    Access(AccessChange),
+    /// The store holds users and vhosts: the configuration's seed users
+    /// and vhosts were applied once and are not applied again.
+    Seeded,
     /// Only in the metadata store's op log, first in a log written to
     /// replace one whose write failed: everything stored before it (the
     /// snapshot included) is superseded by the ops after it. Never applied.
@@ -173,6 +179,8 @@ pub fn first_queue_id(now_ms: u64) -> u64 {
 pub struct Vhost {
     /// Name.
     pub name: String,
+    /// Description, tags, default queue type.
+    pub info: VhostRow,
     exchanges: FxHashMap<String, Exchange>,
     queues: FxHashMap<String, QueueDef>,
     names_by_id: FxHashMap<QueueId, String>,
@@ -191,9 +199,10 @@ pub const PREDECLARED: &[(&str, ExchangeKind)] = &[
 ];
 
 impl Vhost {
-    fn new(name: &str) -> Vhost {
+    fn new(info: VhostRow) -> Vhost {
         let mut v = Vhost {
-            name: name.to_owned(),
+            name: info.name.clone(),
+            info,
             ..Vhost::default()
         };
         for (x, kind) in PREDECLARED {
@@ -416,7 +425,8 @@ impl Vhost {
                 ..
             } => self.unbind(source, dest, key, args),
             // Not per vhost (see `Meta::apply`).
-            MetaOp::ReserveQueueIds { .. } | MetaOp::Reset => {}
+            MetaOp::ReserveQueueIds { .. } | MetaOp::Reset | MetaOp::Seeded | MetaOp::Access(_) => {
+            }
         }
     }
 
@@ -464,6 +474,10 @@ pub struct Meta {
     vhosts: FxHashMap<String, Vhost>,
     /// See [`MetaOp::ReserveQueueIds`].
     queue_ids_below: u64,
+    /// Users and permissions.
+    access: Access,
+    /// See [`MetaOp::Seeded`].
+    seeded: bool,
 }
 
 /// What an exchange declare amounts to.
@@ -486,10 +500,20 @@ impl Meta {
         Meta {
             vhosts: vhosts
                 .into_iter()
-                .map(|v| (v.to_owned(), Vhost::new(v)))
+                .map(|v| (v.to_owned(), Vhost::new(VhostRow::named(v))))
                 .collect(),
-            queue_ids_below: 0,
+            ..Meta::default()
         }
+    }
+
+    /// Users and permissions.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// True once the seed users and vhosts were applied.
+    pub fn seeded(&self) -> bool {
+        self.seeded
     }
 
     /// Every queue id issued so far is below this (see
@@ -516,6 +540,27 @@ impl Meta {
                 return;
             }
             MetaOp::Reset => return,
+            MetaOp::Seeded => {
+                self.seeded = true;
+                return;
+            }
+            MetaOp::Access(change) => {
+                match change {
+                    AccessChange::PutVhost(info) => match self.vhosts.get_mut(&info.name) {
+                        Some(v) => v.info = info.clone(),
+                        None => {
+                            self.vhosts
+                                .insert(info.name.clone(), Vhost::new(info.clone()));
+                        }
+                    },
+                    AccessChange::DeleteVhost { name } => {
+                        self.vhosts.remove(name);
+                    }
+                    _ => {}
+                }
+                self.access.apply(change);
+                return;
+            }
             MetaOp::DeclareExchange { vhost, .. }
             | MetaOp::DeleteExchange { vhost, .. }
             | MetaOp::DeclareQueue { vhost, .. }
@@ -538,7 +583,10 @@ impl Meta {
     }
 }
 
+mod access;
 mod checks;
+
+pub use access::{Access, Perm, Perms};
 
 #[cfg(test)]
 mod tests;

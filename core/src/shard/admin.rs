@@ -84,6 +84,20 @@ impl Shard {
                     }
                     let _ = reply.send(found.is_some());
                 }
+                AdminCall::ChangeAccess(change, reply) => {
+                    let me = self.clone();
+                    let ticket = self.meta_ticket();
+                    glommio::spawn_local(async move {
+                        let resp = me
+                            .coordinate(super::mesh::CallReq::Access(*change), ticket)
+                            .await;
+                        let _ = reply.send(match resp {
+                            super::mesh::CallResp::Refused(r) => Err(r),
+                            _ => Ok(()),
+                        });
+                    })
+                    .detach();
+                }
             }
         }
     }

@@ -58,6 +58,8 @@ pub trait Client {
     fn describe(&self) -> ringmq_mgmt::view::ConnectionRow;
     /// Its name (`client -> server`).
     fn name(&self) -> String;
+    /// The user and vhost it logged in with.
+    fn login(&self) -> (String, String);
     /// Closes it with 320 CONNECTION_FORCED and `reason`.
     fn force_close(&self, reason: &str);
     /// Encodes pending output and wakes the writer; called once per batch

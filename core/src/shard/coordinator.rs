@@ -83,6 +83,7 @@ impl Shard {
                 }
                 Ok(CallResp::Done)
             }
+            CallReq::Access(change) => self.change_access(turn, change).await,
             CallReq::DeclareQueue(q) => self.declare_queue(turn, q).await,
             CallReq::DeleteQueue(q) => self.delete_queue(turn, q).await,
             CallReq::DropQueue { vhost, id } => {
@@ -311,7 +312,7 @@ impl Shard {
     /// Applies `op` here, then on every other shard; resolves when all have
     /// applied it. Returns the message count the queue owner reported for a
     /// queue deletion.
-    async fn replicate(
+    pub(super) async fn replicate(
         self: &Rc<Self>,
         turn: &mut Option<MetaTurn>,
         op: MetaOp,

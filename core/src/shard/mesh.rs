@@ -184,6 +184,8 @@ pub enum ShardMsg {
 pub enum CallReq {
     /// Apply a metadata change (coordinator → every shard).
     Apply(MetaOp),
+    /// To the coordinator: change users, vhosts or permissions.
+    Access(ringmq_mgmt::view::AccessChange),
     /// To the coordinator: declare an exchange.
     DeclareExchange {
         /// Virtual host.

@@ -21,6 +21,7 @@
 //! | `coordinator.rs` | Shard 0: metadata changes, checked, stored and replicated |
 //! | `mesh.rs`, `placement.rs` | What shards say to each other; which shard owns a queue |
 
+mod access;
 pub mod admin;
 pub mod alarms;
 pub mod clients;
@@ -178,7 +179,8 @@ impl Shard {
         resources: Arc<Resources>,
         senders: Option<Senders<Vec<ShardMsg>>>,
     ) -> Shard {
-        let meta = Meta::new(config.vhosts.iter().map(String::as_str));
+        // Vhosts, users and the rest come as ops from the metadata store.
+        let meta = Meta::default();
         let base = (id as u64) << 48;
         Shard {
             id,
@@ -282,9 +284,16 @@ impl Shard {
             MetaOp::DeleteQueue { id, .. } => self
                 .delete_owned_queue(*id)
                 .or_else(|| self.delete_owned_stream(*id)),
+            MetaOp::Access(change) => {
+                self.before_access_change(change);
+                None
+            }
             _ => None,
         };
         self.meta.borrow_mut().apply(op);
+        if matches!(op, MetaOp::Access(_)) {
+            self.publish_access();
+        }
         if let MetaOp::DeclareQueue { vhost, def } = op {
             if def.shard == self.id && !self.create_stream(vhost, def) {
                 let q = Queue::new(def.clone(), vhost, now);

@@ -1,6 +1,7 @@
-//! Users and permissions: `add user`, `set permissions`, `clear
-//! permissions` (`delete user` is with the other deletes). The bodies are
-//! the ones RabbitMQ 3.10 takes: tags as one comma-separated string,
+//! Users, vhosts and permissions: `add user|vhost`, `set
+//! permissions|topic-permissions`, `clear permissions|topic-permissions`
+//! (`delete user|vhost` are with the other deletes). The bodies are the
+//! ones RabbitMQ 3.10 takes: tags as one comma-separated string,
 //! permissions as three regexes.
 
 use serde_json::json;
@@ -15,16 +16,34 @@ use super::path::seg;
 /// # Errors
 /// The server refused or cannot be reached.
 pub fn add(ctx: &Ctx, what: &Add) -> Result<String, CtlError> {
-    let Add::User {
-        name,
-        password,
-        tags,
-    } = what;
-    let body = json!({"password": password, "tags": tags.join(",")});
-    let path = format!("/users/{}", seg(name));
+    let (path, body, done) = match what {
+        Add::User {
+            name,
+            password,
+            tags,
+        } => (
+            format!("/users/{}", seg(name)),
+            json!({"password": password, "tags": tags.join(",")}),
+            "user added",
+        ),
+        Add::Vhost {
+            name,
+            description,
+            tags,
+            default_queue_type,
+        } => {
+            let mut body = json!({"description": description, "tags": tags.join(",")});
+            if let Some(t) = default_queue_type {
+                // Both spellings: RabbitMQ 3.10 reads the first.
+                body["defaultqueuetype"] = json!(t);
+                body["default_queue_type"] = json!(t);
+            }
+            (format!("/vhosts/{}", seg(name)), body, "vhost added")
+        }
+    };
     ctx.client
         .call(Method::Put, &path, Some(&body.to_string()), &[])?;
-    Ok("user added\n".into())
+    Ok(format!("{done}\n"))
 }
 
 /// Runs `set permissions`: `PUT /api/permissions/{vhost}/{user}`.
@@ -32,33 +51,56 @@ pub fn add(ctx: &Ctx, what: &Add) -> Result<String, CtlError> {
 /// # Errors
 /// The server refused or cannot be reached.
 pub fn set(ctx: &Ctx, what: &Set) -> Result<String, CtlError> {
-    let Set::Permissions {
-        user,
-        configure,
-        write,
-        read,
-    } = what;
-    let body = json!({"configure": configure, "write": write, "read": read});
-    ctx.client.call(
-        Method::Put,
-        &permission_path(ctx, user),
-        Some(&body.to_string()),
-        &[],
-    )?;
-    Ok("permissions set\n".into())
+    let (path, body, done) = match what {
+        Set::Permissions {
+            user,
+            configure,
+            write,
+            read,
+        } => (
+            permission_path(ctx, "permissions", user),
+            json!({"configure": configure, "write": write, "read": read}),
+            "permissions set",
+        ),
+        Set::TopicPermissions {
+            user,
+            exchange,
+            write,
+            read,
+        } => (
+            permission_path(ctx, "topic-permissions", user),
+            json!({"exchange": exchange, "write": write, "read": read}),
+            "topic permissions set",
+        ),
+    };
+    ctx.client
+        .call(Method::Put, &path, Some(&body.to_string()), &[])?;
+    Ok(format!("{done}\n"))
 }
 
-/// Runs `clear permissions`: `DELETE /api/permissions/{vhost}/{user}`.
+/// Runs `clear permissions|topic-permissions`: `DELETE
+/// /api/permissions/{vhost}/{user}`, `/api/topic-permissions/{vhost}/{user}[/{exchange}]`.
 ///
 /// # Errors
 /// The server refused or cannot be reached.
 pub fn clear(ctx: &Ctx, what: &Clear) -> Result<String, CtlError> {
-    let Clear::Permissions { user } = what;
-    ctx.client
-        .call(Method::Delete, &permission_path(ctx, user), None, &[])?;
-    Ok("permissions cleared\n".into())
+    let (path, done) = match what {
+        Clear::Permissions { user } => (
+            permission_path(ctx, "permissions", user),
+            "permissions cleared",
+        ),
+        Clear::TopicPermissions { user, exchange } => {
+            let mut path = permission_path(ctx, "topic-permissions", user);
+            if let Some(x) = exchange {
+                path = format!("{path}/{}", seg(x));
+            }
+            (path, "topic permissions cleared")
+        }
+    };
+    ctx.client.call(Method::Delete, &path, None, &[])?;
+    Ok(format!("{done}\n"))
 }
 
-fn permission_path(ctx: &Ctx, user: &str) -> String {
-    format!("/permissions/{}/{}", seg(ctx.vhost()), seg(user))
+fn permission_path(ctx: &Ctx, kind: &str, user: &str) -> String {
+    format!("/{kind}/{}/{}", seg(ctx.vhost()), seg(user))
 }

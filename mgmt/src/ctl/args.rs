@@ -127,6 +127,8 @@ pub enum Kind {
     Vhosts,
     /// Permissions of users in vhosts.
     Permissions,
+    /// Topic permissions of users in vhosts.
+    TopicPermissions,
 }
 
 /// `declare …`.
@@ -236,9 +238,14 @@ pub enum Delete {
         #[arg(long)]
         routing_key: Option<String>,
     },
-    /// Delete a user.
+    /// Delete a user (its connections are closed).
     User {
         /// User name.
+        name: String,
+    },
+    /// Delete a vhost with everything in it (its connections are closed).
+    Vhost {
+        /// Vhost name.
         name: String,
     },
 }
@@ -328,6 +335,20 @@ pub enum Add {
         #[arg(long, value_delimiter = ',')]
         tags: Vec<String>,
     },
+    /// Add (or update) a vhost; its creator gets full permissions in it.
+    Vhost {
+        /// Vhost name.
+        name: String,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Tags, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Queue type of declares that name none (classic, quorum, stream).
+        #[arg(long)]
+        default_queue_type: Option<String>,
+    },
 }
 
 /// `set …`.
@@ -348,6 +369,21 @@ pub enum Set {
         #[arg(long, default_value = ".*")]
         read: String,
     },
+    /// Set a user's topic permissions on an exchange of the vhost.
+    TopicPermissions {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// The topic exchange.
+        #[arg(long)]
+        exchange: String,
+        /// Regex of routing keys the user may publish with.
+        #[arg(long, default_value = ".*")]
+        write: String,
+        /// Regex of binding keys the user may bind (consume) with.
+        #[arg(long, default_value = ".*")]
+        read: String,
+    },
 }
 
 /// `clear …`.
@@ -358,6 +394,16 @@ pub enum Clear {
         /// The user.
         #[arg(long)]
         user: String,
+    },
+    /// Clear a user's topic permissions in the vhost (one exchange's, or
+    /// all).
+    TopicPermissions {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// Only this exchange's.
+        #[arg(long)]
+        exchange: Option<String>,
     },
 }
 

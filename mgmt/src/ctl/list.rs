@@ -63,6 +63,7 @@ pub fn default_columns(kind: Kind) -> &'static [&'static str] {
         Kind::Users => &["name", "tags"],
         Kind::Vhosts => &["name", "messages", "tracing"],
         Kind::Permissions => &["user", "vhost", "configure", "write", "read"],
+        Kind::TopicPermissions => &["user", "vhost", "exchange", "write", "read"],
     }
 }
 
@@ -82,9 +83,10 @@ fn list_path(kind: Kind, vhost: Option<&str>) -> String {
         (Kind::Connections, None) => "/connections".into(),
         (Kind::Channels, None) => "/channels".into(),
         (Kind::Consumers, None) => "/consumers".into(),
-        // Permissions of one vhost are filtered here: /api/permissions is
-        // on both servers, /api/vhosts/{v}/permissions only on RabbitMQ.
+        // Permissions of one vhost are filtered here (one path for both
+        // servers and every vhost).
         (Kind::Permissions, _) => "/permissions".into(),
+        (Kind::TopicPermissions, _) => "/topic-permissions".into(),
         (Kind::Users, _) => "/users".into(),
         (Kind::Vhosts, _) => "/vhosts".into(),
     }
@@ -105,7 +107,8 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<String, CtlError> {
     let mut path = list_path(args.kind, ctx.vhost.as_deref());
     // JSON shows whole objects unless columns were asked for; the
     // permissions filter needs `vhost`, so those are not projected.
-    let project = (ctx.format == Format::Table || chosen) && args.kind != Kind::Permissions;
+    let filtered = matches!(args.kind, Kind::Permissions | Kind::TopicPermissions);
+    let project = (ctx.format == Format::Table || chosen) && !filtered;
     if project {
         let mut wanted: Vec<&str> = Vec::new();
         for top in columns.iter().map(|c| c.split('.').next().unwrap_or(c)) {
@@ -117,7 +120,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<String, CtlError> {
         path.push_str(&query(&[("columns", wanted)]));
     }
     let mut reply = ctx.client.get(&path)?;
-    if let (Kind::Permissions, Some(v)) = (args.kind, ctx.vhost.as_deref()) {
+    if let (true, Some(v)) = (filtered, ctx.vhost.as_deref()) {
         reply = only_vhost(reply, v);
     }
     Ok(ctx.show(&reply, &columns))

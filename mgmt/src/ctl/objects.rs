@@ -116,6 +116,7 @@ pub fn delete(ctx: &Ctx, what: &Delete) -> Result<String, CtlError> {
             (format!("{base}/{}", seg(&props)), "binding deleted")
         }
         Delete::User { name } => (format!("/users/{}", seg(name)), "user deleted"),
+        Delete::Vhost { name } => (format!("/vhosts/{}", seg(name)), "vhost deleted"),
     };
     ctx.client.call(Method::Delete, &path, None, &[])?;
     Ok(format!("{done}\n"))

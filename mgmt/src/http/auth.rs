@@ -77,7 +77,7 @@ pub async fn require_login(State(api): State<Api>, mut req: Request, next: Next)
         .iter()
         .any(|t| MANAGEMENT_TAGS.contains(&t.as_str()))
     {
-        return ApiError::login_failed().into_response();
+        return ApiError::not_authorised_because("Not management user").into_response();
     }
     req.extensions_mut().insert(Login(row, password));
     next.run(req).await

@@ -1,11 +1,12 @@
 //! `GET/POST /api/definitions` and `/api/definitions/{vhost}` in RabbitMQ's
 //! JSON format. Export lists users, vhosts, permissions, queues, exchanges
 //! and bindings as RabbitMQ does (no exclusive queues, no predeclared
-//! exchanges, no default-exchange bindings). Import declares exchanges,
-//! queues and bindings as the HTTP user, in that order; users, vhosts and
-//! permissions are accepted when the broker already has them as given
-//! (they come from its configuration file), and everything it cannot apply
-//! is refused up front with the list, so an import is never half silent.
+//! exchanges, no default-exchange bindings). Import creates or updates
+//! vhosts, users, permissions and topic permissions (through the broker's
+//! coordinator, stored like any metadata), then declares exchanges,
+//! queues and bindings as the HTTP user, in that order; what the broker
+//! cannot apply (policies, parameters) is refused up front with the list,
+//! so an import is never half silent.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -23,6 +24,7 @@ use super::queue_actions::known_vhost;
 use super::{Api, ApiError};
 use crate::client::{run, As, Client};
 use crate::fields;
+use crate::view::{AccessChange, PermissionRow, TopicPermissionRow, VhostRow};
 
 /// One vhost's objects to declare: (`exchanges`|`queues`|`bindings`, object).
 type Objects = Vec<(String, Map<String, Value>)>;
@@ -85,6 +87,43 @@ async fn objects(
     Ok(out)
 }
 
+/// A vhost as definitions carry it: its name, and its description, tags
+/// and default queue type (as RabbitMQ 3.11+ exports them) when it has any.
+fn vhost_definition(v: &VhostRow) -> Value {
+    let mut o = json!({"name": v.name});
+    let default_description = v.name == "/" && v.description == "Default virtual host";
+    if (!v.description.is_empty() && !default_description)
+        || !v.tags.is_empty()
+        || v.default_queue_type.is_some()
+    {
+        let mut meta = json!({"description": v.description, "tags": v.tags});
+        if let Some(t) = &v.default_queue_type {
+            meta["default_queue_type"] = json!(t);
+        }
+        o["metadata"] = meta;
+    }
+    o
+}
+
+/// A vhost from definitions (3.10's `{"name"}`, or with `description`,
+/// `tags` and `default_queue_type` at the top or under `metadata`).
+fn vhost_from(v: &Value) -> VhostRow {
+    let meta = v.get("metadata").unwrap_or(v);
+    let field = |k: &str| meta.get(k).or_else(|| v.get(k));
+    VhostRow {
+        name: text_of(v, "name"),
+        description: field("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        tags: super::access::tags(field("tags")),
+        default_queue_type: field("default_queue_type")
+            .and_then(Value::as_str)
+            .filter(|t| *t != "undefined")
+            .map(str::to_owned),
+    }
+}
+
 /// `GET /api/definitions` (administrators only).
 pub async fn export_all(
     State(api): State<Api>,
@@ -96,30 +135,32 @@ pub async fn export_all(
     doc.insert("rabbitmq_version".into(), json!(version()));
     doc.insert("product_name".into(), json!("ringmq"));
     doc.insert("product_version".into(), json!(version()));
-    let users: Vec<Value> = api
-        .view
-        .users()
+    let access = api.view.access();
+    let users: Vec<Value> = access
+        .users
         .iter()
         .map(|u| {
             json!({"name": u.name, "password_hash": u.password_hash,
-                "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": u.tags, "limits": {}})
+                "hashing_algorithm": u.hashing_algorithm, "tags": u.tags, "limits": {}})
         })
         .collect();
     doc.insert("users".into(), Value::Array(users));
-    let mut vhosts = api.view.vhosts();
-    vhosts.sort();
     doc.insert(
         "vhosts".into(),
-        vhosts.iter().map(|v| json!({"name": v})).collect(),
+        access.vhosts.iter().map(vhost_definition).collect(),
     );
-    let perms: Vec<Value> = api
-        .view
-        .permissions()
+    let perms: Vec<Value> = access
+        .permissions
         .iter()
         .map(|p| json!({"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write, "read": p.read}))
         .collect();
     doc.insert("permissions".into(), Value::Array(perms));
-    doc.insert("topic_permissions".into(), json!([]));
+    let topic: Vec<Value> = access
+        .topic_permissions
+        .iter()
+        .map(|t| json!({"user": t.user, "vhost": t.vhost, "exchange": t.exchange, "write": t.write, "read": t.read}))
+        .collect();
+    doc.insert("topic_permissions".into(), Value::Array(topic));
     doc.insert("parameters".into(), json!([]));
     doc.insert("global_parameters".into(), json!([]));
     doc.insert("policies".into(), json!([]));
@@ -149,50 +190,11 @@ fn items<'a>(doc: &'a Map<String, Value>, key: &str) -> &'a [Value] {
         .map_or(&[], Vec::as_slice)
 }
 
-/// What the broker cannot take from a document (it would need users,
-/// vhosts, permissions or policies changed at run time).
-fn unsupported(api: &Api, doc: &Map<String, Value>) -> Vec<String> {
+/// What the broker cannot take from a document (policies and
+/// parameters, which it does not have yet).
+fn unsupported(doc: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
-    let users = api.view.users();
-    for u in items(doc, "users") {
-        let name = text_of(u, "name");
-        let same = users.iter().any(|have| {
-            have.name == name
-                && u.get("password_hash")
-                    .and_then(Value::as_str)
-                    .is_none_or(|h| h == have.password_hash)
-        });
-        if !same {
-            out.push(format!(
-                "user '{name}' (users are set in the configuration file until runtime users exist)"
-            ));
-        }
-    }
-    let vhosts = api.view.vhosts();
-    for v in items(doc, "vhosts") {
-        let name = text_of(v, "name");
-        if !vhosts.contains(&name) {
-            out.push(format!(
-                "vhost '{name}' (vhosts are set in the configuration file)"
-            ));
-        }
-    }
-    let perms = api.view.permissions();
-    for p in items(doc, "permissions") {
-        let (user, vhost) = (text_of(p, "user"), text_of(p, "vhost"));
-        if !perms
-            .iter()
-            .any(|have| have.user == user && have.vhost == vhost)
-        {
-            out.push(format!("permissions of '{user}' in vhost '{vhost}'"));
-        }
-    }
-    for key in [
-        "policies",
-        "parameters",
-        "global_parameters",
-        "topic_permissions",
-    ] {
+    for key in ["policies", "parameters", "global_parameters"] {
         let n = items(doc, key)
             .iter()
             .filter(|i| key != "global_parameters" || text_of(i, "name") != "internal_cluster_id")
@@ -202,6 +204,51 @@ fn unsupported(api: &Api, doc: &Map<String, Value>) -> Vec<String> {
         }
     }
     out
+}
+
+/// The access changes a document asks for: vhosts, users, permissions,
+/// topic permissions, in that order.
+///
+/// # Errors
+/// 400 naming the bad item.
+fn access_changes(api: &Api, doc: &Map<String, Value>) -> Result<Vec<AccessChange>, ApiError> {
+    let mut out = Vec::new();
+    for v in items(doc, "vhosts") {
+        out.push(AccessChange::PutVhost(vhost_from(v)));
+    }
+    for u in items(doc, "users") {
+        let Value::Object(o) = u else {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "users: every item must be an object",
+            ));
+        };
+        let mut o = o.clone();
+        o.entry("tags").or_insert(json!([]));
+        let name = text_of(u, "name");
+        out.push(AccessChange::PutUser(super::access::user_from(
+            api, &name, &o,
+        )?));
+    }
+    for p in items(doc, "permissions") {
+        out.push(AccessChange::SetPermissions(PermissionRow {
+            user: text_of(p, "user"),
+            vhost: text_of(p, "vhost"),
+            configure: text_of(p, "configure"),
+            write: text_of(p, "write"),
+            read: text_of(p, "read"),
+        }));
+    }
+    for t in items(doc, "topic_permissions") {
+        out.push(AccessChange::SetTopicPermissions(TopicPermissionRow {
+            user: text_of(t, "user"),
+            vhost: text_of(t, "vhost"),
+            exchange: text_of(t, "exchange"),
+            write: text_of(t, "write"),
+            read: text_of(t, "read"),
+        }));
+    }
+    Ok(out)
 }
 
 fn text_of(v: &Value, key: &str) -> String {
@@ -286,13 +333,22 @@ async fn import(
     if let Some(v) = &only {
         known_vhost(&api, v)?;
     }
-    let refused = unsupported(&api, &doc);
+    let refused = unsupported(&doc);
     if !refused.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
             json!(refused),
         ));
+    }
+    if only.is_none() {
+        for change in access_changes(&api, &doc)? {
+            let what = format!("{change:?}");
+            api.view
+                .change_access(change)
+                .await?
+                .map_err(|r| ApiError::bad_request("bad_request", format!("{}: {what}", r.text)))?;
+        }
     }
     // Grouped per vhost, exchanges before queues before bindings.
     let mut per_vhost: std::collections::BTreeMap<String, Objects> = Default::default();

@@ -169,15 +169,58 @@ pub fn router(api: Api) -> Router {
         .route("/api/consumers", get(connections::consumers))
         .route("/api/consumers/{vhost}", get(connections::consumers_vhost))
         .route("/api/vhosts", get(access::vhosts))
-        .route("/api/vhosts/{vhost}", get(access::vhost))
+        .route(
+            "/api/vhosts/{vhost}",
+            get(access::vhost)
+                .put(access::put_vhost)
+                .delete(access::delete_vhost),
+        )
+        .route(
+            "/api/vhosts/{vhost}/permissions",
+            get(access::vhost_permissions),
+        )
+        .route(
+            "/api/vhosts/{vhost}/topic-permissions",
+            get(access::vhost_topic_permissions),
+        )
         .route("/api/users", get(access::users))
-        .route("/api/users/{user}", get(access::user))
+        .route(
+            "/api/users/without-permissions",
+            get(access::users_without_permissions),
+        )
+        .route("/api/users/bulk-delete", post(access::bulk_delete_users))
+        .route(
+            "/api/users/{user}",
+            get(access::user)
+                .put(access::put_user)
+                .delete(access::delete_user),
+        )
         .route(
             "/api/users/{user}/permissions",
             get(access::user_permissions),
         )
+        .route(
+            "/api/users/{user}/topic-permissions",
+            get(access::user_topic_permissions),
+        )
         .route("/api/permissions", get(access::permissions))
-        .route("/api/permissions/{vhost}/{user}", get(access::permission))
+        .route(
+            "/api/permissions/{vhost}/{user}",
+            get(access::permission)
+                .put(access::put_permission)
+                .delete(access::delete_permission),
+        )
+        .route("/api/topic-permissions", get(access::topic_permissions))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(access::topic_permission)
+                .put(access::put_topic_permission)
+                .delete(access::delete_topic_permissions),
+        )
+        .route(
+            "/api/topic-permissions/{vhost}/{user}/{exchange}",
+            get(access::topic_permission_of_exchange).delete(access::delete_topic_permission),
+        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

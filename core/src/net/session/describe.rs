@@ -80,6 +80,12 @@ impl Session {
         format!("{} -> {}", info.client, info.server)
     }
 
+    /// The user and vhost it logged in with.
+    pub(crate) fn login(&self) -> (String, String) {
+        let st = self.st.borrow();
+        (st.user.clone(), st.vhost.clone())
+    }
+
     /// The connection as the management API shows it.
     pub(crate) fn describe(&self) -> ConnectionRow {
         let info = self.info.borrow();

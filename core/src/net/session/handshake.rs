@@ -111,12 +111,26 @@ impl Session {
                 0,
             ));
         }
-        let config = &self.shard.config;
+        let loopback = &self.shard.config.loopback_users;
         let from_loopback = self.client_ip(h).is_loopback();
+        let meta = self.shard.meta.borrow();
         let checked = if h.vhost.is_empty() {
-            auth::authenticate(config, &h.username, &h.password, from_loopback)
+            auth::authenticate(
+                meta.access(),
+                loopback,
+                &h.username,
+                &h.password,
+                from_loopback,
+            )
         } else {
-            auth::login(config, &h.username, &h.password, &h.vhost, from_loopback)
+            auth::login(
+                &meta,
+                loopback,
+                &h.username,
+                &h.password,
+                &h.vhost,
+                from_loopback,
+            )
         };
         checked.map_err(|e| {
             info!(user = %h.username, vhost = %h.vhost, reason = ?e, "login refused");
@@ -153,7 +167,8 @@ impl Session {
             Err(e) => return Err(Stop::new(e.code(), &e, raw, 0)),
         };
         let user = self.st.borrow().user.clone();
-        if let Err(e) = auth::open_vhost(&self.shard.config, &user, &vhost) {
+        let opened = auth::open_vhost(&self.shard.meta.borrow(), &user, &vhost);
+        if let Err(e) = opened {
             info!(user = %user, vhost = %vhost, reason = ?e, "vhost refused");
             let (code, text) = login_refusal(e, &user, &vhost);
             return Err(Stop::new(code, text, raw, 0));

@@ -197,6 +197,10 @@ impl Client for Session {
         Session::name(self)
     }
 
+    fn login(&self) -> (String, String) {
+        Session::login(self)
+    }
+
     fn force_close(&self, reason: &str) {
         Session::force_close(self, reason);
     }
