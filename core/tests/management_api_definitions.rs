@@ -1,8 +1,8 @@
 //! Definitions in RabbitMQ's JSON format: what one broker exports another
 //! imports to the same exchanges, queues and bindings; a vhost's
 //! definitions exported from RabbitMQ 3.10 (its whole node, users, vhosts
-//! and permissions included, or one vhost) import cleanly; what cannot be
-//! applied (policies, parameters) is refused with the list, and nothing is
+//! permissions and policies included, or one vhost) import cleanly; what
+//! cannot be applied (parameters) is refused with the list, and nothing is
 //! half-applied in silence.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -104,16 +104,19 @@ fn one_brokers_export_imports_into_another_and_rabbitmqs_vhost_export_imports() 
     // Importing again changes nothing.
     assert_eq!(b_http.send("POST", "/api/definitions", Some(doc)).0, 204);
 
-    // A document with policies (not supported yet) is refused with the
+    // A document with parameters (not supported) is refused with the
     // list, and nothing of it applied.
-    let mut theirs_with_policy = theirs.clone();
-    theirs_with_policy["policies"] = json!([{"vhost": "/", "name": "ttl", "pattern": ".*",
-        "apply-to": "queues", "definition": {"message-ttl": 1000}, "priority": 0}]);
-    let (status, body, _) = b_http.send("POST", "/api/definitions", Some(theirs_with_policy));
+    let mut theirs_with_parameter = theirs.clone();
+    theirs_with_parameter["parameters"] = json!([{"vhost": "/", "component": "federation-upstream",
+        "name": "up", "value": {"uri": "amqp://elsewhere"}}]);
+    let (status, body, _) = b_http.send("POST", "/api/definitions", Some(theirs_with_parameter));
     assert_eq!(status, 400);
-    assert_eq!(body["reason"], json!(["1 policies (not supported yet)"]));
+    assert_eq!(body["reason"], json!(["1 parameters (not supported yet)"]));
     assert!(b_http.send("GET", "/api/queues/%2F/audit", None).0 == 404);
     assert!(b_http.send("GET", "/api/users/monitor", None).0 == 404);
+    let mut theirs = theirs;
+    theirs["policies"] = json!([{"vhost": "/", "name": "ttl", "pattern": "^audit$",
+        "apply-to": "queues", "definition": {"message-ttl": 60000}, "priority": 0}]);
     // RabbitMQ's export of its whole node imports: its users (with their
     // hashes), vhost v2, permissions, queues in both vhosts.
     let (status, body, _) = b_http.send("POST", "/api/definitions", Some(theirs.clone()));
@@ -127,7 +130,11 @@ fn one_brokers_export_imports_into_another_and_rabbitmqs_vhost_export_imports() 
     assert_eq!(b_http.get("/api/vhosts/v2")["name"], "v2");
     assert_eq!(b_http.get("/api/permissions/v2/guest")["configure"], ".*");
     assert_eq!(b_http.get("/api/queues/v2/v2q")["name"], "v2q");
-    assert_eq!(b_http.get("/api/queues/%2F/audit")["name"], "audit");
+    assert_eq!(b_http.get("/api/queues/%2F/audit")["policy"], "ttl");
+    assert_eq!(
+        b_http.get("/api/policies/%2F/ttl")["definition"],
+        json!({"message-ttl": 60000})
+    );
     // Its export of vhost "/" imports cleanly into a fresh broker, quorum
     // queue and all.
     let c = TestBroker::start();

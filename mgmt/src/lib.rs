@@ -154,6 +154,9 @@ fn serve(
         let shutdown = async {
             let _ = stopped.await;
         };
+        // The peer address reaches handlers (failed logins are logged
+        // with it).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

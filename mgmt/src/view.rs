@@ -166,6 +166,12 @@ pub struct QueueRow {
     pub counters: MessageCounters,
     /// Last use, ms since the epoch.
     pub idle_since_ms: u64,
+    /// The policy that applies to it.
+    pub policy: Option<String>,
+    /// The operator policy that applies to it.
+    pub operator_policy: Option<String>,
+    /// Their definitions merged (an empty object without policies).
+    pub effective_policy_definition: Value,
     /// Its latencies; `None` until a message was timed (kept out of line:
     /// 100 000 rows are moved around for every list).
     pub latency: Option<Box<Latency>>,
@@ -425,6 +431,23 @@ pub struct TopicPermissionRow {
     pub read: String,
 }
 
+/// A policy or operator policy, as RabbitMQ's API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyRow {
+    /// Virtual host.
+    pub vhost: String,
+    /// Name.
+    pub name: String,
+    /// Regular expression on object names.
+    pub pattern: String,
+    /// `all`, `queues` or `exchanges`.
+    pub apply_to: String,
+    /// The highest-priority matching policy applies.
+    pub priority: i64,
+    /// Keys and values (a JSON object).
+    pub definition: Value,
+}
+
 /// Users, vhosts and permissions as the broker holds them now.
 #[derive(Debug, Clone, Default)]
 pub struct AccessView {
@@ -436,6 +459,10 @@ pub struct AccessView {
     pub permissions: Vec<PermissionRow>,
     /// Topic permissions by user, vhost, exchange.
     pub topic_permissions: Vec<TopicPermissionRow>,
+    /// Policies by vhost, then name.
+    pub policies: Vec<PolicyRow>,
+    /// Operator policies by vhost, then name.
+    pub operator_policies: Vec<PolicyRow>,
 }
 
 impl AccessView {
@@ -485,6 +512,22 @@ pub enum AccessChange {
     },
     /// Set a user's topic permissions on an exchange.
     SetTopicPermissions(TopicPermissionRow),
+    /// Set (add or replace) a policy, or an operator policy.
+    SetPolicy {
+        /// An operator policy.
+        operator: bool,
+        /// The policy.
+        row: PolicyRow,
+    },
+    /// Clear a policy, or an operator policy.
+    ClearPolicy {
+        /// An operator policy.
+        operator: bool,
+        /// Virtual host.
+        vhost: String,
+        /// Name.
+        name: String,
+    },
     /// Clear a user's topic permissions in a vhost (on one exchange, or
     /// all).
     ClearTopicPermissions {

@@ -129,6 +129,8 @@ impl ExchangeDef {
 pub struct Exchange {
     /// Declared properties.
     pub def: ExchangeDef,
+    /// The alternate exchange a policy gives it (its own argument wins).
+    pub policy_alternate: Option<String>,
     /// (destination, binding key) → the argument tables bound with it.
     bindings: FxHashMap<(Dest, String), SmallVec<[FieldTable; 1]>>,
     index: Index,
@@ -161,9 +163,16 @@ impl Exchange {
         };
         Exchange {
             def,
+            policy_alternate: None,
             bindings: FxHashMap::default(),
             index,
         }
+    }
+
+    /// Its alternate exchange: its `alternate-exchange` argument, else a
+    /// policy's.
+    pub fn alternate(&self) -> Option<&str> {
+        self.def.alternate().or(self.policy_alternate.as_deref())
     }
 
     /// Number of bindings with this exchange as the source.

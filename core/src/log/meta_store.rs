@@ -140,6 +140,15 @@ pub fn durable_state(meta: &Meta) -> Vec<MetaOp> {
     for t in access.topic_permissions() {
         ops.push(MetaOp::Access(AccessChange::SetTopicPermissions(t.clone())));
     }
+    // Before the queues and exchanges they apply to.
+    for operator in [false, true] {
+        for row in meta.policies().rows(operator) {
+            ops.push(MetaOp::Access(AccessChange::SetPolicy {
+                operator,
+                row: row.clone(),
+            }));
+        }
+    }
     for v in vhosts {
         let vhost = || v.name.clone();
         for x in v.exchanges() {

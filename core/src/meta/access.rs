@@ -115,14 +115,15 @@ impl TopicPerms {
     }
 }
 
-/// Every user and their permissions.
+/// Every user and their permissions (nested by name, so a check looks
+/// them up with borrowed names and allocates nothing).
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     users: BTreeMap<String, UserRow>,
-    /// By (user, vhost).
-    perms: BTreeMap<(String, String), Perms>,
-    /// By (user, vhost, exchange).
-    topic: BTreeMap<(String, String, String), TopicPerms>,
+    /// By user, then vhost.
+    perms: BTreeMap<String, BTreeMap<String, Perms>>,
+    /// By user, then vhost, then exchange.
+    topic: BTreeMap<String, BTreeMap<String, BTreeMap<String, TopicPerms>>>,
     /// Counts changes: a cache of checks is stale once it moves.
     generation: u64,
 }
@@ -140,17 +141,27 @@ impl Access {
 
     /// `user`'s permissions in `vhost`; none means it may not open it.
     pub fn perms(&self, user: &str, vhost: &str) -> Option<&Perms> {
-        self.perms.get(&(user.to_owned(), vhost.to_owned()))
+        self.perms.get(user)?.get(vhost)
     }
 
     /// Every permission, by user then vhost.
     pub fn permissions(&self) -> impl Iterator<Item = &PermissionRow> {
-        self.perms.values().map(|p| &p.row)
+        self.perms.values().flat_map(|v| v.values()).map(|p| &p.row)
     }
 
     /// Every topic permission, by user, vhost, exchange.
     pub fn topic_permissions(&self) -> impl Iterator<Item = &TopicPermissionRow> {
-        self.topic.values().map(|t| &t.row)
+        self.topic
+            .values()
+            .flat_map(|v| v.values())
+            .flat_map(|x| x.values())
+            .map(|t| &t.row)
+    }
+
+    /// True when `user` has topic permissions on some exchange of `vhost`
+    /// (else every routing key is allowed, and nothing need be checked).
+    pub fn has_topic_permissions(&self, user: &str, vhost: &str) -> bool {
+        self.topic.get(user).is_some_and(|v| v.contains_key(vhost))
     }
 
     /// Changes so far (see the field).
@@ -169,8 +180,12 @@ impl Access {
         perm: Perm,
         key: &str,
     ) -> bool {
-        let k = (user.to_owned(), vhost.to_owned(), exchange.to_owned());
-        match self.topic.get(&k) {
+        let found = self
+            .topic
+            .get(user)
+            .and_then(|v| v.get(vhost))
+            .and_then(|x| x.get(exchange));
+        match found {
             None => true,
             Some(t) => match perm {
                 Perm::Write => t.write.matches(key),
@@ -214,7 +229,10 @@ impl Access {
             }
             AccessChange::ClearPermissions { user, .. }
             | AccessChange::ClearTopicPermissions { user, .. } => known(user),
-            AccessChange::PutVhost(_) | AccessChange::DeleteVhost { .. } => Ok(()),
+            AccessChange::PutVhost(_)
+            | AccessChange::DeleteVhost { .. }
+            | AccessChange::SetPolicy { .. }
+            | AccessChange::ClearPolicy { .. } => Ok(()),
         }
     }
 
@@ -228,35 +246,67 @@ impl Access {
             }
             AccessChange::DeleteUser { name } => {
                 self.users.remove(name);
-                self.perms.retain(|(u, _), _| u != name);
-                self.topic.retain(|(u, _, _), _| u != name);
+                self.perms.remove(name);
+                self.topic.remove(name);
             }
             AccessChange::DeleteVhost { name } => {
-                self.perms.retain(|(_, v), _| v != name);
-                self.topic.retain(|(_, v, _), _| v != name);
+                for v in self.perms.values_mut() {
+                    v.remove(name);
+                }
+                for v in self.topic.values_mut() {
+                    v.remove(name);
+                }
+                self.perms.retain(|_, v| !v.is_empty());
+                self.topic.retain(|_, v| !v.is_empty());
             }
-            AccessChange::PutVhost(_) => {}
+            AccessChange::PutVhost(_)
+            | AccessChange::SetPolicy { .. }
+            | AccessChange::ClearPolicy { .. } => {}
             AccessChange::SetPermissions(p) => {
                 if let Ok(c) = Perms::compile(p.clone()) {
-                    self.perms.insert((p.user.clone(), p.vhost.clone()), c);
+                    let of_user = self.perms.entry(p.user.clone()).or_default();
+                    of_user.insert(p.vhost.clone(), c);
                 }
             }
             AccessChange::ClearPermissions { user, vhost } => {
-                self.perms.remove(&(user.clone(), vhost.clone()));
+                if let Some(v) = self.perms.get_mut(user) {
+                    v.remove(vhost);
+                    if v.is_empty() {
+                        self.perms.remove(user);
+                    }
+                }
             }
             AccessChange::SetTopicPermissions(t) => {
                 if let Ok(c) = TopicPerms::compile(t.clone()) {
-                    let k = (t.user.clone(), t.vhost.clone(), t.exchange.clone());
-                    self.topic.insert(k, c);
+                    let of_user = self.topic.entry(t.user.clone()).or_default();
+                    let of_vhost = of_user.entry(t.vhost.clone()).or_default();
+                    of_vhost.insert(t.exchange.clone(), c);
                 }
             }
             AccessChange::ClearTopicPermissions {
                 user,
                 vhost,
                 exchange,
-            } => self.topic.retain(|(u, v, x), _| {
-                !(u == user && v == vhost && exchange.as_ref().is_none_or(|e| e == x))
-            }),
+            } => {
+                if let Some(of_user) = self.topic.get_mut(user) {
+                    match exchange {
+                        Some(x) => {
+                            if let Some(of_vhost) = of_user.get_mut(vhost) {
+                                of_vhost.remove(x);
+                                if of_vhost.is_empty() {
+                                    of_user.remove(vhost);
+                                }
+                            }
+                        }
+                        None => {
+                            of_user.remove(vhost);
+                        }
+                    }
+                    if of_user.is_empty() {
+                        self.topic.remove(user);
+                    }
+                }
+            }
         }
     }
 }

@@ -39,6 +39,23 @@ impl Meta {
             AccessChange::SetTopicPermissions(t) => vhost_exists(&t.vhost)?,
             AccessChange::ClearPermissions { vhost, .. }
             | AccessChange::ClearTopicPermissions { vhost, .. } => vhost_exists(vhost)?,
+            AccessChange::SetPolicy { operator, row } => {
+                vhost_exists(&row.vhost)?;
+                super::Policy::compile(row.clone(), *operator)?;
+            }
+            AccessChange::ClearPolicy {
+                operator,
+                vhost,
+                name,
+            } => {
+                vhost_exists(vhost)?;
+                if self.policies.get(*operator, vhost, name).is_none() {
+                    return Err(Refusal::new(
+                        ErrorCode::NotFound,
+                        format_args!("no policy '{name}' in vhost '{vhost}'"),
+                    ));
+                }
+            }
             _ => {}
         }
         self.access.check(change)

@@ -221,6 +221,49 @@ impl Vhost {
         v
     }
 
+    /// Sets the queue's effective arguments from its declared ones and
+    /// the policies that apply to it (its declared ones alone when the
+    /// combination does not parse).
+    fn apply_queue_policies(&mut self, name: &str, policies: &Policies) {
+        let Some(def) = self.queues.get_mut(name) else {
+            return;
+        };
+        if crate::stream::args::is_stream(&def.arguments) {
+            return;
+        }
+        let applied = policies.for_queue(&self.name, name);
+        let table = if applied.policy.is_none() && applied.operator.is_none() {
+            def.arguments.clone()
+        } else {
+            applied.queue_arguments(&def.arguments)
+        };
+        let parse = |t: &FieldTable| {
+            QueueArgs::parse(
+                t,
+                &def.name,
+                &self.name,
+                def.durable,
+                def.exclusive_owner.is_some(),
+                def.auto_delete,
+            )
+        };
+        if let Ok(args) = parse(&table).or_else(|_| parse(&def.arguments)) {
+            def.args = args;
+        }
+    }
+
+    /// Sets the exchange's alternate exchange from the policy that applies
+    /// to it.
+    fn apply_exchange_policy(&mut self, name: &str, policies: &Policies) {
+        let alternate = policies
+            .for_exchange(&self.name, name)
+            .and_then(Policy::alternate_exchange)
+            .map(str::to_owned);
+        if let Some(x) = self.exchanges.get_mut(name) {
+            x.policy_alternate = alternate;
+        }
+    }
+
     /// The exchange named `name`.
     pub fn exchange(&self, name: &str) -> Option<&Exchange> {
         self.exchanges.get(name)
@@ -327,7 +370,7 @@ impl Vhost {
                 }
             }
             if !matched {
-                next.extend(x.def.alternate().and_then(|a| self.exchanges.get(a)));
+                next.extend(x.alternate().and_then(|a| self.exchanges.get(a)));
             }
             for nx in next {
                 if !was_reached(&reached, &mut seen, nx) {
@@ -476,6 +519,8 @@ pub struct Meta {
     queue_ids_below: u64,
     /// Users and permissions.
     access: Access,
+    /// Policies and operator policies.
+    policies: Policies,
     /// See [`MetaOp::Seeded`].
     seeded: bool,
 }
@@ -509,6 +554,11 @@ impl Meta {
     /// Users and permissions.
     pub fn access(&self) -> &Access {
         &self.access
+    }
+
+    /// Policies and operator policies.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// True once the seed users and vhosts were applied.
@@ -555,6 +605,21 @@ impl Meta {
                     },
                     AccessChange::DeleteVhost { name } => {
                         self.vhosts.remove(name);
+                        self.policies.clear_vhost(name);
+                    }
+                    AccessChange::SetPolicy { operator, row } => {
+                        if let Ok(p) = Policy::compile(row.clone(), *operator) {
+                            self.policies.set(*operator, p);
+                        }
+                        self.reapply_policies(&row.vhost);
+                    }
+                    AccessChange::ClearPolicy {
+                        operator,
+                        vhost,
+                        name,
+                    } => {
+                        self.policies.clear(*operator, vhost, name);
+                        self.reapply_policies(vhost);
                     }
                     _ => {}
                 }
@@ -570,6 +635,33 @@ impl Meta {
         };
         if let Some(v) = self.vhosts.get_mut(vhost) {
             v.apply(op);
+            if self.policies.any_in(vhost) {
+                match op {
+                    MetaOp::DeclareQueue { def, .. } => {
+                        v.apply_queue_policies(&def.name, &self.policies)
+                    }
+                    MetaOp::DeclareExchange { def, .. } => {
+                        v.apply_exchange_policy(&def.name, &self.policies)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Recomputes what the policies of `vhost` make of its queues and
+    /// exchanges.
+    fn reapply_policies(&mut self, vhost: &str) {
+        let policies = &self.policies;
+        if let Some(v) = self.vhosts.get_mut(vhost) {
+            let queues: Vec<String> = v.queues.keys().cloned().collect();
+            for q in queues {
+                v.apply_queue_policies(&q, policies);
+            }
+            let exchanges: Vec<String> = v.exchanges.keys().cloned().collect();
+            for x in exchanges {
+                v.apply_exchange_policy(&x, policies);
+            }
         }
     }
 
@@ -585,8 +677,10 @@ impl Meta {
 
 mod access;
 mod checks;
+mod policy;
 
 pub use access::{Access, Perm, Perms};
+pub use policy::{Applied, Policies, Policy};
 
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,7 @@
 //!   (ack, no-ack delivery, drop, expiry, purge, dead-lettering, delete).
 
 pub mod args;
+mod policy;
 pub mod stats;
 mod storage;
 

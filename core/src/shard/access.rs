@@ -57,6 +57,27 @@ impl Shard {
         }
     }
 
+    /// After a policy change in `vhost` was applied to the replica: the
+    /// queues this shard owns there take their new effective arguments.
+    pub(super) fn after_policy_change(&self, vhost: &str, now: u64) {
+        let changed: Vec<_> = {
+            let meta = self.meta.borrow();
+            let Some(v) = meta.vhost(vhost) else { return };
+            let queues = self.queues.borrow();
+            queues
+                .values()
+                .filter(|q| q.vhost == vhost)
+                .filter_map(|q| {
+                    let def = v.queue_by_id(q.def.id)?;
+                    (def.args != q.def.args).then(|| (q.def.id, def.args.clone()))
+                })
+                .collect()
+        };
+        for (id, args) in changed {
+            self.with_queue(id, now, |q, sink| q.set_args(args, now, sink));
+        }
+    }
+
     /// Closes (320 CONNECTION_FORCED, `reason`) this shard's sessions
     /// whose (user, vhost) match.
     fn close_sessions_where(&self, matches: impl Fn(&str, &str) -> bool, reason: &str) {
@@ -90,6 +111,8 @@ impl Shard {
             vhosts,
             permissions: access.permissions().cloned().collect(),
             topic_permissions: access.topic_permissions().cloned().collect(),
+            policies: meta.policies().rows(false).cloned().collect(),
+            operator_policies: meta.policies().rows(true).cloned().collect(),
         });
     }
 }

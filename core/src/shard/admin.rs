@@ -125,10 +125,18 @@ impl Shard {
         let wanted = |vhost: &str| only.as_ref().is_none_or(|o| o == vhost);
         let queues = self.queues.borrow();
         let streams = self.streams.borrow();
+        let meta = self.meta.borrow();
+        let policies = meta.policies();
         let mut out = Vec::with_capacity(queues.len() + streams.len());
         for q in queues.values().filter(|q| wanted(&q.vhost)) {
             let mut r = row(&q.def, &q.vhost);
             q.fill_row(&mut r);
+            if policies.any_in(&q.vhost) {
+                let applied = policies.for_queue(&q.vhost, &q.def.name);
+                r.policy = applied.policy.map(|p| p.row.name.clone());
+                r.operator_policy = applied.operator.map(|p| p.row.name.clone());
+                r.effective_policy_definition = applied.definition().into();
+            }
             out.push(r);
         }
         for s in streams.values().filter(|s| wanted(&s.vhost)) {

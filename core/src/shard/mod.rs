@@ -26,6 +26,7 @@ pub mod admin;
 pub mod alarms;
 pub mod clients;
 mod coordinator;
+pub use coordinator::server_named_queue;
 pub mod counters;
 mod dispatch;
 pub mod latency;
@@ -59,6 +60,7 @@ use crate::log::{Log, Pos};
 use crate::meta::{Meta, MetaOp, SessionId};
 use crate::queue::Queue;
 use crate::resources::Resources;
+use ringmq_mgmt::view::AccessChange;
 
 /// Milliseconds since the Unix epoch: the clock of queues (TTL, x-death).
 pub fn now_ms() -> u64 {
@@ -291,10 +293,23 @@ impl Shard {
             _ => None,
         };
         self.meta.borrow_mut().apply(op);
-        if matches!(op, MetaOp::Access(_)) {
+        if let MetaOp::Access(change) = op {
+            match change {
+                AccessChange::SetPolicy { row, .. } => self.after_policy_change(&row.vhost, now),
+                AccessChange::ClearPolicy { vhost, .. } => self.after_policy_change(vhost, now),
+                _ => {}
+            }
             self.publish_access();
         }
         if let MetaOp::DeclareQueue { vhost, def } = op {
+            // With the effective arguments policies give it.
+            let def = &self
+                .meta
+                .borrow()
+                .vhost(vhost)
+                .and_then(|v| v.queue_by_id(def.id))
+                .cloned()
+                .unwrap_or_else(|| def.clone());
             if def.shard == self.id && !self.create_stream(vhost, def) {
                 let q = Queue::new(def.clone(), vhost, now);
                 let deadline = q.next_deadline();

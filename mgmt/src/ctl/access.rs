@@ -1,5 +1,6 @@
-//! Users, vhosts and permissions: `add user|vhost`, `set
-//! permissions|topic-permissions`, `clear permissions|topic-permissions`
+//! Users, vhosts, permissions and policies: `add user|vhost`, `set
+//! permissions|topic-permissions|policy`, `clear
+//! permissions|topic-permissions|policy`
 //! (`delete user|vhost` are with the other deletes). The bodies are the
 //! ones RabbitMQ 3.10 takes: tags as one comma-separated string,
 //! permissions as three regexes.
@@ -62,6 +63,23 @@ pub fn set(ctx: &Ctx, what: &Set) -> Result<String, CtlError> {
             json!({"configure": configure, "write": write, "read": read}),
             "permissions set",
         ),
+        Set::Policy {
+            name,
+            pattern,
+            definition,
+            priority,
+            apply_to,
+            operator,
+        } => {
+            let definition: serde_json::Value = serde_json::from_str(definition)
+                .map_err(|e| CtlError::Usage(format!("--definition is not JSON: {e}")))?;
+            let mut body =
+                json!({"pattern": pattern, "definition": definition, "priority": priority});
+            if let Some(a) = apply_to {
+                body["apply-to"] = json!(a);
+            }
+            (policy_path(ctx, *operator, name), body, "policy set")
+        }
         Set::TopicPermissions {
             user,
             exchange,
@@ -89,6 +107,7 @@ pub fn clear(ctx: &Ctx, what: &Clear) -> Result<String, CtlError> {
             permission_path(ctx, "permissions", user),
             "permissions cleared",
         ),
+        Clear::Policy { name, operator } => (policy_path(ctx, *operator, name), "policy cleared"),
         Clear::TopicPermissions { user, exchange } => {
             let mut path = permission_path(ctx, "topic-permissions", user);
             if let Some(x) = exchange {
@@ -99,6 +118,15 @@ pub fn clear(ctx: &Ctx, what: &Clear) -> Result<String, CtlError> {
     };
     ctx.client.call(Method::Delete, &path, None, &[])?;
     Ok(format!("{done}\n"))
+}
+
+fn policy_path(ctx: &Ctx, operator: bool, name: &str) -> String {
+    let kind = if operator {
+        "operator-policies"
+    } else {
+        "policies"
+    };
+    format!("/{kind}/{}/{}", seg(ctx.vhost()), seg(name))
 }
 
 fn permission_path(ctx: &Ctx, kind: &str, user: &str) -> String {

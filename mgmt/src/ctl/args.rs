@@ -129,6 +129,10 @@ pub enum Kind {
     Permissions,
     /// Topic permissions of users in vhosts.
     TopicPermissions,
+    /// Policies.
+    Policies,
+    /// Operator policies.
+    OperatorPolicies,
 }
 
 /// `declare …`.
@@ -369,6 +373,26 @@ pub enum Set {
         #[arg(long, default_value = ".*")]
         read: String,
     },
+    /// Set a policy (or with --operator an operator policy) in the vhost.
+    Policy {
+        /// Policy name.
+        name: String,
+        /// Regular expression on queue or exchange names.
+        #[arg(long)]
+        pattern: String,
+        /// Definition, a JSON object ('{"max-length":1000}').
+        #[arg(long)]
+        definition: String,
+        /// The highest-priority matching policy applies.
+        #[arg(long, default_value_t = 0)]
+        priority: i64,
+        /// all, queues or exchanges (operator policies: queues).
+        #[arg(long)]
+        apply_to: Option<String>,
+        /// An operator policy (a ceiling on queue settings).
+        #[arg(long)]
+        operator: bool,
+    },
     /// Set a user's topic permissions on an exchange of the vhost.
     TopicPermissions {
         /// The user.
@@ -394,6 +418,14 @@ pub enum Clear {
         /// The user.
         #[arg(long)]
         user: String,
+    },
+    /// Clear a policy (or with --operator an operator policy) of the vhost.
+    Policy {
+        /// Policy name.
+        name: String,
+        /// An operator policy.
+        #[arg(long)]
+        operator: bool,
     },
     /// Clear a user's topic permissions in the vhost (one exchange's, or
     /// all).

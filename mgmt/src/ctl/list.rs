@@ -64,6 +64,14 @@ pub fn default_columns(kind: Kind) -> &'static [&'static str] {
         Kind::Vhosts => &["name", "messages", "tracing"],
         Kind::Permissions => &["user", "vhost", "configure", "write", "read"],
         Kind::TopicPermissions => &["user", "vhost", "exchange", "write", "read"],
+        Kind::Policies | Kind::OperatorPolicies => &[
+            "vhost",
+            "name",
+            "pattern",
+            "apply-to",
+            "priority",
+            "definition",
+        ],
     }
 }
 
@@ -87,6 +95,10 @@ fn list_path(kind: Kind, vhost: Option<&str>) -> String {
         // servers and every vhost).
         (Kind::Permissions, _) => "/permissions".into(),
         (Kind::TopicPermissions, _) => "/topic-permissions".into(),
+        (Kind::Policies, Some(v)) => format!("/policies/{v}"),
+        (Kind::Policies, None) => "/policies".into(),
+        (Kind::OperatorPolicies, Some(v)) => format!("/operator-policies/{v}"),
+        (Kind::OperatorPolicies, None) => "/operator-policies".into(),
         (Kind::Users, _) => "/users".into(),
         (Kind::Vhosts, _) => "/vhosts".into(),
     }

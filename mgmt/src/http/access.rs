@@ -164,18 +164,19 @@ pub async fn put_vhost(
     // the default queue type (`defaultqueuetype` in 3.10, the newer
     // `default_queue_type` too) is kept unless given.
     let asked = body::text(&b, "default_queue_type").or_else(|| body::text(&b, "defaultqueuetype"));
-    let default_queue_type =
-        match asked {
-            None => existing.as_ref().and_then(|v| v.default_queue_type.clone()),
-            Some("undefined") => None,
-            Some(t @ ("classic" | "quorum" | "stream")) => Some(t.to_owned()),
-            Some(other) => return Err(ApiError::bad_request(
+    let default_queue_type = match asked {
+        None => existing.as_ref().and_then(|v| v.default_queue_type.clone()),
+        Some("undefined") => None,
+        Some(t @ ("classic" | "quorum" | "stream")) => Some(t.to_owned()),
+        Some(other) => {
+            return Err(ApiError::bad_request(
                 "bad_request",
                 format!(
                     "default_queue_type: unknown queue type '{other}' (classic, quorum or stream)"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let row = VhostRow {
         name: name.clone(),
         description: body::text(&b, "description").unwrap_or_default().to_owned(),
@@ -475,7 +476,13 @@ fn both_exist(api: &Api, vhost: &str, user: &str) -> Result<bool, ApiError> {
 /// words it (`["invalid_regexp", expression, why]`).
 fn regex_field(b: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
     match b.get(key) {
-        Some(Value::String(s)) => match regex::Regex::new(s) {
+        // Topic permissions may name `{username}`, `{vhost}` and
+        // `{client_id}` (expanded when checked).
+        Some(Value::String(s)) => match regex::Regex::new(
+            &s.replace("{username}", "u")
+                .replace("{vhost}", "v")
+                .replace("{client_id}", "c"),
+        ) {
             Ok(_) => Ok(s.clone()),
             Err(e) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,

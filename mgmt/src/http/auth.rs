@@ -70,6 +70,13 @@ pub async fn require_login(State(api): State<Api>, mut req: Request, next: Next)
             .into_response();
     };
     let Some(row) = api.view.authenticate(&user, &password) else {
+        // Peer and user, never the password.
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_default();
+        tracing::warn!(%peer, %user, "management API login refused");
         return ApiError::login_failed().into_response();
     };
     if !row

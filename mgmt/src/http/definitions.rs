@@ -163,7 +163,14 @@ pub async fn export_all(
     doc.insert("topic_permissions".into(), Value::Array(topic));
     doc.insert("parameters".into(), json!([]));
     doc.insert("global_parameters".into(), json!([]));
-    doc.insert("policies".into(), json!([]));
+    doc.insert(
+        "policies".into(),
+        access
+            .policies
+            .iter()
+            .map(super::policies::policy_json)
+            .collect(),
+    );
     doc.extend(objects(&api, None, true).await?);
     Ok(Json(Value::Object(doc)))
 }
@@ -179,7 +186,22 @@ pub async fn export_vhost(
     let mut doc = Map::new();
     doc.insert("rabbit_version".into(), json!(version()));
     doc.insert("parameters".into(), json!([]));
-    doc.insert("policies".into(), json!([]));
+    // Without their vhost, as RabbitMQ exports one vhost's.
+    let policies: Vec<Value> = api
+        .view
+        .access()
+        .policies
+        .iter()
+        .filter(|p| p.vhost == vhost)
+        .map(|p| {
+            let mut v = super::policies::policy_json(p);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("vhost");
+            }
+            v
+        })
+        .collect();
+    doc.insert("policies".into(), Value::Array(policies));
     doc.extend(objects(&api, Some(vhost), false).await?);
     Ok(Json(Value::Object(doc)))
 }
@@ -190,11 +212,11 @@ fn items<'a>(doc: &'a Map<String, Value>, key: &str) -> &'a [Value] {
         .map_or(&[], Vec::as_slice)
 }
 
-/// What the broker cannot take from a document (policies and
-/// parameters, which it does not have yet).
+/// What the broker cannot take from a document (parameters, which it
+/// does not have).
 fn unsupported(doc: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
-    for key in ["policies", "parameters", "global_parameters"] {
+    for key in ["parameters", "global_parameters"] {
         let n = items(doc, key)
             .iter()
             .filter(|i| key != "global_parameters" || text_of(i, "name") != "internal_cluster_id")
@@ -206,47 +228,71 @@ fn unsupported(doc: &Map<String, Value>) -> Vec<String> {
     out
 }
 
-/// The access changes a document asks for: vhosts, users, permissions,
-/// topic permissions, in that order.
+/// The changes a document asks for beyond objects: vhosts, users,
+/// permissions, policies, topic permissions, in that order (one vhost's
+/// document: its policies alone, as RabbitMQ reads it).
 ///
 /// # Errors
 /// 400 naming the bad item.
-fn access_changes(api: &Api, doc: &Map<String, Value>) -> Result<Vec<AccessChange>, ApiError> {
+fn access_changes(
+    api: &Api,
+    doc: &Map<String, Value>,
+    only: Option<&str>,
+) -> Result<Vec<AccessChange>, ApiError> {
     let mut out = Vec::new();
-    for v in items(doc, "vhosts") {
-        out.push(AccessChange::PutVhost(vhost_from(v)));
+    let whole = only.is_none();
+    if whole {
+        for v in items(doc, "vhosts") {
+            out.push(AccessChange::PutVhost(vhost_from(v)));
+        }
+        for u in items(doc, "users") {
+            let Value::Object(o) = u else {
+                return Err(ApiError::bad_request(
+                    "bad_request",
+                    "users: every item must be an object",
+                ));
+            };
+            let mut o = o.clone();
+            o.entry("tags").or_insert(json!([]));
+            let name = text_of(u, "name");
+            out.push(AccessChange::PutUser(super::access::user_from(
+                api, &name, &o,
+            )?));
+        }
+        for p in items(doc, "permissions") {
+            out.push(AccessChange::SetPermissions(PermissionRow {
+                user: text_of(p, "user"),
+                vhost: text_of(p, "vhost"),
+                configure: text_of(p, "configure"),
+                write: text_of(p, "write"),
+                read: text_of(p, "read"),
+            }));
+        }
     }
-    for u in items(doc, "users") {
-        let Value::Object(o) = u else {
+    for p in items(doc, "policies") {
+        let Value::Object(o) = p else {
             return Err(ApiError::bad_request(
                 "bad_request",
-                "users: every item must be an object",
+                "policies: every item must be an object",
             ));
         };
-        let mut o = o.clone();
-        o.entry("tags").or_insert(json!([]));
-        let name = text_of(u, "name");
-        out.push(AccessChange::PutUser(super::access::user_from(
-            api, &name, &o,
-        )?));
+        let vhost = only.map_or_else(|| text_of(p, "vhost"), str::to_owned);
+        let row = super::policies::policy_from(&vhost, &text_of(p, "name"), o, "all")?;
+        out.push(AccessChange::SetPolicy {
+            operator: false,
+            row,
+        });
     }
-    for p in items(doc, "permissions") {
-        out.push(AccessChange::SetPermissions(PermissionRow {
-            user: text_of(p, "user"),
-            vhost: text_of(p, "vhost"),
-            configure: text_of(p, "configure"),
-            write: text_of(p, "write"),
-            read: text_of(p, "read"),
-        }));
-    }
-    for t in items(doc, "topic_permissions") {
-        out.push(AccessChange::SetTopicPermissions(TopicPermissionRow {
-            user: text_of(t, "user"),
-            vhost: text_of(t, "vhost"),
-            exchange: text_of(t, "exchange"),
-            write: text_of(t, "write"),
-            read: text_of(t, "read"),
-        }));
+    if whole {
+        for t in items(doc, "topic_permissions") {
+            out.push(AccessChange::SetTopicPermissions(TopicPermissionRow {
+                user: text_of(t, "user"),
+                vhost: text_of(t, "vhost"),
+                exchange: text_of(t, "exchange"),
+                write: text_of(t, "write"),
+                read: text_of(t, "read"),
+            }));
+        }
     }
     Ok(out)
 }
@@ -341,14 +387,11 @@ async fn import(
             json!(refused),
         ));
     }
-    if only.is_none() {
-        for change in access_changes(&api, &doc)? {
-            let what = format!("{change:?}");
-            api.view
-                .change_access(change)
-                .await?
-                .map_err(|r| ApiError::bad_request("bad_request", format!("{}: {what}", r.text)))?;
-        }
+    for change in access_changes(&api, &doc, only.as_deref())? {
+        api.view
+            .change_access(change)
+            .await?
+            .map_err(|r| ApiError::bad_request("bad_request", r.text))?;
     }
     // Grouped per vhost, exchanges before queues before bindings.
     let mut per_vhost: std::collections::BTreeMap<String, Objects> = Default::default();

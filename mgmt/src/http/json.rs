@@ -102,7 +102,14 @@ pub fn queue(q: &QueueRow, r: &Rates, node: &str) -> Value {
     );
     m.insert("consumers".into(), json!(q.consumers));
     m.insert("durable".into(), json!(q.durable));
-    m.insert("effective_policy_definition".into(), json!({}));
+    m.insert(
+        "effective_policy_definition".into(),
+        if q.effective_policy_definition.is_null() {
+            json!({})
+        } else {
+            q.effective_policy_definition.clone()
+        },
+    );
     m.insert("exclusive".into(), json!(q.exclusive));
     m.insert("exclusive_consumer_tag".into(), Value::Null);
     m.insert("head_message_timestamp".into(), Value::Null);
@@ -128,8 +135,8 @@ pub fn queue(q: &QueueRow, r: &Rates, node: &str) -> Value {
     m.insert("messages_persistent".into(), json!(q.persistent));
     m.insert("name".into(), json!(q.name));
     m.insert("node".into(), json!(node));
-    m.insert("operator_policy".into(), Value::Null);
-    m.insert("policy".into(), Value::Null);
+    m.insert("operator_policy".into(), json!(q.operator_policy));
+    m.insert("policy".into(), json!(q.policy));
     m.insert("recoverable_slaves".into(), Value::Null);
     m.insert("single_active_consumer_tag".into(), Value::Null);
     m.insert("state".into(), json!("running"));

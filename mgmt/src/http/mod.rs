@@ -13,7 +13,8 @@
 //! | `body.rs` | Request bodies as RabbitMQ reads them |
 //! | `definitions.rs` | `/api/definitions[/{vhost}]`: export and import |
 //! | `connections.rs` | `/api/connections…`, `/api/channels…`, `/api/consumers…` |
-//! | `access.rs` | `/api/vhosts…`, `/api/users…`, `/api/permissions…` |
+//! | `access.rs` | `/api/vhosts…`, `/api/users…`, `/api/permissions…`, `/api/topic-permissions…` |
+//! | `policies.rs` | `/api/policies…`, `/api/operator-policies…` |
 //! | `json.rs` | Broker rows as RabbitMQ's JSON objects |
 //! | `ui.rs` | The embedded web dashboard (`mgmt/ui/`) |
 
@@ -28,6 +29,7 @@ mod exchange_actions;
 mod json;
 mod objects;
 mod overview;
+mod policies;
 mod queue_actions;
 mod queues;
 mod ui;
@@ -220,6 +222,25 @@ pub fn router(api: Api) -> Router {
         .route(
             "/api/topic-permissions/{vhost}/{user}/{exchange}",
             get(access::topic_permission_of_exchange).delete(access::delete_topic_permission),
+        )
+        .route("/api/policies", get(policies::policies))
+        .route("/api/policies/{vhost}", get(policies::policies_vhost))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(policies::policy)
+                .put(policies::put_policy)
+                .delete(policies::delete_policy),
+        )
+        .route("/api/operator-policies", get(policies::operator_policies))
+        .route(
+            "/api/operator-policies/{vhost}",
+            get(policies::operator_policies_vhost),
+        )
+        .route(
+            "/api/operator-policies/{vhost}/{name}",
+            get(policies::operator_policy)
+                .put(policies::put_operator_policy)
+                .delete(policies::delete_operator_policy),
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -8,11 +8,13 @@ use base64::Engine as _;
 use ringmq_protocol::message::{self as pm, Message as Wire};
 use ringmq_protocol::{ErrorCode, Refusal};
 
+use super::authz::Resource;
 use super::requests::unexpected;
 use super::state::ConsumerInfo;
 use super::Session;
 use crate::exchange::reply_to::REPLY_TO;
 use crate::exchange::QueueRef;
+use crate::meta::Perm;
 use crate::queue::{ConsumerId, ConsumerSpec};
 use crate::shard::mesh::{CallReq, CallResp, ShardMsg};
 
@@ -27,6 +29,7 @@ impl Session {
         if c.queue == REPLY_TO {
             return self.reply_consume(corr, c);
         }
+        self.permit(Perm::Read, Resource::Queue, &c.queue)?;
         let vhost = self.vhost();
         let shard = self.shard.clone();
         // A stream checks the consume and says where it starts (stream.rs).

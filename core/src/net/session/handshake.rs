@@ -8,7 +8,7 @@ use ringmq_protocol::field::FieldTable;
 use ringmq_protocol::frame::{Frame, Kind};
 use ringmq_protocol::message::{self as pm, Message as Wire, PROTOCOL_VERSION};
 use ringmq_protocol::{ErrorCode, FieldValue, Refusal};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Phase, Session, Stop};
 use crate::auth::{self, LoginError};
@@ -132,8 +132,10 @@ impl Session {
                 from_loopback,
             )
         };
+        drop(meta);
         checked.map_err(|e| {
-            info!(user = %h.username, vhost = %h.vhost, reason = ?e, "login refused");
+            // Peer and user, never the password.
+            warn!(peer = %self.client_ip(h), user = %h.username, vhost = %h.vhost, reason = ?e, "login refused");
             let (code, text) = login_refusal(e, &h.username, &h.vhost);
             Stop::new(code, text, kind, 0)
         })

@@ -19,6 +19,7 @@
 //! | `output.rs` | What the shard hands a session (deliveries, confirms, cancels, alarms) and the flush that encodes it |
 //! | `stream.rs` | A consume on a stream checked; nacks and rejects of stream deliveries refused |
 //! | `describe.rs` | What the management API sees of the connection; closing it from there |
+//! | `authz.rs` | Permission checks (RabbitMQ's configure/write/read rules, topic permissions) |
 //!
 //! The reader task decodes frames and handles them in order; requests that
 //! need another shard (declares, consume, get…) await the answer, which
@@ -30,6 +31,7 @@
 //! a slow client slows its queues instead of growing memory.
 
 mod ack_timeout;
+mod authz;
 mod channel;
 mod closing;
 mod confirms;

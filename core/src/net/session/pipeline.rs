@@ -35,6 +35,21 @@ enum Issue {
     Not(Wire),
 }
 
+/// The channel of a pipelined request.
+fn channel_of(msg: &Wire) -> u16 {
+    match msg {
+        Wire::ExchangeDeclare(d) => d.channel,
+        Wire::ExchangeDelete(d) => d.channel,
+        Wire::QueueDeclare(d) => d.channel,
+        Wire::QueueDelete(d) => d.channel,
+        Wire::ExchangeBind(b)
+        | Wire::ExchangeUnbind(b)
+        | Wire::QueueBind(b)
+        | Wire::QueueUnbind(b) => b.channel,
+        _ => 0,
+    }
+}
+
 impl Session {
     /// Issues a pipelined request now and finishes it in order. Returns
     /// the message back when it is not a pipelined kind.
@@ -81,6 +96,9 @@ impl Session {
     fn pipelined_req(&self, msg: Wire) -> Issue {
         if !super::frames::is_pipelined(&msg) {
             return Issue::Not(msg);
+        }
+        if let Err(r) = self.authorize_pipelined(&msg) {
+            return Issue::Pipelined(channel_of(&msg), Err(r));
         }
         let vhost = self.vhost();
         let max = self.shard.config.limits.max_name_len;

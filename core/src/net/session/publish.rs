@@ -12,6 +12,7 @@ use ringmq_protocol::message as pm;
 use ringmq_protocol::verify::{body_slice, dense_bodies, view};
 use ringmq_protocol::{wire, ErrorCode, Properties, Refusal};
 
+use super::authz::{Authz, Resource};
 use super::confirms::Confirms;
 use super::reply_to::rewrite_reply_to;
 use super::state::{ChanState, Channel};
@@ -19,7 +20,7 @@ use super::{Session, Stop};
 use crate::exchange::sender_selected::take_header_routes;
 use crate::exchange::{Exchange, Targets};
 use crate::message::{Message, Parts, Text};
-use crate::meta::Vhost;
+use crate::meta::{Perm, Vhost};
 use crate::queue::args::Overflow;
 use crate::shard::counters::bump;
 use crate::shard::mesh::ConfirmRef;
@@ -74,7 +75,7 @@ impl Session {
     ) -> Result<(), Refusal> {
         let limits = &self.shard.config.limits;
         let at = crate::shard::latency::now_us();
-        self.routed(ch, |out, user| {
+        self.routed(ch, |out, authz| {
             let vhost = out.vhost;
             let mut targets = Targets::default();
             let mut cached: Option<(&str, &Exchange)> = None;
@@ -88,15 +89,16 @@ impl Session {
                 let x = match cached {
                     Some((n, x)) if n == xname => x,
                     _ => {
-                        let x = publish_target(vhost, xname)?;
+                        let x = publish_target(vhost, xname, authz)?;
                         cached = Some((xname, x));
                         x
                     }
                 };
-                let mut props = checked_props(p.properties(), user)?;
+                let routing_key = p.routing_key().unwrap_or("");
+                authz.check_topic(Perm::Write, x, routing_key)?;
+                let mut props = checked_props(p.properties(), authz)?;
                 let cc = header_routes(&mut props);
                 let props = rewrite_reply_to(props, out.channel)?;
-                let routing_key = p.routing_key().unwrap_or("");
                 check_publish_names(xname, routing_key, limits.max_name_len)?;
                 let mut msg = Message::new(Parts {
                     exchange: Text::slice_of(&frame.body, xname),
@@ -130,14 +132,15 @@ impl Session {
         let limits = &self.shard.config.limits;
         let bodies = dense_bodies("DensePublish", dense.sizes(), dense.bodies())
             .map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
-        self.routed(ch, |out, user| {
+        self.routed(ch, |out, authz| {
             let vhost = out.vhost;
             let xname = dense.exchange().unwrap_or("");
-            let x = publish_target(vhost, xname)?;
-            let mut props = checked_props(dense.properties(), user)?;
+            let x = publish_target(vhost, xname, authz)?;
+            let routing_key = dense.routing_key().unwrap_or("");
+            authz.check_topic(Perm::Write, x, routing_key)?;
+            let mut props = checked_props(dense.properties(), authz)?;
             let cc = header_routes(&mut props);
             let props = rewrite_reply_to(props, out.channel)?;
-            let routing_key = dense.routing_key().unwrap_or("");
             check_publish_names(xname, routing_key, limits.max_name_len)?;
             let large = frame.body.len() > SHARED_FRAME_MAX;
             let text = |s: &str| {
@@ -176,13 +179,14 @@ impl Session {
         })
     }
 
-    /// Runs `route` with the channel's [`Routed`] and the login user, then
+    /// Runs `route` with the channel's [`Routed`] and the login's
+    /// permissions, then
     /// marks the channel for the next flush if anything is to be sent
     /// (also when `route` stops at a refusal halfway through a batch).
     pub(super) fn routed(
         self: &Rc<Self>,
         ch: u16,
-        route: impl FnOnce(&mut Routed<'_>, &str) -> Result<(), Refusal>,
+        route: impl FnOnce(&mut Routed<'_>, &Authz<'_>) -> Result<(), Refusal>,
     ) -> Result<(), Refusal> {
         let meta = self.shard.meta.borrow();
         let mut st = self.st.borrow_mut();
@@ -193,8 +197,9 @@ impl Session {
         let Some(channel) = st.channels.get_mut(&ch) else {
             return Ok(());
         };
+        let authz = Authz::new(&meta, &st.user, &st.vhost);
         let mut out = Routed::new(self, vhost, channel, ch);
-        let result = route(&mut out, &st.user);
+        let result = route(&mut out, &authz);
         out.finish(&mut st.dirty_channels);
         result
     }
@@ -317,7 +322,12 @@ fn check_size(len: usize, max: usize) -> Result<(), Refusal> {
 }
 
 /// The exchange a client publishes to, if it may.
-fn publish_target<'v>(vhost: &'v Vhost, xname: &str) -> Result<&'v Exchange, Refusal> {
+fn publish_target<'v>(
+    vhost: &'v Vhost,
+    xname: &str,
+    authz: &Authz<'_>,
+) -> Result<&'v Exchange, Refusal> {
+    authz.check(Perm::Write, Resource::Exchange, xname)?;
     let x = vhost
         .exchange(xname)
         .ok_or_else(|| Refusal::no_exchange(&vhost.name, xname))?;
@@ -336,13 +346,15 @@ fn publish_target<'v>(vhost: &'v Vhost, xname: &str) -> Result<&'v Exchange, Ref
 /// Decodes publish properties and checks `user_id` against the login.
 fn checked_props(
     view: Option<wire::Properties<'_>>,
-    user: &str,
+    authz: &Authz<'_>,
 ) -> Result<Option<Arc<Properties>>, Refusal> {
     let Some(view) = view else { return Ok(None) };
     let props =
         Properties::decode(Some(view)).map_err(|e| Refusal::new(ErrorCode::SyntaxError, e))?;
     if let Some(u) = &props.user_id {
-        if u != user {
+        let user = authz.user();
+        // As RabbitMQ: only an `impersonator` may publish as another user.
+        if u != user && !authz.impersonator() {
             return Err(Refusal::new(
                 ErrorCode::PreconditionFailed,
                 format_args!("user_id property set to '{u}' but authenticated user was '{user}'"),

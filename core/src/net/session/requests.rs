@@ -7,10 +7,12 @@ use ringmq_protocol::message::{self as pm, Message as Wire};
 use ringmq_protocol::{ErrorCode, Refusal};
 use tracing::warn;
 
+use super::authz::Resource;
 use super::state::Unacked;
 use super::Session;
 use crate::exchange::reply_to::is_reply_to_name;
 use crate::exchange::{ExchangeDef, ExchangeKind};
+use crate::meta::Perm;
 use crate::shard::counters::bump;
 use crate::shard::mesh::{CallReq, CallResp, ShardMsg};
 
@@ -81,6 +83,7 @@ impl Session {
     }
 
     async fn queue_purge(&self, corr: u64, d: pm::QueuePurge) -> Result<(), Refusal> {
+        self.permit(Perm::Read, Resource::Queue, &d.queue)?;
         let vhost = self.vhost();
         let q = self
             .shard
@@ -107,6 +110,7 @@ impl Session {
     }
 
     async fn get(&self, corr: u64, g: pm::Get) -> Result<(), Refusal> {
+        self.permit(Perm::Read, Resource::Queue, &g.queue)?;
         let vhost = self.vhost();
         let q = self
             .shard
