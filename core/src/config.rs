@@ -29,6 +29,11 @@ pub struct Config {
     /// Users that may only connect from loopback addresses (as RabbitMQ's
     /// `loopback_users`, default `["guest"]`).
     pub loopback_users: Vec<String>,
+    /// A definitions file (RabbitMQ's JSON) applied at every start, as
+    /// RabbitMQ's `load_definitions`: vhosts, users, permissions and
+    /// policies replaced, exchanges, queues and bindings created when
+    /// missing.
+    pub load_definitions: Option<std::path::PathBuf>,
     /// `[vhost_limits."name"]`: per-vhost limits (RabbitMQ's
     /// `set_vhost_limits`); a vhost not listed has none.
     pub vhost_limits: BTreeMap<String, VhostLimits>,
@@ -324,6 +329,7 @@ impl Default for Config {
             }],
             vhosts: vec!["/".to_owned()],
             loopback_users: vec!["guest".to_owned()],
+            load_definitions: None,
             vhost_limits: BTreeMap::new(),
             user_limits: BTreeMap::new(),
         }

@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod definitions;
 pub mod exchange;
 pub mod log;
 pub mod memory;

@@ -45,6 +45,10 @@ struct Cli {
     /// management.prometheus_listen and management.prometheus).
     #[arg(long, env = "RINGMQ_PROMETHEUS_LISTEN")]
     prometheus_listen: Option<String>,
+    /// A definitions file (RabbitMQ's JSON) applied at every start
+    /// (overrides load_definitions).
+    #[arg(long, env = "RINGMQ_LOAD_DEFINITIONS")]
+    load_definitions: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -105,6 +109,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(d) = cli.disk_free_limit {
         config.limits.disk_free_limit = d;
+    }
+    if let Some(f) = cli.load_definitions {
+        config.load_definitions = Some(f);
     }
     match cli.management_listen.as_deref() {
         Some("off") => config.management.enabled = false,

@@ -29,6 +29,15 @@ pub enum LogError {
         /// The error text.
         cause: String,
     },
+    /// The definitions file to load at boot (`load_definitions`) cannot be
+    /// read or applied.
+    #[error("definitions file {path}: {reason}; refusing to start")]
+    Definitions {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, naming the item.
+        reason: String,
+    },
     /// A segment holds bad bytes where a torn write cannot be.
     #[error("segment {seq} of shard {shard} is corrupt at byte {at}: {reason}; refusing to start (storage.on_corruption = \"skip\" drops the bad bytes and what they held)")]
     Corrupt {

@@ -359,6 +359,19 @@ pub fn load_and_compact(
     for op in &ops {
         meta.apply(op);
     }
+    if let Some(path) = &config.load_definitions {
+        let failed = |reason: String| LogError::Definitions {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| failed(format!("not JSON: {e}")))?;
+        let now = crate::shard::now_ms();
+        let applied =
+            crate::definitions::ops(&mut meta, &doc, config.shard_count(), now).map_err(failed)?;
+        info!(file = %path.display(), ops = applied.len(), "definitions loaded");
+    }
     let state = durable_state(&meta);
     let tmp = dir.join("snapshot.json.tmp");
     {
