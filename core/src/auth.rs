@@ -60,6 +60,27 @@ pub fn authenticate(
     Ok(())
 }
 
+/// Checks a user named by a verified client certificate (the `EXTERNAL`
+/// mechanism): it must exist (no password is checked), and the loopback
+/// restriction applies.
+///
+/// # Errors
+/// An unknown user (as bad credentials), or loopback only.
+pub fn authorize_external(
+    access: &Access,
+    loopback_users: &[String],
+    user: &str,
+    from_loopback: bool,
+) -> Result<(), LoginError> {
+    if access.user(user).is_none() {
+        return Err(LoginError::BadCredentials);
+    }
+    if !from_loopback && loopback_users.iter().any(|l| l == user) {
+        return Err(LoginError::LoopbackOnly);
+    }
+    Ok(())
+}
+
 /// Checks that an authenticated user may open `vhost`.
 ///
 /// # Errors

@@ -22,6 +22,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[management]`.
     pub management: ManagementConfig,
+    /// `[tls]`.
+    pub tls: TlsConfig,
     /// `[[users]]`.
     pub users: Vec<UserConfig>,
     /// `vhosts = [...]`: virtual hosts that exist.
@@ -103,6 +105,55 @@ impl Default for ManagementConfig {
             prometheus: true,
             prometheus_listen: SocketAddr::from(([127, 0, 0, 1], 15692)),
         }
+    }
+}
+
+/// `[tls]`: TLS listeners beside the plain ones (rustls; TLS 1.2 and 1.3),
+/// with PEM files, as RabbitMQ's `ssl_options`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The native protocol over TLS (none when unset).
+    pub listen: Option<SocketAddr>,
+    /// The management API over HTTPS (none when unset; RabbitMQ's is
+    /// 15671).
+    pub management_listen: Option<SocketAddr>,
+    /// The server's certificate chain (PEM).
+    pub cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<std::path::PathBuf>,
+    /// CA certificates that client certificates are verified against.
+    pub ca: Option<std::path::PathBuf>,
+    /// Ask clients for a certificate and verify it against `ca`
+    /// (RabbitMQ's `verify_peer`); its subject's CN (or SAN) is the user of
+    /// the `EXTERNAL` mechanism.
+    pub verify_peer: bool,
+    /// With `verify_peer`, refuse clients without a certificate.
+    pub fail_if_no_peer_cert: bool,
+}
+
+impl TlsConfig {
+    /// The rt crate's view of the files, when a listener needs them.
+    ///
+    /// # Errors
+    /// A TLS listener without `cert` or `key`.
+    pub fn files(&self) -> Result<Option<ringmq_rt::tls::TlsFiles>, ConfigError> {
+        if self.listen.is_none() && self.management_listen.is_none() {
+            return Ok(None);
+        }
+        let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
+            return Err(ConfigError {
+                key: "tls.cert".into(),
+                reason: "a TLS listener needs tls.cert and tls.key (PEM files)".into(),
+            });
+        };
+        Ok(Some(ringmq_rt::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: self.ca.clone(),
+            verify_peer: self.verify_peer,
+            fail_if_no_peer_cert: self.fail_if_no_peer_cert,
+        }))
     }
 }
 
@@ -321,6 +372,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
             management: ManagementConfig::default(),
+            tls: TlsConfig::default(),
             users: vec![UserConfig {
                 name: "guest".to_owned(),
                 password_hash: password::hash_password_with_salt("guest", [0x90, 0x8d, 0xc6, 0x0a]),
@@ -456,6 +508,13 @@ impl Config {
         }
         if self.vhosts.is_empty() {
             return bad("vhosts", "at least one virtual host is needed");
+        }
+        self.tls.files()?;
+        if self.tls.verify_peer && self.tls.ca.is_none() {
+            return bad(
+                "tls.ca",
+                "tls.verify_peer needs a CA file to verify client certificates against",
+            );
         }
         match &self.limits.memory_high_watermark {
             MemoryAmount::Relative(f) if !(*f > 0.0 && *f <= 1.0) => {

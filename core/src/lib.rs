@@ -73,6 +73,9 @@ pub enum StartError {
     /// Stored data could not be recovered.
     #[error(transparent)]
     Storage(#[from] log::LogError),
+    /// The TLS files cannot be used.
+    #[error("tls: {0}")]
+    Tls(#[from] ringmq_rt::tls::TlsError),
 }
 
 /// A running broker: a [`Server`] (address, stopper, wait, stop) started by
@@ -80,6 +83,23 @@ pub enum StartError {
 pub struct Broker {
     server: Server,
     resources: Arc<resources::Resources>,
+    tls_addr: Option<SocketAddr>,
+}
+
+/// The TLS listener's address (port 0 resolved) and acceptor, when
+/// `tls.listen` is set.
+fn tls_listener(
+    config: &Config,
+) -> Result<Option<(SocketAddr, ringmq_rt::tls::TlsAcceptor)>, StartError> {
+    let (Some(listen), Some(files)) = (config.tls.listen, config.tls.files()?) else {
+        return Ok(None);
+    };
+    let server_config = ringmq_rt::tls::server_config(&files)?;
+    let addr = Server::probe(listen)?;
+    Ok(Some((
+        addr,
+        ringmq_rt::tls::TlsAcceptor::from(server_config),
+    )))
 }
 
 impl std::ops::Deref for Broker {
@@ -118,19 +138,31 @@ impl Broker {
         let resources = resources::Resources::new(&config, shards);
         let shared_resources = resources.clone();
         let config = Arc::new(config);
+        let tls = tls_listener(&config)?;
+        let tls_addr = tls.as_ref().map(|(a, _)| *a);
         let server = Server::start(addr, &pool_config, move |ready, stopper| {
             let shared = Shared {
                 config,
                 resources,
                 meta_ops,
+                tls: tls.clone(),
             };
             run_shard(shared, mesh, addr, stopper, ready)
         })?;
         info!(%addr, shards, "ringmq listening");
+        if let Some(a) = tls_addr {
+            info!(addr = %a, "ringmq listening (TLS)");
+        }
         Ok(Broker {
             server,
             resources: shared_resources,
+            tls_addr,
         })
+    }
+
+    /// The TLS listener's address, when there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Bytes of memory the shards hold by their own count (messages,
@@ -230,6 +262,8 @@ struct Shared {
     resources: Arc<resources::Resources>,
     /// The metadata recovered from the store.
     meta_ops: Arc<Vec<meta::MetaOp>>,
+    /// The TLS listener's address and acceptor, when configured.
+    tls: Option<(SocketAddr, ringmq_rt::tls::TlsAcceptor)>,
 }
 
 /// This shard cannot start: report it, and stop together with the shards
@@ -251,6 +285,7 @@ async fn run_shard(
         config,
         resources,
         meta_ops,
+        tls,
     } = shared;
     let count = mesh.nr_peers() as u16;
     let (senders, mut receivers) = match mesh.join().await {
@@ -300,6 +335,16 @@ async fn run_shard(
         }
     };
     glommio::spawn_local(net::listener::serve(listener, shard.clone())).detach();
+    if let Some((addr, acceptor)) = tls {
+        let listener = match ringmq_rt::listener::bind_reuse(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                let why = format!("shard {id} cannot listen (TLS) on {addr}: {e}");
+                return fail_start(&shard, &ready, why).await;
+            }
+        };
+        glommio::spawn_local(net::listener::serve_tls(listener, shard.clone(), acceptor)).detach();
+    }
     if id == 0 {
         let shard = shard.clone();
         glommio::spawn_local(async move {

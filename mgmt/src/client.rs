@@ -82,7 +82,7 @@ impl Client {
             vhost: vhost.to_owned(),
             heartbeat: 0,
             client_properties: props,
-            forwarded_for: None,
+            ..ConnectOptions::default()
         };
         let mut conn = Connection::connect(who.addr, &opts)?;
         conn.set_timeout(Some(TIMEOUT))?;

@@ -1,6 +1,7 @@
-//! A TCP connection split into a read half and a write half that two tasks
-//! of the same executor can drive at once. Both halves share the stream through
-//! `Rc<RefCell<_>>`, borrowed only inside `poll_*` (never across an await).
+//! A connection (plain TCP or TLS, [`Stream`]) split into a read half and a
+//! write half that two tasks of the same executor can drive at once. Both
+//! halves share the stream through `Rc<RefCell<_>>`, borrowed only inside
+//! `poll_*` (never across an await).
 
 use std::cell::RefCell;
 use std::io;
@@ -9,18 +10,25 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
+
+pub use crate::tls::Stream;
 
 /// Read half.
-pub struct ReadHalf(Rc<RefCell<TcpStream>>);
+pub struct ReadHalf(Rc<RefCell<Stream>>);
 
 /// Write half.
-pub struct WriteHalf(Rc<RefCell<TcpStream>>);
+pub struct WriteHalf(Rc<RefCell<Stream>>);
 
 /// Splits a stream.
-pub fn split(stream: TcpStream) -> (ReadHalf, WriteHalf) {
-    let s = Rc::new(RefCell::new(stream));
+pub fn split(stream: impl Into<Stream>) -> (ReadHalf, WriteHalf) {
+    let s = Rc::new(RefCell::new(stream.into()));
     (ReadHalf(s.clone()), WriteHalf(s))
+}
+
+impl From<glommio::net::TcpStream> for Stream {
+    fn from(s: glommio::net::TcpStream) -> Stream {
+        Stream::Plain(s)
+    }
 }
 
 impl ReadHalf {
@@ -31,6 +39,7 @@ impl ReadHalf {
     pub fn set_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
         self.0
             .borrow()
+            .tcp()
             .set_read_timeout(t)
             .map_err(|e| io::Error::other(e.to_string()))
     }

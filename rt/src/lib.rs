@@ -6,7 +6,8 @@
 //! into halves two tasks can drive ([`connection`]), `SO_REUSEPORT`
 //! listeners with an accept loop that stops on a latch ([`listener`]), a
 //! thread-per-core executor pool with a cross-thread [`pool::Stopper`]
-//! ([`pool`]), and what both binaries do at start-up ([`process`]). Keeping
+//! ([`pool`]), TLS for listeners (rustls, [`tls`]), and what both binaries
+//! do at start-up ([`process`]). Keeping
 //! glommio behind these seams keeps a runtime with no recent release
 //! replaceable.
 //!
@@ -20,3 +21,4 @@ pub mod local;
 pub mod memory;
 pub mod pool;
 pub mod process;
+pub mod tls;

@@ -1,9 +1,15 @@
-//! Accepts connections on one shard's `SO_REUSEPORT` listener.
+//! Accepts connections on one shard's `SO_REUSEPORT` listeners: the
+//! plain one, and the TLS one when configured (the handshake runs in the
+//! connection's own task, with a deadline, so a client that stalls or
+//! speaks plain TCP to it holds up nobody).
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use glommio::net::TcpListener;
+use ringmq_rt::connection::Stream;
 use ringmq_rt::listener::accept_until;
+use ringmq_rt::tls::TlsAcceptor;
 use tracing::info;
 
 use crate::net::session::Session;
@@ -21,7 +27,43 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
         let admitted = shard.resources.admit();
         let local = stream.local_addr().unwrap_or(peer);
         let session = Session::new(shard.clone(), (peer, local), admitted);
-        glommio::spawn_local(session.run(stream, pass)).detach();
+        glommio::spawn_local(session.run(Stream::Plain(stream), pass)).detach();
     }
     info!(shard = shard.id, "listener closed");
+}
+
+/// Longest a TLS handshake may take.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Accepts TLS connections until the shard starts shutting down.
+pub async fn serve_tls(listener: TcpListener, shard: Rc<Shard>, acceptor: TlsAcceptor) {
+    while let Some(stream) = accept_until(&listener, &shard.stopping).await {
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        let local = stream.local_addr().unwrap_or(peer);
+        let pass = shard.gate.enter();
+        let shard = shard.clone();
+        let acceptor = acceptor.clone();
+        glommio::spawn_local(async move {
+            let handshake = ringmq_rt::tls::accept(&acceptor, stream);
+            let deadline = async {
+                glommio::timer::sleep(HANDSHAKE_DEADLINE).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no TLS handshake within 10 s",
+                ))
+            };
+            match futures_lite::future::or(handshake, deadline).await {
+                Ok(tls) => {
+                    let admitted = shard.resources.admit();
+                    let session = Session::new(shard.clone(), (peer, local), admitted);
+                    session.run(tls, pass).await;
+                }
+                Err(e) => info!(%peer, error = %e, "TLS handshake failed"),
+            }
+        })
+        .detach();
+    }
+    info!(shard = shard.id, "TLS listener closed");
 }

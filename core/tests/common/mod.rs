@@ -9,6 +9,7 @@ use ringmq_protocol::client::blocking::Connection;
 use ringmq_protocol::client::ConnectOptions;
 use ringmq_protocol::message as m;
 
+pub mod certs;
 pub mod http;
 pub mod loop_fs;
 pub mod raw;
@@ -84,6 +85,11 @@ impl TestBroker {
             std::sync::Arc::new(view)
         })
         .expect("management starts")
+    }
+
+    /// The TLS listener's address, when configured.
+    pub fn tls_addr(&self) -> Option<std::net::SocketAddr> {
+        self.broker.as_ref()?.tls_addr()
     }
 
     pub fn connect(&self) -> Connection {

@@ -23,9 +23,62 @@ use super::{ClientError, ConnectOptions, Event};
 /// Bytes of buffered output that trigger a flush.
 const AUTO_FLUSH: usize = 256 * 1024;
 
+/// The socket: plain TCP, or TLS over it (feature `tls`).
+enum Transport {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => s.get_ref(),
+        }
+    }
+
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.tcp().set_read_timeout(t)
+    }
+
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.tcp().peer_addr()
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A blocking connection.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     decoder: FrameDecoder,
     read_buf: Vec<u8>,
     out: BytesMut,
@@ -59,7 +112,36 @@ impl Connection {
         opts: &ConnectOptions,
     ) -> Result<Connection, ClientError> {
         let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
+        Connection::handshake(Transport::Plain(stream), opts)
+    }
+
+    /// Connects over TLS (verifying the server as `server_name` with
+    /// `tls`) and performs the handshake; the TLS handshake completes
+    /// before the first frame, so its failure is the error.
+    ///
+    /// # Errors
+    /// Socket and TLS errors, or the server refusing the login.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        addr: impl ToSocketAddrs,
+        server_name: &str,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+        opts: &ConnectOptions,
+    ) -> Result<Connection, ClientError> {
+        let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let conn = rustls::ClientConnection::new(tls, name).map_err(std::io::Error::other)?;
+        let tcp = TcpStream::connect(addr)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock)?;
+        }
+        Connection::handshake(Transport::Tls(Box::new(tls)), opts)
+    }
+
+    fn handshake(stream: Transport, opts: &ConnectOptions) -> Result<Connection, ClientError> {
+        stream.tcp().set_nodelay(true)?;
         // A server that accepts but never answers must not hang the caller
         // (handshake timeout); `set_timeout` changes it afterwards.
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;

@@ -4,6 +4,8 @@
 
 pub mod blocking;
 pub mod nonblocking;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use crate::field::FieldTable;
 use crate::frame::Kind;
@@ -25,6 +27,9 @@ pub struct ConnectOptions {
     pub client_properties: FieldTable,
     /// When connecting for another client (gateway): its address.
     pub forwarded_for: Option<String>,
+    /// `PLAIN` (user and password) or `EXTERNAL` (the TLS client
+    /// certificate names the user).
+    pub mechanism: String,
 }
 
 impl Default for ConnectOptions {
@@ -36,6 +41,7 @@ impl Default for ConnectOptions {
             heartbeat: 0,
             client_properties: FieldTable::new(),
             forwarded_for: None,
+            mechanism: "PLAIN".into(),
         }
     }
 }
@@ -45,7 +51,7 @@ impl ConnectOptions {
     pub fn hello(&self) -> crate::message::Message {
         crate::message::Message::Hello(crate::message::Hello {
             version: crate::message::PROTOCOL_VERSION,
-            mechanism: "PLAIN".into(),
+            mechanism: self.mechanism.clone(),
             username: self.username.clone(),
             password: self.password.clone(),
             vhost: self.vhost.clone(),
@@ -85,7 +91,7 @@ pub enum Event {
 #[non_exhaustive]
 pub enum ClientError {
     /// Socket error.
-    #[error("i/o error")]
+    #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     /// The server sent something undecodable.
     #[error("cannot decode a frame from the server")]

@@ -42,6 +42,22 @@ impl Session {
                 ));
             }
         };
+        let mut h = h;
+        if h.mechanism == "EXTERNAL" {
+            // The user is the verified client certificate's identity, as
+            // rabbitmq_auth_mechanism_ssl takes it.
+            let identity = self.tls_identity.borrow().clone();
+            let Some(user) = identity else {
+                warn!(peer = %self.client_ip(&h), "EXTERNAL login without a client certificate refused");
+                return Err(Stop::new(
+                    ErrorCode::AccessRefused,
+                    "EXTERNAL login needs a verified client certificate (TLS with verify_peer)",
+                    raw,
+                    0,
+                ));
+            };
+            h.username = user;
+        }
         self.check_hello(&h)?;
         self.claim_limits(&h.username, &h.vhost, raw)?;
         self.note_hello(&h);
@@ -103,7 +119,8 @@ impl Session {
                 0,
             ));
         }
-        if !h.mechanism.is_empty() && h.mechanism != "PLAIN" {
+        let external = h.mechanism == "EXTERNAL";
+        if !h.mechanism.is_empty() && h.mechanism != "PLAIN" && !external {
             return Err(Stop::new(
                 ErrorCode::AccessRefused,
                 format_args!("unsupported authentication mechanism '{}'", h.mechanism),
@@ -114,7 +131,17 @@ impl Session {
         let loopback = &self.shard.config.loopback_users;
         let from_loopback = self.client_ip(h).is_loopback();
         let meta = self.shard.meta.borrow();
-        let checked = if h.vhost.is_empty() {
+        let checked = if external {
+            auth::authorize_external(meta.access(), loopback, &h.username, from_loopback).and_then(
+                |()| {
+                    if h.vhost.is_empty() {
+                        Ok(())
+                    } else {
+                        auth::open_vhost(&meta, &h.username, &h.vhost)
+                    }
+                },
+            )
+        } else if h.vhost.is_empty() {
             auth::authenticate(
                 meta.access(),
                 loopback,
@@ -136,7 +163,7 @@ impl Session {
         checked.map_err(|e| {
             // Peer and user, never the password.
             warn!(peer = %self.client_ip(h), user = %h.username, vhost = %h.vhost, reason = ?e, "login refused");
-            let (code, text) = login_refusal(e, &h.username, &h.vhost);
+            let (code, text) = login_refusal(e, &h.username, &h.vhost, &h.mechanism);
             Stop::new(code, text, kind, 0)
         })
     }
@@ -172,7 +199,7 @@ impl Session {
         let opened = auth::open_vhost(&self.shard.meta.borrow(), &user, &vhost);
         if let Err(e) = opened {
             info!(user = %user, vhost = %vhost, reason = ?e, "vhost refused");
-            let (code, text) = login_refusal(e, &user, &vhost);
+            let (code, text) = login_refusal(e, &user, &vhost, "");
             return Err(Stop::new(code, text, raw, 0));
         }
         self.claim_limits("", &vhost, raw)?;
@@ -235,11 +262,16 @@ impl Session {
 }
 
 /// The code and text for a refused login, as RabbitMQ words them.
-fn login_refusal(e: LoginError, user: &str, vhost: &str) -> (ErrorCode, String) {
+fn login_refusal(e: LoginError, user: &str, vhost: &str, mechanism: &str) -> (ErrorCode, String) {
+    let mechanism = if mechanism.is_empty() {
+        "PLAIN"
+    } else {
+        mechanism
+    };
     match e {
         LoginError::BadCredentials | LoginError::LoopbackOnly => (
             ErrorCode::AccessRefused,
-            "Login was refused using authentication mechanism PLAIN. For details see the broker logfile.".to_owned(),
+            format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
         ),
         LoginError::NoVhost => (ErrorCode::NotAllowed, format!("vhost {vhost} not found")),
         LoginError::VhostRefused => (

@@ -58,8 +58,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
-use ringmq_rt::connection::{split, ReadHalf, WriteHalf};
+use ringmq_rt::connection::{split, ReadHalf, Stream, WriteHalf};
 use ringmq_rt::local::{GatePass, Latch, Notify, Slot};
 use rustc_hash::FxHashMap;
 use tracing::{debug, Instrument};
@@ -182,6 +181,9 @@ pub struct Session {
     paused: Cell<bool>,
     /// Bytes of the read buffer and frame decoder.
     read_buffers: Cell<usize>,
+    /// Over TLS with a verified client certificate: its identity (the
+    /// user of the `EXTERNAL` mechanism).
+    tls_identity: RefCell<Option<String>>,
 }
 
 impl Session {
@@ -231,15 +233,17 @@ impl Session {
             told_blocked: Cell::new(false),
             paused: Cell::new(false),
             read_buffers: Cell::new(0),
+            tls_identity: RefCell::new(None),
         })
     }
 
     /// Serves the connection until it closes.
-    pub async fn run(self: Rc<Self>, stream: TcpStream, _pass: GatePass) {
+    pub async fn run(self: Rc<Self>, stream: Stream, _pass: GatePass) {
         let span = tracing::info_span!("session", conn = self.id, peer = %self.peer, shard = self.shard.id);
         let me = self.clone();
         async move {
-            let _ = stream.set_nodelay(true);
+            let _ = stream.tcp().set_nodelay(true);
+            *self.tls_identity.borrow_mut() = stream.peer_identity();
             let (mut reader, writer) = split(stream);
             let writer_task = glommio::spawn_local(me.clone().run_writer(writer));
             let stop = me.read_loop(&mut reader).await;

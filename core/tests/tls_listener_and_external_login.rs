@@ -1,0 +1,147 @@
+//! The native protocol over TLS (rustls) beside the plain listener: a
+//! Rust client that trusts the CA connects and works; a plain client on
+//! the TLS port, a client that trusts another CA, an expired client
+//! certificate and one from an unknown CA are refused without hanging;
+//! the EXTERNAL mechanism logs in as the certificate's common name, and is
+//! refused for an unknown user or without a certificate.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::certs::Certs;
+use common::*;
+use ringmq_protocol::client::blocking::Connection;
+use ringmq_protocol::client::{tls, ClientError, ConnectOptions};
+
+fn broker(certs: &Certs) -> TestBroker {
+    TestBroker::with(|c| {
+        c.tls.listen = Some("127.0.0.1:0".parse().unwrap());
+        c.tls.cert = Some(certs.server.0.clone());
+        c.tls.key = Some(certs.server.1.clone());
+        c.tls.ca = Some(certs.ca.clone());
+        c.tls.verify_peer = true;
+        c.users.push(ringmq_core::config::UserConfig {
+            name: "ann".into(),
+            password_hash: ringmq_core::password::hash_password("pw"),
+            vhosts: vec!["/".into()],
+            tags: vec![],
+        });
+    })
+}
+
+fn tls_addr(b: &TestBroker) -> std::net::SocketAddr {
+    b.tls_addr().expect("a TLS listener")
+}
+
+fn external() -> ConnectOptions {
+    ConnectOptions {
+        mechanism: "EXTERNAL".into(),
+        username: String::new(),
+        password: String::new(),
+        ..ConnectOptions::default()
+    }
+}
+
+#[test]
+fn a_client_trusting_the_ca_works_over_tls_beside_the_plain_listener() {
+    let certs = Certs::new();
+    let b = broker(&certs);
+    let config = tls::config(&certs.ca, None).unwrap();
+    let mut c = Connection::connect_tls(
+        tls_addr(&b),
+        "localhost",
+        config,
+        &ConnectOptions::default(),
+    )
+    .expect("TLS connect");
+    c.set_timeout(Some(Duration::from_secs(10))).unwrap();
+    let ch = c.open_channel().unwrap();
+    declare_durable(&mut c, ch, "over-tls");
+    let body = "x".repeat(100_000);
+    publish_all(&mut c, ch, "", "over-tls", &["small", &body]);
+    wait_ready(&mut c, ch, "over-tls", 2);
+    assert_eq!(drain(&mut c, ch, "over-tls"), ["small".to_owned(), body]);
+    // The plain listener serves as before.
+    let mut plain = b.connect();
+    plain.open_channel().unwrap();
+    let row = b.management();
+    let conns = common::http::Http::new(&row).get("/api/connections");
+    assert_eq!(conns.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn wrong_peers_are_refused_with_errors_not_hangs() {
+    let certs = Certs::new();
+    let b = broker(&certs);
+    let addr = tls_addr(&b);
+    // A plain client on the TLS port: the server answers its bytes with a
+    // TLS alert and closes.
+    let plain = Connection::connect(addr, &ConnectOptions::default());
+    assert!(plain.is_err(), "{plain:?}");
+    // Trusting another CA: the server's certificate is refused.
+    let wrong = tls::config(&certs.other_ca, None).unwrap();
+    let e =
+        Connection::connect_tls(addr, "localhost", wrong, &ConnectOptions::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("UnknownIssuer")
+            || e.to_string().contains("invalid peer certificate"),
+        "{e}"
+    );
+    // An expired client certificate, and one another CA signed.
+    let (cert, key) = certs.client("ann", true);
+    let expired = tls::config(&certs.ca, Some((&cert, &key))).unwrap();
+    let e = Connection::connect_tls(addr, "localhost", expired, &external()).unwrap_err();
+    assert!(!e.to_string().is_empty());
+    let stranger = tls::config(&certs.ca, Some((&certs.stranger.0, &certs.stranger.1))).unwrap();
+    assert!(Connection::connect_tls(addr, "localhost", stranger, &external()).is_err());
+    // The broker is fine afterwards.
+    let ok = tls::config(&certs.ca, None).unwrap();
+    Connection::connect_tls(addr, "localhost", ok, &ConnectOptions::default())
+        .expect("still serving");
+}
+
+#[test]
+fn external_logs_in_as_the_certificates_common_name() {
+    let certs = Certs::new();
+    let b = broker(&certs);
+    let addr = tls_addr(&b);
+    let (cert, key) = certs.client("ann", false);
+    let with_cert = tls::config(&certs.ca, Some((&cert, &key))).unwrap();
+    let mut c = Connection::connect_tls(addr, "localhost", with_cert, &external())
+        .expect("EXTERNAL as ann");
+    c.open_channel().unwrap();
+    let api = b.management();
+    let conns = common::http::Http::new(&api).get("/api/connections");
+    assert_eq!(conns[0]["user"], "ann", "{conns}");
+
+    // A certificate for a user the broker does not have.
+    let (cert, key) = certs.client("nobody", false);
+    let nobody = tls::config(&certs.ca, Some((&cert, &key))).unwrap();
+    match Connection::connect_tls(addr, "localhost", nobody, &external()) {
+        Err(ClientError::ConnectionClosed { code, text }) => {
+            assert_eq!(code, 403);
+            assert!(text.contains("mechanism EXTERNAL"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // EXTERNAL without a certificate, over TLS and over plain TCP.
+    let no_cert = tls::config(&certs.ca, None).unwrap();
+    for r in [
+        Connection::connect_tls(addr, "localhost", no_cert, &external()),
+        Connection::connect(b.addr, &external()),
+    ] {
+        match r {
+            Err(ClientError::ConnectionClosed { code, text }) => {
+                assert_eq!(code, 403);
+                assert!(
+                    text.contains("EXTERNAL login needs a verified client certificate"),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
