@@ -44,6 +44,9 @@ pub struct GatewayConfig {
     /// (bodies grow as their frames arrive); a body that would pass it
     /// closes its channel with 406 PRECONDITION_FAILED.
     pub content_buffer_max: usize,
+    /// AMQPS: AMQP over TLS on this address (RabbitMQ's 5671), beside the
+    /// plain listener, with these files.
+    pub tls: Option<(SocketAddr, ringmq_rt::tls::TlsFiles)>,
 }
 
 impl Default for GatewayConfig {
@@ -62,6 +65,7 @@ impl Default for GatewayConfig {
             connection_max: 0,
             memory_high_watermark: Amount::Relative(0.2),
             content_buffer_max: 256 * 1024 * 1024,
+            tls: None,
         }
     }
 }

@@ -25,6 +25,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringmq_rt::connection::Stream;
 use ringmq_rt::limit::Limit;
 use ringmq_rt::listener::accept_until;
 use ringmq_rt::local::{Gate, Latch};
@@ -80,6 +81,53 @@ impl Gateway {
     }
 }
 
+/// What the accept loops of one executor share.
+struct Shared {
+    cfg: Rc<GatewayConfig>,
+    stopping: Latch,
+    alarm: Rc<memory::Alarm>,
+    connections: Arc<Limit>,
+    gate: Gate,
+}
+
+/// Longest an AMQPS handshake may take.
+const TLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Accepts AMQPS connections: the TLS handshake (with a deadline) runs in
+/// the connection's own task, then it is served as a plain one.
+async fn serve_tls(
+    listener: glommio::net::TcpListener,
+    acceptor: ringmq_rt::tls::TlsAcceptor,
+    s: Shared,
+) {
+    while let Some(stream) = accept_until(&listener, &s.stopping).await {
+        let pass = s.gate.enter();
+        let (cfg, stopping, alarm) = (s.cfg.clone(), s.stopping.clone(), s.alarm.clone());
+        let admitted = s.connections.take();
+        let acceptor = acceptor.clone();
+        glommio::spawn_local(async move {
+            let peer = stream.peer_addr().ok();
+            let deadline = async {
+                glommio::timer::sleep(TLS_HANDSHAKE_DEADLINE).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no TLS handshake within 10 s",
+                ))
+            };
+            let handshake = ringmq_rt::tls::accept(&acceptor, stream);
+            match futures_lite::future::or(handshake, deadline).await {
+                Ok(tls) => {
+                    let admitted_ = admitted.is_some();
+                    amqp::connection::serve(tls, cfg, stopping, admitted_, alarm).await;
+                }
+                Err(e) => info!(?peer, error = %e, "AMQPS handshake failed"),
+            }
+            drop((pass, admitted));
+        })
+        .detach();
+    }
+}
+
 async fn run_executor(
     config: Arc<GatewayConfig>,
     connections: Arc<Limit>,
@@ -107,8 +155,36 @@ async fn run_executor(
     }
     let alarm = memory::Alarm::new(watermark);
     glommio::spawn_local(alarm.clone().watch(stopping.clone())).detach();
-    ready.ok();
     let gate = Gate::new();
+    if let Some((addr, files)) = &cfg.tls {
+        let acceptor = match ringmq_rt::tls::server_config(files) {
+            Ok(c) => ringmq_rt::tls::TlsAcceptor::from(c),
+            Err(e) => {
+                ready.fail(format_args!("AMQPS: {e}"));
+                return;
+            }
+        };
+        let tls_listener = match ringmq_rt::listener::bind_reuse(*addr) {
+            Ok(l) => l,
+            Err(e) => {
+                ready.fail(format_args!("cannot listen (AMQPS) on {addr}: {e}"));
+                return;
+            }
+        };
+        let accepting = serve_tls(
+            tls_listener,
+            acceptor,
+            Shared {
+                cfg: cfg.clone(),
+                stopping: stopping.clone(),
+                alarm: alarm.clone(),
+                connections: connections.clone(),
+                gate: gate.clone(),
+            },
+        );
+        glommio::spawn_local(accepting).detach();
+    }
+    ready.ok();
     while let Some(stream) = accept_until(&listener, &stopping).await {
         let pass = gate.enter();
         let (cfg, stopping, alarm) = (cfg.clone(), stopping.clone(), alarm.clone());
@@ -116,7 +192,7 @@ async fn run_executor(
         let admitted = connections.take();
         glommio::spawn_local(async move {
             let admitted_ = admitted.is_some();
-            amqp::connection::serve(stream, cfg, stopping, admitted_, alarm).await;
+            amqp::connection::serve(Stream::Plain(stream), cfg, stopping, admitted_, alarm).await;
             drop((pass, admitted));
         })
         .detach();

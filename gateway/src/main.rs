@@ -34,6 +34,25 @@ struct Cli {
     /// available memory (0.2) or an amount (256MiB).
     #[arg(long, env = "RINGMQ_GATEWAY_MEMORY_HIGH_WATERMARK", default_value = "0.2", value_parser = ringmq_rt::memory::Amount::parse)]
     memory_high_watermark: ringmq_rt::memory::Amount,
+    /// AMQPS (AMQP over TLS) listen address, e.g. 0.0.0.0:5671; needs
+    /// --tls-cert and --tls-key.
+    #[arg(long, env = "RINGMQ_GATEWAY_AMQPS_LISTEN")]
+    amqps_listen: Option<std::net::SocketAddr>,
+    /// Server certificate chain (PEM) for AMQPS.
+    #[arg(long, env = "RINGMQ_GATEWAY_TLS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "RINGMQ_GATEWAY_TLS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
+    /// CA certificates client certificates are verified against (PEM).
+    #[arg(long, env = "RINGMQ_GATEWAY_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Ask AMQPS clients for a certificate and verify it against --tls-ca.
+    #[arg(long)]
+    tls_verify_peer: bool,
+    /// With --tls-verify-peer: refuse clients without a certificate.
+    #[arg(long)]
+    tls_fail_if_no_peer_cert: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +61,22 @@ fn main() -> anyhow::Result<()> {
     if cli.frame_max < 4096 {
         anyhow::bail!("--frame-max must be at least 4096");
     }
+    let tls = match (cli.amqps_listen, cli.tls_cert, cli.tls_key) {
+        (None, _, _) => None,
+        (Some(addr), Some(cert), Some(key)) => Some((
+            addr,
+            ringmq_rt::tls::TlsFiles {
+                cert,
+                key,
+                ca: cli.tls_ca,
+                verify_peer: cli.tls_verify_peer,
+                fail_if_no_peer_cert: cli.tls_fail_if_no_peer_cert,
+            },
+        )),
+        (Some(_), _, _) => {
+            anyhow::bail!("--amqps-listen needs --tls-cert and --tls-key (PEM files)")
+        }
+    };
     let config = GatewayConfig {
         listen: cli.listen,
         broker: cli.broker,
@@ -51,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         frame_max: cli.frame_max,
         connection_max: cli.connection_max,
         memory_high_watermark: cli.memory_high_watermark,
+        tls,
         ..GatewayConfig::default()
     };
     let gateway = Gateway::start(config)?;

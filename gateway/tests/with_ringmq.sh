@@ -7,6 +7,9 @@
 #   RINGMQ_BIN, RINGMQ_BROKER the binaries' directory and the broker's native address
 #                             (for tests that start a gateway of their own)
 #   BROKER_RESTART_CMD        kill -9 + restart of the broker on the same port and data
+#   AMQPS_PORT, TLS_DIR       the gateway's AMQP-over-TLS listener (client certificates
+#                             verified, not required) and its PEM files: ca.pem/ca.key
+#                             (a CA made here), server.pem/server.key (localhost, 127.0.0.1)
 #
 #   gateway/tests/with_ringmq.sh [target/debug|target/release] COMMAND [ARGS…]
 set -euo pipefail
@@ -18,6 +21,17 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 native=$(free_port)
 amqp=$(free_port)
 mgmt=$(free_port)
+amqps=$(free_port)
+tls="$work/tls"
+mkdir -p "$tls"
+# A CA and a server certificate, made for this run.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ringmq test CA" \
+  -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+  -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$tls/san.ext"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+  -days 2 -extfile "$tls/san.ext" -out "$tls/server.pem" 2>/dev/null
 cat > "$work/start-broker.sh" <<EOS
 #!/usr/bin/env bash
 RINGMQ_LOG=\${RINGMQ_LOG:-warn} "$bin/ringmq" --listen 127.0.0.1:$native --data-dir "$work/data" --management-listen 127.0.0.1:$mgmt --prometheus-listen off >>"$work/broker.log" 2>&1 &
@@ -44,14 +58,16 @@ cleanup() {
 }
 trap cleanup EXIT
 "$work/start-broker.sh"
-RINGMQ_LOG=${RINGMQ_LOG:-warn} "$bin/ringmq-gateway" --listen 127.0.0.1:$amqp --broker 127.0.0.1:$native >"$work/gateway.log" 2>&1 &
+RINGMQ_LOG=${RINGMQ_LOG:-warn} "$bin/ringmq-gateway" --listen 127.0.0.1:$amqp --broker 127.0.0.1:$native \
+  --amqps-listen 127.0.0.1:$amqps --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" \
+  --tls-ca "$tls/ca.pem" --tls-verify-peer >"$work/gateway.log" 2>&1 &
 gw_pid=$!
 for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$amqp) 2>/dev/null && break; sleep 0.1; done
 status=0
 AMQP_PORT=$amqp AMQP_URL="amqp://guest:guest@127.0.0.1:$amqp" \
   MGMT_PORT=$mgmt UI_URL="http://127.0.0.1:$mgmt" \
   RINGMQ_BIN="$bin" RINGMQ_BROKER="127.0.0.1:$native" \
-  BROKER_RESTART_CMD="$work/restart-broker.sh" "$@" || status=$?
+  BROKER_RESTART_CMD="$work/restart-broker.sh" AMQPS_PORT=$amqps TLS_DIR="$tls" "$@" || status=$?
 if [ $status -ne 0 ]; then
   echo "--- broker log (tail)"; tail -n 50 "$work/broker.log" || true
   echo "--- gateway log (tail)"; tail -n 50 "$work/gateway.log" || true

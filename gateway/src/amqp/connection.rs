@@ -23,12 +23,11 @@ use std::time::{Duration, Instant};
 use amq_protocol::protocol::{channel, connection, AMQPClass};
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use ringmq_amqp_codec::method::{parse_method, put_heartbeat, put_method};
 use ringmq_amqp_codec::{Decoder, RawFrame, FRAME_METHOD, FRAME_MIN_SIZE};
 use ringmq_protocol::message::{self as m, Message};
 use ringmq_protocol::{Encoder, ErrorCode};
-use ringmq_rt::connection::{split, ReadHalf, WriteHalf};
+use ringmq_rt::connection::{split, ReadHalf, Stream, WriteHalf};
 use ringmq_rt::local::{Latch, Notify};
 use rustc_hash::FxHashMap;
 use tracing::{debug, error, info, Instrument};
@@ -148,23 +147,23 @@ impl Drop for Conn {
 
 /// Serves one client connection until it closes.
 pub async fn serve(
-    stream: TcpStream,
+    stream: Stream,
     cfg: Rc<GatewayConfig>,
     stopping: Latch,
     admitted: bool,
     alarm: Rc<Alarm>,
 ) {
-    let Ok(peer) = stream.peer_addr() else {
+    let Ok(peer) = stream.tcp().peer_addr() else {
         return;
     };
-    let span = tracing::info_span!("amqp", peer = %peer);
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().ok();
+    let span = tracing::info_span!("amqp", peer = %peer, tls = stream.is_tls());
+    let _ = stream.tcp().set_nodelay(true);
+    let local = stream.tcp().local_addr().ok();
     let conn = Rc::new(Conn::new(cfg, peer, local, admitted, alarm));
     serve_peer(stream, conn, stopping).instrument(span).await;
 }
 
-async fn serve_peer(stream: TcpStream, conn: Rc<Conn>, stopping: Latch) {
+async fn serve_peer(stream: Stream, conn: Rc<Conn>, stopping: Latch) {
     let (mut client_r, mut client_w) = split(stream);
     let cfg_handshake_ms = conn.cfg.handshake_timeout_ms;
     // Until tune-ok, frames of at most 4096 bytes, as AMQP specifies: a

@@ -12,6 +12,8 @@ here="$root/gateway/tests/pika"
 venv="$root/.venv"
 if [ ! -x "$venv/bin/pytest" ]; then
   python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c "import pika, pytest, pytest_timeout, cryptography" 2>/dev/null; then
   "$venv/bin/pip" install -q -r "$here/requirements.txt"
 fi
 RINGMQ_BACKLOG_MIB=${RINGMQ_BACKLOG_MIB:-256} exec "$root/gateway/tests/with_ringmq.sh" "$bin" \
