@@ -144,6 +144,13 @@ fn main() -> anyhow::Result<()> {
         .then(|| start_prometheus(&broker, config.clone(), management.prometheus_listen))
         .flatten();
     let metrics_addr = metrics.as_ref().map(ringmq_mgmt::Management::local_addr);
+    let _management_tls = match (config.tls.management_listen, config.tls.files()?) {
+        (Some(listen), Some(files)) => {
+            let tls = ringmq_rt::tls::server_config(&files)?;
+            start_management_tls(&broker, config.clone(), listen, tls)
+        }
+        _ => None,
+    };
     let _management = management
         .enabled
         .then(|| start_management(&broker, config, management.listen, metrics_addr))
@@ -175,6 +182,28 @@ fn start_management(
         Ok(m) => Some(m),
         Err(e) => {
             tracing::error!(error = %e, source = ?std::error::Error::source(&e), "management API not started");
+            None
+        }
+    }
+}
+
+/// Starts the management API over HTTPS, with the same rules.
+fn start_management_tls(
+    broker: &Broker,
+    config: std::sync::Arc<Config>,
+    listen: std::net::SocketAddr,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+) -> Option<ringmq_mgmt::Management> {
+    let view = broker.admin(config);
+    let made = |bound| -> std::sync::Arc<dyn ringmq_mgmt::view::BrokerView> {
+        let mut view = view;
+        view.add_listener("https", bound);
+        std::sync::Arc::new(view)
+    };
+    match ringmq_mgmt::Management::start_tls(listen, tls, made) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "management API (HTTPS) not started");
             None
         }
     }

@@ -11,6 +11,8 @@ mod common;
 
 use std::time::Duration;
 
+use std::io::{Read, Write};
+
 use common::certs::Certs;
 use common::*;
 use ringmq_protocol::client::blocking::Connection;
@@ -144,4 +146,47 @@ fn external_logs_in_as_the_certificates_common_name() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// One HTTP/1.1 request over `stream`; the status line.
+fn http_get(stream: &mut (impl Read + Write), path: &str) -> String {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("guest:guest");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn the_management_api_is_served_over_https() {
+    let certs = Certs::new();
+    let b = broker(&certs);
+    let files = ringmq_rt::tls::TlsFiles {
+        cert: certs.server.0.clone(),
+        key: certs.server.1.clone(),
+        ca: None,
+        verify_peer: false,
+        fail_if_no_peer_cert: false,
+    };
+    let api = b.management_tls(ringmq_rt::tls::server_config(&files).unwrap());
+    let addr = api.local_addr();
+    let config = tls::config(&certs.ca, None).unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    assert_eq!(http_get(&mut tls, "/api/overview"), "HTTP/1.1 200 OK");
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(!http_get(&mut plain, "/api/overview").starts_with("HTTP/1.1 200"));
 }

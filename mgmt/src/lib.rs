@@ -21,6 +21,7 @@ pub mod http;
 pub mod paging;
 pub mod prometheus;
 pub mod rates;
+pub mod tls;
 pub mod view;
 
 use std::net::SocketAddr;
@@ -70,6 +71,22 @@ impl Management {
         Management::spawn("ringmq-mgmt", listener, bound, app)
     }
 
+    /// Binds `addr` and serves the API over HTTPS (`tls`), as
+    /// [`Management::start`] does over HTTP.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the thread cannot start.
+    pub fn start_tls(
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+        view: impl FnOnce(SocketAddr) -> Arc<dyn view::BrokerView>,
+    ) -> Result<Management, StartError> {
+        let (listener, bound) = bind(addr)?;
+        let app = http::router(http::Api::new(view(bound)));
+        info!(addr = %bound, "management API listening (HTTPS)");
+        Management::spawn_with("ringmq-mgmt-tls", listener, bound, app, Some(tls))
+    }
+
     /// Binds `addr` and serves Prometheus metrics (`/metrics`,
     /// `/metrics/per-object`) for `view` on a thread of its own.
     ///
@@ -90,10 +107,20 @@ impl Management {
         bound: SocketAddr,
         app: axum::Router,
     ) -> Result<Management, StartError> {
+        Management::spawn_with(name, listener, bound, app, None)
+    }
+
+    fn spawn_with(
+        name: &str,
+        listener: std::net::TcpListener,
+        bound: SocketAddr,
+        app: axum::Router,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Management, StartError> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || serve(listener, app, stopped))
+            .spawn(move || serve(listener, app, stopped, tls))
             .map_err(StartError::Thread)?;
         Ok(Management {
             addr: bound,
@@ -132,6 +159,7 @@ fn serve(
     listener: std::net::TcpListener,
     app: axum::Router,
     stopped: tokio::sync::oneshot::Receiver<()>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -156,11 +184,22 @@ fn serve(
         };
         // The peer address reaches handlers (failed logins are logged
         // with it).
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = match tls {
+            None => {
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Some(config) => match tls::TlsListener::new(listener, config) {
+                Ok(l) => {
+                    let app = app.into_make_service_with_connect_info::<tls::TlsPeer>();
+                    axum::serve(l, app).with_graceful_shutdown(shutdown).await
+                }
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = served {
             warn!(error = %e, "management API stopped");
         }
     });

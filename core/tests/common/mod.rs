@@ -77,6 +77,19 @@ impl TestBroker {
             .expect("metrics start")
     }
 
+    /// The management API over HTTPS with `tls`, on a free port.
+    pub fn management_tls(
+        &self,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+    ) -> ringmq_mgmt::Management {
+        let broker = self.broker.as_ref().expect("running");
+        let view = broker.admin(std::sync::Arc::new(self.config.clone()));
+        ringmq_mgmt::Management::start_tls("127.0.0.1:0".parse().unwrap(), tls, move |_| {
+            std::sync::Arc::new(view)
+        })
+        .expect("management starts")
+    }
+
     /// The management API for this broker, on a free port.
     pub fn management(&self) -> ringmq_mgmt::Management {
         let broker = self.broker.as_ref().expect("running");

@@ -71,10 +71,15 @@ pub async fn require_login(State(api): State<Api>, mut req: Request, next: Next)
     };
     let Some(row) = api.view.authenticate(&user, &password) else {
         // Peer and user, never the password.
-        let peer = req
-            .extensions()
+        let ext = req.extensions();
+        let peer = ext
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.to_string())
+            .map(|c| c.0)
+            .or_else(|| {
+                ext.get::<axum::extract::ConnectInfo<crate::tls::TlsPeer>>()
+                    .map(|c| c.0 .0)
+            })
+            .map(|a| a.to_string())
             .unwrap_or_default();
         tracing::warn!(%peer, %user, "management API login refused");
         return ApiError::login_failed().into_response();
