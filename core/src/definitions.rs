@@ -9,9 +9,8 @@
 //! queue made from the file keeps its identity (and its messages) across
 //! restarts, and loading the same file again changes nothing.
 
-use ringmq_mgmt::view::{
-    AccessChange, PermissionRow, PolicyRow, TopicPermissionRow, UserRow, VhostRow,
-};
+use ringmq_mgmt::definitions::{self as defs, items, text};
+use ringmq_mgmt::view::AccessChange;
 use ringmq_protocol::FieldTable;
 use serde_json::Value;
 
@@ -22,19 +21,6 @@ use crate::queue::args::QueueArgs;
 /// No session declares what a definitions file does.
 const NO_SESSION: u64 = 0;
 
-fn text(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn list<'a>(doc: &'a Value, key: &str) -> &'a [Value] {
-    doc.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
 fn flag(v: &Value, key: &str, default: bool) -> bool {
     match v.get(key) {
         Some(Value::Bool(b)) => *b,
@@ -43,20 +29,22 @@ fn flag(v: &Value, key: &str, default: bool) -> bool {
     }
 }
 
-fn tags(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
+/// The item a change comes from, for an error (never a password hash).
+fn what(change: &AccessChange) -> String {
+    match change {
+        AccessChange::PutUser(u) => format!("user '{}'", u.name),
+        AccessChange::PutVhost(v) => format!("vhost '{}'", v.name),
+        AccessChange::SetPermissions(p) => {
+            format!("permissions of '{}' in vhost '{}'", p.user, p.vhost)
+        }
+        AccessChange::SetTopicPermissions(t) => format!(
+            "topic permissions of '{}' on '{}' in vhost '{}'",
+            t.user, t.exchange, t.vhost
+        ),
+        AccessChange::SetPolicy { row, .. } => {
+            format!("policy '{}' in vhost '{}'", row.name, row.vhost)
+        }
+        other => format!("{other:?}"),
     }
 }
 
@@ -75,16 +63,7 @@ pub fn ops(
     if !doc.is_object() {
         return Err("not a JSON object".into());
     }
-    let mut unsupported = Vec::new();
-    for key in ["parameters", "global_parameters"] {
-        let n = list(doc, key)
-            .iter()
-            .filter(|p| key != "global_parameters" || text(p, "name") != "internal_cluster_id")
-            .count();
-        if n > 0 {
-            unsupported.push(format!("{n} {key}"));
-        }
-    }
+    let unsupported = defs::unsupported(doc);
     if !unsupported.is_empty() {
         return Err(format!("not supported: {}", unsupported.join(", ")));
     }
@@ -93,74 +72,14 @@ pub fn ops(
         meta.apply(&op);
         out.push(op);
     };
-    let mut access = Vec::new();
-    for v in list(doc, "vhosts") {
-        let meta_v = v.get("metadata").unwrap_or(v);
-        access.push(AccessChange::PutVhost(VhostRow {
-            name: text(v, "name"),
-            description: text(meta_v, "description"),
-            tags: tags(meta_v.get("tags")),
-            default_queue_type: meta_v
-                .get("default_queue_type")
-                .and_then(Value::as_str)
-                .filter(|t| *t != "undefined")
-                .map(str::to_owned),
-        }));
-    }
-    for u in list(doc, "users") {
-        let algorithm = u
-            .get("hashing_algorithm")
-            .and_then(Value::as_str)
-            .unwrap_or(crate::password::SHA256);
-        access.push(AccessChange::PutUser(UserRow {
-            name: text(u, "name"),
-            password_hash: text(u, "password_hash"),
-            hashing_algorithm: algorithm.to_owned(),
-            tags: tags(u.get("tags")),
-        }));
-    }
-    for p in list(doc, "permissions") {
-        access.push(AccessChange::SetPermissions(PermissionRow {
-            user: text(p, "user"),
-            vhost: text(p, "vhost"),
-            configure: text(p, "configure"),
-            write: text(p, "write"),
-            read: text(p, "read"),
-        }));
-    }
-    for p in list(doc, "policies") {
-        access.push(AccessChange::SetPolicy {
-            operator: false,
-            row: PolicyRow {
-                vhost: text(p, "vhost"),
-                name: text(p, "name"),
-                pattern: text(p, "pattern"),
-                apply_to: p
-                    .get("apply-to")
-                    .and_then(Value::as_str)
-                    .unwrap_or("all")
-                    .to_owned(),
-                priority: p.get("priority").and_then(Value::as_i64).unwrap_or(0),
-                definition: p.get("definition").cloned().unwrap_or(Value::Null),
-            },
-        });
-    }
-    for t in list(doc, "topic_permissions") {
-        access.push(AccessChange::SetTopicPermissions(TopicPermissionRow {
-            user: text(t, "user"),
-            vhost: text(t, "vhost"),
-            exchange: text(t, "exchange"),
-            write: text(t, "write"),
-            read: text(t, "read"),
-        }));
-    }
+    let access = defs::access_changes(doc, None)?;
     for change in access {
         meta.check_access(&change)
-            .map_err(|r| format!("{}: {change:?}", r.text))?;
+            .map_err(|r| format!("{}: {}", what(&change), r.text))?;
         push(meta, MetaOp::Access(change));
     }
 
-    for x in list(doc, "exchanges") {
+    for x in items(doc, "exchanges") {
         let (vhost, name, kind_name) = (text(x, "vhost"), text(x, "name"), text(x, "type"));
         let def = ExchangeDef {
             name: name.clone(),
@@ -182,7 +101,7 @@ pub fn ops(
 
     let mut next_id = first_queue_id(now_ms).max(meta.queue_ids_below());
     let mut queues = Vec::new();
-    for q in list(doc, "queues") {
+    for q in items(doc, "queues") {
         let (vhost, name) = (text(q, "vhost"), text(q, "name"));
         if meta.vhost(&vhost).and_then(|v| v.queue(&name)).is_some() {
             continue;
@@ -228,7 +147,7 @@ pub fn ops(
         }
     }
 
-    for b in list(doc, "bindings") {
+    for b in items(doc, "bindings") {
         let vhost = text(b, "vhost");
         let (source, destination) = (text(b, "source"), text(b, "destination"));
         let dest = if text(b, "destination_type") == "exchange" {

@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod ctl;
+pub mod definitions;
 pub mod fields;
 pub mod http;
 pub mod paging;

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use super::auth::Login;
 use super::body;
 use super::{Api, ApiError};
+use crate::definitions::{tags, SHA256};
 use crate::view::{AccessChange, PermissionRow, TopicPermissionRow, UserRow, VhostRow};
 
 /// Sends a change; a refusal becomes RabbitMQ's reply for it.
@@ -36,24 +37,6 @@ fn put_status(existed: bool) -> StatusCode {
         StatusCode::NO_CONTENT
     } else {
         StatusCode::CREATED
-    }
-}
-
-/// Tags as RabbitMQ takes them: a comma-separated string or a list.
-pub(crate) fn tags(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
     }
 }
 
@@ -330,9 +313,6 @@ pub(crate) fn user_from(
         tags: tags(b.get("tags")),
     })
 }
-
-/// RabbitMQ's default password hashing algorithm.
-const SHA256: &str = "rabbit_password_hashing_sha256";
 
 /// `DELETE /api/users/{user}` (administrators only): the user and its
 /// permissions; its connections are closed.

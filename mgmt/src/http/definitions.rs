@@ -23,8 +23,9 @@ use super::body::{flag, text};
 use super::queue_actions::known_vhost;
 use super::{Api, ApiError};
 use crate::client::{run, As, Client};
+use crate::definitions as defs;
 use crate::fields;
-use crate::view::{AccessChange, PermissionRow, TopicPermissionRow, VhostRow};
+use crate::view::VhostRow;
 
 /// One vhost's objects to declare: (`exchanges`|`queues`|`bindings`, object).
 type Objects = Vec<(String, Map<String, Value>)>;
@@ -103,25 +104,6 @@ fn vhost_definition(v: &VhostRow) -> Value {
         o["metadata"] = meta;
     }
     o
-}
-
-/// A vhost from definitions (3.10's `{"name"}`, or with `description`,
-/// `tags` and `default_queue_type` at the top or under `metadata`).
-fn vhost_from(v: &Value) -> VhostRow {
-    let meta = v.get("metadata").unwrap_or(v);
-    let field = |k: &str| meta.get(k).or_else(|| v.get(k));
-    VhostRow {
-        name: text_of(v, "name"),
-        description: field("description")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        tags: super::access::tags(field("tags")),
-        default_queue_type: field("default_queue_type")
-            .and_then(Value::as_str)
-            .filter(|t| *t != "undefined")
-            .map(str::to_owned),
-    }
 }
 
 /// `GET /api/definitions` (administrators only).
@@ -206,104 +188,6 @@ pub async fn export_vhost(
     Ok(Json(Value::Object(doc)))
 }
 
-fn items<'a>(doc: &'a Map<String, Value>, key: &str) -> &'a [Value] {
-    doc.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-/// What the broker cannot take from a document (parameters, which it
-/// does not have).
-fn unsupported(doc: &Map<String, Value>) -> Vec<String> {
-    let mut out = Vec::new();
-    for key in ["parameters", "global_parameters"] {
-        let n = items(doc, key)
-            .iter()
-            .filter(|i| key != "global_parameters" || text_of(i, "name") != "internal_cluster_id")
-            .count();
-        if n > 0 {
-            out.push(format!("{n} {key} (not supported yet)"));
-        }
-    }
-    out
-}
-
-/// The changes a document asks for beyond objects: vhosts, users,
-/// permissions, policies, topic permissions, in that order (one vhost's
-/// document: its policies alone, as RabbitMQ reads it).
-///
-/// # Errors
-/// 400 naming the bad item.
-fn access_changes(
-    api: &Api,
-    doc: &Map<String, Value>,
-    only: Option<&str>,
-) -> Result<Vec<AccessChange>, ApiError> {
-    let mut out = Vec::new();
-    let whole = only.is_none();
-    if whole {
-        for v in items(doc, "vhosts") {
-            out.push(AccessChange::PutVhost(vhost_from(v)));
-        }
-        for u in items(doc, "users") {
-            let Value::Object(o) = u else {
-                return Err(ApiError::bad_request(
-                    "bad_request",
-                    "users: every item must be an object",
-                ));
-            };
-            let mut o = o.clone();
-            o.entry("tags").or_insert(json!([]));
-            let name = text_of(u, "name");
-            out.push(AccessChange::PutUser(super::access::user_from(
-                api, &name, &o,
-            )?));
-        }
-        for p in items(doc, "permissions") {
-            out.push(AccessChange::SetPermissions(PermissionRow {
-                user: text_of(p, "user"),
-                vhost: text_of(p, "vhost"),
-                configure: text_of(p, "configure"),
-                write: text_of(p, "write"),
-                read: text_of(p, "read"),
-            }));
-        }
-    }
-    for p in items(doc, "policies") {
-        let Value::Object(o) = p else {
-            return Err(ApiError::bad_request(
-                "bad_request",
-                "policies: every item must be an object",
-            ));
-        };
-        let vhost = only.map_or_else(|| text_of(p, "vhost"), str::to_owned);
-        let row = super::policies::policy_from(&vhost, &text_of(p, "name"), o, "all")?;
-        out.push(AccessChange::SetPolicy {
-            operator: false,
-            row,
-        });
-    }
-    if whole {
-        for t in items(doc, "topic_permissions") {
-            out.push(AccessChange::SetTopicPermissions(TopicPermissionRow {
-                user: text_of(t, "user"),
-                vhost: text_of(t, "vhost"),
-                exchange: text_of(t, "exchange"),
-                write: text_of(t, "write"),
-                read: text_of(t, "read"),
-            }));
-        }
-    }
-    Ok(out)
-}
-
-fn text_of(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// One vhost's exchanges, queues and bindings, declared as `who`. A queue
 /// or exchange that exists with other properties is left as it is, as
 /// RabbitMQ does; returns how many were left.
@@ -373,13 +257,16 @@ async fn import(
 ) -> Result<StatusCode, ApiError> {
     login.administrator()?;
     let doc = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(d)) => d,
+        Ok(d @ Value::Object(_)) => d,
         _ => return Err(ApiError::bad_request("bad_request", "failed_to_parse_json")),
     };
     if let Some(v) = &only {
         known_vhost(&api, v)?;
     }
-    let refused = unsupported(&doc);
+    let refused: Vec<String> = defs::unsupported(&doc)
+        .into_iter()
+        .map(|what| format!("{what} (not supported yet)"))
+        .collect();
     if !refused.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -387,7 +274,9 @@ async fn import(
             json!(refused),
         ));
     }
-    for change in access_changes(&api, &doc, only.as_deref())? {
+    let changes = defs::access_changes(&doc, only.as_deref())
+        .map_err(|e| ApiError::bad_request("bad_request", e))?;
+    for change in changes {
         api.view
             .change_access(change)
             .await?
@@ -396,9 +285,9 @@ async fn import(
     // Grouped per vhost, exchanges before queues before bindings.
     let mut per_vhost: std::collections::BTreeMap<String, Objects> = Default::default();
     for kind in ["exchanges", "queues", "bindings"] {
-        for item in items(&doc, kind) {
+        for item in defs::items(&doc, kind) {
             let Value::Object(o) = item else { continue };
-            let vhost = only.clone().unwrap_or_else(|| text_of(item, "vhost"));
+            let vhost = only.clone().unwrap_or_else(|| defs::text(item, "vhost"));
             per_vhost
                 .entry(vhost)
                 .or_default()

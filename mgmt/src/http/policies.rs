@@ -104,39 +104,20 @@ fn one(
         .ok_or_else(ApiError::not_found)
 }
 
-/// A policy from a PUT body (or a definitions file).
+/// A policy from a PUT body.
 ///
 /// # Errors
-/// 400 naming missing keys or a priority that is not a number.
-pub(crate) fn policy_from(
+/// 400 naming missing keys, or a priority or definition that is not what
+/// it should be.
+fn policy_from(
     vhost: &str,
     name: &str,
     b: &serde_json::Map<String, Value>,
     default_apply_to: &str,
 ) -> Result<PolicyRow, ApiError> {
     body::require(b, &["pattern", "definition"])?;
-    let priority = match b.get("priority") {
-        None | Some(Value::Null) => 0,
-        Some(_) => body::int(b, "priority")
-            .ok_or_else(|| ApiError::bad_request("bad_request", "priority: must be an integer"))?,
-    };
-    // rabbitmqadmin and older clients send the definition as a JSON string.
-    let definition = match b.get("definition") {
-        Some(Value::String(s)) => serde_json::from_str(s)
-            .map_err(|_| ApiError::bad_request("bad_request", "definition: not a JSON object"))?,
-        Some(v) => v.clone(),
-        None => Value::Null,
-    };
-    Ok(PolicyRow {
-        vhost: vhost.to_owned(),
-        name: name.to_owned(),
-        pattern: body::text(b, "pattern").unwrap_or_default().to_owned(),
-        apply_to: body::text(b, "apply-to")
-            .unwrap_or(default_apply_to)
-            .to_owned(),
-        priority,
-        definition,
-    })
+    crate::definitions::policy_from(vhost, name, b, default_apply_to)
+        .map_err(|e| ApiError::bad_request("bad_request", e))
 }
 
 async fn put(
