@@ -217,19 +217,9 @@ impl BrokerView for AdminHandle {
     fn authenticate(&self, user: &str, password: &str) -> Option<UserRow> {
         let access = self.resources.access();
         let u = access.user(user);
-        // An unknown user costs the same work as a wrong password.
-        let (hash, algorithm) = u.map_or(("", ""), |u| {
-            (u.password_hash.as_str(), u.hashing_algorithm.as_str())
-        });
-        let algorithm = crate::password::Algorithm::parse(algorithm)
-            .unwrap_or(crate::password::Algorithm::Sha256);
-        let hash = if hash.is_empty() {
-            crate::auth::UNKNOWN_USER_HASH
-        } else {
-            hash
-        };
-        let ok = algorithm.verify(password, hash);
-        u.filter(|u| ok && !u.password_hash.is_empty()).cloned()
+        crate::auth::password_matches(u, password)
+            .then(|| u.cloned())
+            .flatten()
     }
 
     fn hash_password(&self, password: &str) -> String {

@@ -5,6 +5,7 @@
 
 use crate::meta::{Access, Meta};
 use crate::password::Algorithm;
+use ringmq_mgmt::view::UserRow;
 
 /// Why a login was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,19 +23,23 @@ pub enum LoginError {
 /// The hash an unknown user's password is checked against: a well-formed
 /// hash no password matches in practice, so that an unknown user costs the
 /// same work as a wrong password and cannot be told apart by timing.
-pub(crate) const UNKNOWN_USER_HASH: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+const UNKNOWN_USER_HASH: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-/// The stored hash to check `user`'s password against, its algorithm,
-/// and whether the user exists.
-fn stored_hash<'a>(access: &'a Access, user: &str) -> (&'a str, Algorithm, bool) {
-    match access.user(user) {
-        Some(u) => (
-            &u.password_hash,
+/// True when `user` exists, has a password, and `password` is it. An
+/// unknown user, or one without a password, is checked against a
+/// well-formed hash no password matches, so every refusal costs the same
+/// work and cannot be told apart by timing. The native login and the
+/// management API both check passwords here.
+pub fn password_matches(user: Option<&UserRow>, password: &str) -> bool {
+    let stored = user.filter(|u| !u.password_hash.is_empty());
+    let (hash, algorithm) = stored.map_or((UNKNOWN_USER_HASH, Algorithm::Sha256), |u| {
+        (
+            u.password_hash.as_str(),
             Algorithm::parse(&u.hashing_algorithm).unwrap_or(Algorithm::Sha256),
-            true,
-        ),
-        None => (UNKNOWN_USER_HASH, Algorithm::Sha256, false),
-    }
+        )
+    });
+    let matches = algorithm.verify(password, hash);
+    stored.is_some() && matches
 }
 
 /// Checks a user's credentials (and the loopback restriction).
@@ -48,10 +53,7 @@ pub fn authenticate(
     password: &str,
     from_loopback: bool,
 ) -> Result<(), LoginError> {
-    let (hash, algorithm, known) = stored_hash(access, user);
-    // Verified for unknown users too: same work either way.
-    let matches = algorithm.verify(password, hash);
-    if !(known && matches) {
+    if !password_matches(access.user(user), password) {
         return Err(LoginError::BadCredentials);
     }
     if !from_loopback && loopback_users.iter().any(|l| l == user) {
@@ -131,13 +133,17 @@ mod tests {
     #[test]
     fn unknown_users_are_checked_against_a_well_formed_hash() {
         let m = seeded();
-        let (hash, alg, known) = stored_hash(m.access(), "nobody");
-        assert!(!known);
         // A hash that decodes: verify() hashes the password as it does for
         // a real user instead of returning early.
-        assert!(alg.is_hash(hash));
-        assert!(!alg.verify("", hash));
-        assert!(stored_hash(m.access(), "guest").2);
+        assert!(Algorithm::Sha256.is_hash(UNKNOWN_USER_HASH));
+        assert!(!Algorithm::Sha256.verify("", UNKNOWN_USER_HASH));
+        assert!(!password_matches(m.access().user("nobody"), "guest"));
+        assert!(password_matches(m.access().user("guest"), "guest"));
+        let no_password = UserRow {
+            password_hash: String::new(),
+            ..m.access().user("guest").unwrap().clone()
+        };
+        assert!(!password_matches(Some(&no_password), ""));
     }
 
     #[test]

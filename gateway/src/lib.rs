@@ -90,9 +90,6 @@ struct Shared {
     gate: Gate,
 }
 
-/// Longest an AMQPS handshake may take.
-const TLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
-
 /// Accepts AMQPS connections: the TLS handshake (with a deadline) runs in
 /// the connection's own task, then it is served as a plain one.
 async fn serve_tls(
@@ -107,15 +104,7 @@ async fn serve_tls(
         let acceptor = acceptor.clone();
         glommio::spawn_local(async move {
             let peer = stream.peer_addr().ok();
-            let deadline = async {
-                glommio::timer::sleep(TLS_HANDSHAKE_DEADLINE).await;
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no TLS handshake within 10 s",
-                ))
-            };
-            let handshake = ringmq_rt::tls::accept(&acceptor, stream);
-            match futures_lite::future::or(handshake, deadline).await {
+            match ringmq_rt::tls::accept(&acceptor, stream).await {
                 Ok(tls) => {
                     let admitted_ = admitted.is_some();
                     amqp::connection::serve(tls, cfg, stopping, admitted_, alarm).await;

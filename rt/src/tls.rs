@@ -170,13 +170,26 @@ pub fn identity(der: &[u8]) -> Option<String> {
     })
 }
 
-/// Completes a TLS handshake on `tcp`.
+/// Longest a TLS handshake may take.
+pub const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Completes a TLS handshake on `tcp` within [`HANDSHAKE_DEADLINE`] (run
+/// it in the connection's own task: a client that stalls, or speaks plain
+/// TCP, then holds up nobody).
 ///
 /// # Errors
 /// The handshake failed (a plain client, a certificate the CA does not
-/// vouch for, an expired certificate, …).
+/// vouch for, an expired certificate, …) or took too long.
 pub async fn accept(acceptor: &TlsAcceptor, tcp: TcpStream) -> io::Result<Stream> {
-    Ok(Stream::Tls(Box::new(acceptor.accept(tcp).await?)))
+    let handshake = async { Ok(Stream::Tls(Box::new(acceptor.accept(tcp).await?))) };
+    let deadline = async {
+        glommio::timer::sleep(HANDSHAKE_DEADLINE).await;
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no TLS handshake within {HANDSHAKE_DEADLINE:?}"),
+        ))
+    };
+    futures_lite::future::or(handshake, deadline).await
 }
 
 impl AsyncRead for Stream {

@@ -4,7 +4,6 @@
 //! speaks plain TCP to it holds up nobody).
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use glommio::net::TcpListener;
 use ringmq_rt::connection::Stream;
@@ -32,9 +31,6 @@ pub async fn serve(listener: TcpListener, shard: Rc<Shard>) {
     info!(shard = shard.id, "listener closed");
 }
 
-/// Longest a TLS handshake may take.
-const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
-
 /// Accepts TLS connections until the shard starts shutting down.
 pub async fn serve_tls(listener: TcpListener, shard: Rc<Shard>, acceptor: TlsAcceptor) {
     while let Some(stream) = accept_until(&listener, &shard.stopping).await {
@@ -46,15 +42,7 @@ pub async fn serve_tls(listener: TcpListener, shard: Rc<Shard>, acceptor: TlsAcc
         let shard = shard.clone();
         let acceptor = acceptor.clone();
         glommio::spawn_local(async move {
-            let handshake = ringmq_rt::tls::accept(&acceptor, stream);
-            let deadline = async {
-                glommio::timer::sleep(HANDSHAKE_DEADLINE).await;
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no TLS handshake within 10 s",
-                ))
-            };
-            match futures_lite::future::or(handshake, deadline).await {
+            match ringmq_rt::tls::accept(&acceptor, stream).await {
                 Ok(tls) => {
                     let admitted = shard.resources.admit();
                     let session = Session::new(shard.clone(), (peer, local), admitted);
