@@ -18,6 +18,9 @@ pub enum LoginError {
     NoVhost,
     /// The user may not open the vhost.
     VhostRefused,
+    /// A gateway's user vouched for another user without the
+    /// `impersonator` tag.
+    MayNotVouch,
 }
 
 /// The hash an unknown user's password is checked against: a well-formed
@@ -58,6 +61,27 @@ pub fn authenticate(
     }
     if !from_loopback && loopback_users.iter().any(|l| l == user) {
         return Err(LoginError::LoopbackOnly);
+    }
+    Ok(())
+}
+
+/// Checks the credentials of a gateway that logs in on behalf of another
+/// user (an AMQPS client's certificate identity): they must be right, and
+/// the gateway's user needs the `impersonator` tag, the tag RabbitMQ gives
+/// users that may act under another user's identity.
+///
+/// # Errors
+/// Bad credentials, loopback only, or a user without the tag.
+pub fn authenticate_voucher(
+    access: &Access,
+    loopback_users: &[String],
+    user: &str,
+    password: &str,
+    from_loopback: bool,
+) -> Result<(), LoginError> {
+    authenticate(access, loopback_users, user, password, from_loopback)?;
+    if !access.user(user).is_some_and(|u| u.has("impersonator")) {
+        return Err(LoginError::MayNotVouch);
     }
     Ok(())
 }

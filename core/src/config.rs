@@ -192,6 +192,11 @@ pub struct LimitsConfig {
     /// (publishes wait in memory for `TxCommit`); a publish past it
     /// closes the channel with 406. RabbitMQ has no such limit.
     pub tx_max_bytes: usize,
+    /// Ready messages at which a queue with a consumer that has no
+    /// prefetch limit enters flow: the connections publishing to it are
+    /// not read until its backlog is down to half (`queue/flow.rs`).
+    /// 0 turns publisher flow control off.
+    pub queue_flow_backlog: usize,
 }
 
 /// `limits.disk_free_limit`: an amount, or relative to memory.
@@ -413,6 +418,7 @@ impl Default for LimitsConfig {
             memory_high_watermark: MemoryAmount::Relative(0.4),
             disk_free_limit: DiskFreeLimit::Absolute("50MB".to_owned()),
             tx_max_bytes: 64 * 1024 * 1024,
+            queue_flow_backlog: crate::queue::flow::FLOW_BACKLOG,
         }
     }
 }

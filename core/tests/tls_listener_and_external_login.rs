@@ -3,7 +3,9 @@
 //! the TLS port, a client that trusts another CA, an expired client
 //! certificate and one from an unknown CA are refused without hanging;
 //! the EXTERNAL mechanism logs in as the certificate's common name, and is
-//! refused for an unknown user or without a certificate.
+//! refused for an unknown user or without a certificate; a gateway whose
+//! user has the `impersonator` tag logs in on behalf of a certificate's
+//! user (EXTERNAL through AMQPS), any other user cannot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,6 +33,16 @@ fn broker(certs: &Certs) -> TestBroker {
             vhosts: vec!["/".into()],
             tags: vec![],
         });
+        // A gateway's user, which may vouch for certificate identities,
+        // and one that may not.
+        for (name, tags) in [("gw", vec!["impersonator".to_owned()]), ("plain", vec![])] {
+            c.users.push(ringmq_core::config::UserConfig {
+                name: name.into(),
+                password_hash: ringmq_core::password::hash_password("gwpw"),
+                vhosts: vec!["/".into()],
+                tags,
+            });
+        }
     })
 }
 
@@ -189,4 +201,39 @@ fn the_management_api_is_served_over_https() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     assert!(!http_get(&mut plain, "/api/overview").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn a_gateway_tagged_impersonator_logs_in_on_behalf_of_a_certificate_identity() {
+    let certs = Certs::new();
+    let b = broker(&certs);
+    let vouched = |user: &str, password: &str, for_user: &str| ConnectOptions {
+        username: user.into(),
+        password: password.into(),
+        on_behalf_of: Some(for_user.into()),
+        forwarded_for: Some("192.0.2.7:40000".into()),
+        ..ConnectOptions::default()
+    };
+    let mut c = Connection::connect(b.addr, &vouched("gw", "gwpw", "ann")).expect("gw for ann");
+    c.open_channel().unwrap();
+    let api = b.management();
+    let conns = common::http::Http::new(&api).get("/api/connections");
+    assert_eq!(conns[0]["user"], "ann", "{conns}");
+    assert_eq!(conns[0]["auth_mechanism"], "EXTERNAL", "{conns}");
+    // Refused: a user without the tag, a wrong password, an unknown
+    // identity, and guest (loopback only) for a remote client.
+    for (user, pw, for_user) in [
+        ("plain", "gwpw", "ann"),
+        ("gw", "wrong", "ann"),
+        ("gw", "gwpw", "nobody"),
+        ("gw", "gwpw", "guest"),
+    ] {
+        match Connection::connect(b.addr, &vouched(user, pw, for_user)) {
+            Err(ClientError::ConnectionClosed { code, text }) => {
+                assert_eq!(code, 403, "{user} for {for_user}");
+                assert!(text.contains("mechanism EXTERNAL"), "{text}");
+            }
+            other => panic!("{user} for {for_user}: {other:?}"),
+        }
+    }
 }

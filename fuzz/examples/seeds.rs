@@ -180,6 +180,7 @@ fn samples() -> Vec<Message> {
             channel_max: 2047,
             forwarded_for: Some("10.0.0.1:5000".into()),
             forwarded_to: Some("127.0.0.1:5672".into()),
+            on_behalf_of: None,
         }),
         M::HelloOk(m::HelloOk {
             version: m::PROTOCOL_VERSION,

@@ -47,6 +47,29 @@ pub struct GatewayConfig {
     /// AMQPS: AMQP over TLS on this address (RabbitMQ's 5671), beside the
     /// plain listener, with these files.
     pub tls: Option<(SocketAddr, ringmq_rt::tls::TlsFiles)>,
+    /// Offer EXTERNAL to AMQPS clients: the gateway logs in to the broker
+    /// as this user (tagged `impersonator` there) on behalf of the user
+    /// the client's verified certificate names. None: PLAIN and AMQPLAIN
+    /// only.
+    pub external_auth: Option<VouchingUser>,
+}
+
+/// The broker user a gateway logs in as when it vouches for AMQPS clients'
+/// certificate identities (the `EXTERNAL` mechanism).
+#[derive(Clone)]
+pub struct VouchingUser {
+    /// User name; the broker requires the `impersonator` tag.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for VouchingUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VouchingUser")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for GatewayConfig {
@@ -66,6 +89,7 @@ impl Default for GatewayConfig {
             memory_high_watermark: Amount::Relative(0.2),
             content_buffer_max: 256 * 1024 * 1024,
             tls: None,
+            external_auth: None,
         }
     }
 }

@@ -18,7 +18,7 @@ mod config;
 pub mod memory;
 pub mod translate;
 
-pub use config::GatewayConfig;
+pub use config::{GatewayConfig, VouchingUser};
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -1,7 +1,8 @@
 //! `ringmq-gateway`: the AMQP 0-9-1 gateway binary.
 
+use anyhow::Context;
 use clap::Parser;
-use ringmq_gateway::{Gateway, GatewayConfig};
+use ringmq_gateway::{Gateway, GatewayConfig, VouchingUser};
 use tracing::info;
 
 /// AMQP 0-9-1 gateway for the ringmq broker.
@@ -53,6 +54,15 @@ struct Cli {
     /// With --tls-verify-peer: refuse clients without a certificate.
     #[arg(long)]
     tls_fail_if_no_peer_cert: bool,
+    /// Offer EXTERNAL on AMQPS: the gateway logs in to the broker as this
+    /// user (it needs the `impersonator` tag there) on behalf of the user
+    /// a client's verified certificate names. Needs
+    /// --external-auth-password-file.
+    #[arg(long, env = "RINGMQ_GATEWAY_EXTERNAL_AUTH_USER")]
+    external_auth_user: Option<String>,
+    /// A file holding that user's password (its first line).
+    #[arg(long, env = "RINGMQ_GATEWAY_EXTERNAL_AUTH_PASSWORD_FILE")]
+    external_auth_password_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,6 +87,21 @@ fn main() -> anyhow::Result<()> {
             anyhow::bail!("--amqps-listen needs --tls-cert and --tls-key (PEM files)")
         }
     };
+    let external_auth = match (cli.external_auth_user, cli.external_auth_password_file) {
+        (None, None) => None,
+        (Some(user), Some(file)) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("--external-auth-password-file {}", file.display()))?;
+            let password = text.lines().next().unwrap_or_default().to_owned();
+            Some(VouchingUser { user, password })
+        }
+        _ => anyhow::bail!("--external-auth-user and --external-auth-password-file go together"),
+    };
+    if external_auth.is_some() && tls.is_none() {
+        anyhow::bail!(
+            "--external-auth-user needs --amqps-listen (EXTERNAL is offered on AMQPS only)"
+        );
+    }
     let config = GatewayConfig {
         listen: cli.listen,
         broker: cli.broker,
@@ -87,6 +112,7 @@ fn main() -> anyhow::Result<()> {
         connection_max: cli.connection_max,
         memory_high_watermark: cli.memory_high_watermark,
         tls,
+        external_auth,
         ..GatewayConfig::default()
     };
     let gateway = Gateway::start(config)?;

@@ -9,7 +9,9 @@
 #   BROKER_RESTART_CMD        kill -9 + restart of the broker on the same port and data
 #   AMQPS_PORT, TLS_DIR       the gateway's AMQP-over-TLS listener (client certificates
 #                             verified, not required) and its PEM files: ca.pem/ca.key
-#                             (a CA made here), server.pem/server.key (localhost, 127.0.0.1)
+#                             (a CA made here), server.pem/server.key (localhost, 127.0.0.1);
+#                             EXTERNAL is offered there, through the gateway's user
+#                             `ringmq-gateway` (tagged impersonator)
 #
 #   gateway/tests/with_ringmq.sh [target/debug|target/release] COMMAND [ARGS…]
 set -euo pipefail
@@ -58,9 +60,30 @@ cleanup() {
 }
 trap cleanup EXIT
 "$work/start-broker.sh"
+# The gateway's own user, tagged impersonator, so that it may log AMQPS
+# clients in with EXTERNAL as the user their certificate names.
+head -c 18 /dev/urandom | base64 > "$work/gateway.password"
+python3 - "$mgmt" "$work/gateway.password" <<'EOP'
+import base64, json, sys, time, urllib.request
+port, pw = sys.argv[1], open(sys.argv[2]).read().strip()
+body = json.dumps({"password": pw, "tags": "impersonator"}).encode()
+auth = "Basic " + base64.b64encode(b"guest:guest").decode()
+for attempt in range(100):
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/users/ringmq-gateway", body, method="PUT",
+                                     headers={"Authorization": auth, "Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=5)
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("could not create the gateway's user")
+EOP
 RINGMQ_LOG=${RINGMQ_LOG:-warn} "$bin/ringmq-gateway" --listen 127.0.0.1:$amqp --broker 127.0.0.1:$native \
   --amqps-listen 127.0.0.1:$amqps --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" \
-  --tls-ca "$tls/ca.pem" --tls-verify-peer >"$work/gateway.log" 2>&1 &
+  --tls-ca "$tls/ca.pem" --tls-verify-peer \
+  --external-auth-user ringmq-gateway --external-auth-password-file "$work/gateway.password" \
+  >"$work/gateway.log" 2>&1 &
 gw_pid=$!
 for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$amqp) 2>/dev/null && break; sleep 0.1; done
 status=0

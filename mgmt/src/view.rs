@@ -291,6 +291,8 @@ pub struct ConnectionRow {
     pub client_properties: Value,
     /// When it connected, ms since the epoch.
     pub connected_at_ms: u64,
+    /// `PLAIN` or `EXTERNAL`.
+    pub auth_mechanism: String,
     /// Negotiated limits.
     pub channel_max: u16,
     /// Largest frame.
@@ -307,6 +309,8 @@ pub struct ConnectionRow {
     pub send_cnt: u64,
     /// Publishing is blocked by an alarm.
     pub blocked: bool,
+    /// Not read now: a queue it publishes to is in flow.
+    pub flow: bool,
     /// Its channels.
     pub channels: Vec<ChannelRow>,
     /// Its consumers.

@@ -319,6 +319,7 @@ fn message() -> impl Strategy<Value = Message> {
                         frame_max,
                         channel_max,
                         forwarded_to: forwarded_for.clone(),
+                        on_behalf_of: forwarded_for.clone(),
                         forwarded_for,
                     })
                 }

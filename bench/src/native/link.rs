@@ -117,6 +117,7 @@ impl Link {
             channel_max: 0,
             forwarded_for: None,
             forwarded_to: None,
+            on_behalf_of: None,
         });
         match link.call(hello) {
             Ok(Message::HelloOk(_)) => {}

@@ -20,6 +20,7 @@
 //!   (ack, no-ack delivery, drop, expiry, purge, dead-lettering, delete).
 
 pub mod args;
+pub mod flow;
 mod policy;
 pub mod stats;
 mod storage;
@@ -103,12 +104,19 @@ pub struct ConsumerSpec {
     /// Its channel has a shared prefetch limit: each delivery also needs a
     /// permit from the session (see the invariants above).
     pub gated: bool,
+    /// No prefetch limit: its credit is only its session's socket window,
+    /// so a backlog in front of it means the broker, not the client, is
+    /// behind (see `flow.rs`).
+    pub window: bool,
 }
 
 #[derive(Debug)]
 struct Consumer {
     spec: ConsumerSpec,
     credit: u32,
+    /// When it last got credit, ms (a window consumer whose socket stopped
+    /// draining no longer holds its queue in flow).
+    credited_at: u64,
     /// Permits of a gated consumer.
     gate: Option<Gate>,
 }
@@ -174,6 +182,9 @@ pub trait Sink {
     fn demand(&mut self, queue: QueueId, consumer: &ConsumerSpec, want: u32);
     /// A gated consumer gives back permits it cannot use now.
     fn unused(&mut self, queue: QueueId, consumer: &ConsumerSpec, permits: u32);
+    /// The queue enters flow (`on`: publishers routing to it should pause
+    /// reading) or leaves it.
+    fn flow(&mut self, _queue: QueueId, _on: bool) {}
     /// Dead-letter `qm`, whose parts are only in the log: read it back,
     /// record the death, route it, then settle it. Without a log there is
     /// nothing to read: it is settled (dropped).
@@ -220,6 +231,8 @@ pub struct Queue {
     counters: ringmq_mgmt::view::MessageCounters,
     /// Publish-to-delivery and publish-to-confirm latencies.
     pub latency: crate::shard::latency::QueueLatency,
+    /// Publisher flow control (`flow.rs`).
+    flow: flow::Flow,
 }
 
 /// What `basic.get` found.
@@ -264,6 +277,7 @@ impl Queue {
             had_consumer: false,
             counters: Default::default(),
             latency: Default::default(),
+            flow: flow::Flow::default(),
         }
     }
 
@@ -448,6 +462,7 @@ impl Queue {
     pub fn dispatch(&mut self, now: u64, sink: &mut impl Sink) {
         self.deliver_ready(now, sink);
         self.balance_permits(sink);
+        self.check_flow(now, sink);
     }
 
     fn deliver_ready(&mut self, now: u64, sink: &mut impl Sink) {
@@ -575,7 +590,12 @@ impl Queue {
         }
         let gate = spec.gated.then(Gate::default);
         self.gated += usize::from(gate.is_some());
-        self.consumers.push(Consumer { spec, credit, gate });
+        self.consumers.push(Consumer {
+            spec,
+            credit,
+            gate,
+            credited_at: now,
+        });
         self.had_consumer = true;
         self.last_used = now;
         self.dispatch(now, sink);
@@ -584,7 +604,7 @@ impl Queue {
 
     /// Removes a consumer. Its unacked deliveries stay with its channel.
     /// Returns true when the queue should now be auto-deleted.
-    pub fn remove_consumer(&mut self, id: ConsumerId, now: u64) -> bool {
+    pub fn remove_consumer(&mut self, id: ConsumerId, now: u64, sink: &mut impl Sink) -> bool {
         if let Some(at) = self.consumers.iter().position(|c| c.spec.id == id) {
             let c = self.consumers.remove(at);
             self.gated -= usize::from(c.gate.is_some());
@@ -596,6 +616,7 @@ impl Queue {
             }
         }
         self.last_used = now;
+        self.check_flow(now, sink);
         self.def.auto_delete && self.had_consumer && self.consumers.is_empty()
     }
 
@@ -603,6 +624,7 @@ impl Queue {
     pub fn add_credit(&mut self, id: ConsumerId, credit: u32, now: u64, sink: &mut impl Sink) {
         if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == id) {
             c.credit = c.credit.saturating_add(credit);
+            c.credited_at = now;
             self.dispatch(now, sink);
         }
     }
@@ -729,6 +751,9 @@ impl Queue {
         self.ready_resident_bytes = 0;
         self.ready_durable = 0;
         self.balance_permits(sink);
+        if self.ready_count == 0 {
+            self.end_flow(sink);
+        }
         n
     }
 
@@ -741,6 +766,7 @@ impl Queue {
         }
         let consumers = self.consumers.drain(..).map(|c| c.spec).collect();
         self.gated = 0;
+        self.end_flow(sink);
         (n, consumers)
     }
 
@@ -774,10 +800,10 @@ impl Queue {
             .expires
             .filter(|_| self.consumers.is_empty())
             .map(|e| self.last_used.saturating_add(e));
-        match (msg, queue) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [msg, queue, self.flow_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// True when `x-expires` says the unused queue must go.

@@ -16,6 +16,8 @@ struct Rec {
     demanded: Vec<(ConsumerId, u32)>,
     /// (consumer, permits) given back.
     unused: Vec<(ConsumerId, u32)>,
+    /// Flow changes reported.
+    flow: Vec<bool>,
 }
 
 impl Sink for Rec {
@@ -35,6 +37,9 @@ impl Sink for Rec {
     }
     fn unused(&mut self, _q: QueueId, c: &ConsumerSpec, permits: u32) {
         self.unused.push((c.id, permits));
+    }
+    fn flow(&mut self, _q: QueueId, on: bool) {
+        self.flow.push(on);
     }
 }
 
@@ -76,6 +81,7 @@ fn consumer(id: ConsumerId, no_ack: bool) -> ConsumerSpec {
         no_local: false,
         priority: 0,
         gated: false,
+        window: false,
     }
 }
 
@@ -267,7 +273,10 @@ fn exclusive_consumer_and_auto_delete() {
         .add_consumer(consumer(2, true), 5, 0, &mut rec)
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::AccessRefused);
-    assert!(q.remove_consumer(1, 0), "last consumer gone: auto-delete");
+    assert!(
+        q.remove_consumer(1, 0, &mut rec),
+        "last consumer gone: auto-delete"
+    );
 }
 
 #[test]
@@ -419,7 +428,7 @@ fn gating_an_existing_consumer_stops_it_until_permits_come() {
         [(2, "a".into()), (2, "b".into()), (2, "c".into())]
     );
     assert!(rec.demanded.is_empty(), "nothing was ever left for it");
-    q.remove_consumer(2, 0);
+    q.remove_consumer(2, 0, &mut rec);
     q.publish(msg("d"), 0, &mut rec);
     assert_eq!(rec.demanded, [(1, 1)]);
     q.add_permits(1, 1, 0, &mut rec);
@@ -506,4 +515,74 @@ fn gauges_follow_the_queue_without_walking_it() {
         (g.ready, g.ready_bytes, g.ram_bytes, g.persistent),
         (0, 0, 0, 0)
     );
+}
+
+#[test]
+fn a_backlog_in_front_of_a_window_consumer_puts_the_queue_in_flow() {
+    let mut q = queue(QueueArgs::default());
+    q.set_flow_backlog(4);
+    let mut rec = Rec::default();
+    // A consumer with a prefetch limit: a backlog is its own pace.
+    q.add_consumer(consumer(1, false), 1, 0, &mut rec).unwrap();
+    for i in 0..10 {
+        q.publish(msg(&i.to_string()), 0, &mut rec);
+    }
+    assert!(rec.flow.is_empty() && !q.in_flow());
+    // A consumer without one (its credit is the socket window, used up):
+    // the broker is behind, publishers are asked to pause.
+    let window = ConsumerSpec {
+        window: true,
+        ..consumer(2, true)
+    };
+    q.add_consumer(window, 0, 0, &mut rec).unwrap();
+    assert_eq!(rec.flow, [true]);
+    // Out at half the backlog (the ready count goes 9 -> 2).
+    q.add_credit(2, 6, 0, &mut rec);
+    assert_eq!(rec.flow, [true], "3 ready: still above 4 / 2");
+    q.add_credit(2, 1, 0, &mut rec);
+    assert_eq!(rec.flow, [true, false]);
+    // Back in, then out when the window consumer goes.
+    for i in 0..4 {
+        q.publish(msg(&i.to_string()), 0, &mut rec);
+    }
+    assert_eq!(rec.flow, [true, false, true]);
+    q.remove_consumer(2, 0, &mut rec);
+    assert_eq!(rec.flow, [true, false, true, false]);
+    // Purge and delete leave it too.
+    q.add_consumer(
+        ConsumerSpec {
+            window: true,
+            ..consumer(3, true)
+        },
+        0,
+        0,
+        &mut rec,
+    )
+    .unwrap();
+    assert_eq!(rec.flow.last(), Some(&true));
+    q.purge(&mut rec);
+    assert_eq!(rec.flow.last(), Some(&false));
+    for i in 0..4 {
+        q.publish(msg(&i.to_string()), 0, &mut rec);
+    }
+    assert_eq!(rec.flow.last(), Some(&true));
+    q.delete(&mut rec);
+    assert_eq!(rec.flow.last(), Some(&false));
+    assert!(!q.in_flow());
+}
+
+#[test]
+fn flow_backlog_zero_never_enters_flow() {
+    let mut q = queue(QueueArgs::default());
+    q.set_flow_backlog(0);
+    let mut rec = Rec::default();
+    let window = ConsumerSpec {
+        window: true,
+        ..consumer(1, true)
+    };
+    q.add_consumer(window, 0, 0, &mut rec).unwrap();
+    for i in 0..100 {
+        q.publish(msg(&i.to_string()), 0, &mut rec);
+    }
+    assert!(rec.flow.is_empty());
 }

@@ -128,6 +128,7 @@ impl Shard {
             ShardMsg::ShutdownDone => self.shutdown_done(),
             ShardMsg::Exit => self.exit.set(),
             ShardMsg::Alarm { source, reason } => self.set_alarm(source, reason),
+            ShardMsg::QueueFlow { queue, on } => self.set_queue_flow(queue, on),
         }
     }
 

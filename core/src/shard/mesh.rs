@@ -177,6 +177,13 @@ pub enum ShardMsg {
         /// What happened; `None` when it cleared.
         reason: Option<String>,
     },
+    /// A queue entered flow (`on`: its publishers should pause) or left it.
+    QueueFlow {
+        /// The queue.
+        queue: QueueId,
+        /// In flow now.
+        on: bool,
+    },
 }
 
 /// Requests between shards.

@@ -29,6 +29,7 @@ mod coordinator;
 pub use coordinator::server_named_queue;
 pub mod counters;
 mod dispatch;
+pub mod flow;
 pub mod latency;
 pub mod memory;
 pub mod mesh;
@@ -159,6 +160,10 @@ pub struct Shard {
     memory_alarm: Cell<bool>,
     /// Wakes the connections waiting for the memory alarm to clear.
     pub alarm_changed: Notify,
+    /// Queues in flow on any shard (`flow.rs`).
+    flowing: RefCell<FxHashSet<QueueId>>,
+    /// Wakes the connections waiting for a queue to leave flow.
+    pub flow_changed: Notify,
     /// Metadata request tickets handed out and done (coordinator), and the
     /// wake-up for the next turn.
     meta_next: Cell<u64>,
@@ -219,6 +224,8 @@ impl Shard {
             alarms: RefCell::new(alarms::StorageAlarms::new()),
             memory_alarm: Cell::new(false),
             alarm_changed: Notify::new(),
+            flowing: RefCell::default(),
+            flow_changed: Notify::new(),
             meta_next: Cell::new(0),
             meta_done: Cell::new(0),
             meta_turn: Notify::new(),
@@ -260,7 +267,7 @@ impl Shard {
     }
 
     fn drop_consumer(self: &Rc<Self>, queue: QueueId, consumer: u64, now: u64) {
-        let auto = self.with_queue(queue, now, |q, _| q.remove_consumer(consumer, now));
+        let auto = self.with_queue(queue, now, |q, sink| q.remove_consumer(consumer, now, sink));
         if auto == Some(true) {
             self.drop_queue_later(queue);
         }
@@ -311,7 +318,8 @@ impl Shard {
                 .cloned()
                 .unwrap_or_else(|| def.clone());
             if def.shard == self.id && !self.create_stream(vhost, def) {
-                let q = Queue::new(def.clone(), vhost, now);
+                let mut q = Queue::new(def.clone(), vhost, now);
+                q.set_flow_backlog(self.config.limits.queue_flow_backlog);
                 let deadline = q.next_deadline();
                 self.queues.borrow_mut().insert(def.id, q);
                 if let Some(t) = deadline {

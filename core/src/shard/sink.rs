@@ -124,6 +124,10 @@ impl ShardSink<'_> {
 }
 
 impl Sink for ShardSink<'_> {
+    fn flow(&mut self, queue: QueueId, on: bool) {
+        self.shard.broadcast_queue_flow(queue, on);
+    }
+
     fn deliver(&mut self, queue: QueueId, consumer: &ConsumerSpec, qm: &QueuedMsg) {
         self.shard.post(
             consumer.shard,

@@ -111,6 +111,7 @@ fn spec(id: ConsumerId) -> ConsumerSpec {
         no_local: false,
         priority: 0,
         gated: false,
+        window: false,
     }
 }
 

@@ -103,6 +103,11 @@ pub(super) struct Conn {
     /// Counted within `connection_max`; if not, the handshake ends with a
     /// refusal after start-ok.
     pub admitted: bool,
+    /// The client connected over TLS (AMQPS).
+    pub tls: bool,
+    /// The user its verified certificate names (CN, else the first DNS or
+    /// e-mail SAN), for the EXTERNAL mechanism.
+    pub cert_identity: Option<String>,
     pub st: RefCell<State>,
     enc: RefCell<Encoder>,
     pub client_out: RefCell<BytesMut>,
@@ -159,7 +164,10 @@ pub async fn serve(
     let span = tracing::info_span!("amqp", peer = %peer, tls = stream.is_tls());
     let _ = stream.tcp().set_nodelay(true);
     let local = stream.tcp().local_addr().ok();
-    let conn = Rc::new(Conn::new(cfg, peer, local, admitted, alarm));
+    let mut conn = Conn::new(cfg, peer, local, admitted, alarm);
+    conn.tls = stream.is_tls();
+    conn.cert_identity = stream.peer_identity();
+    let conn = Rc::new(conn);
     serve_peer(stream, conn, stopping).instrument(span).await;
 }
 
@@ -371,6 +379,8 @@ impl Conn {
             cfg,
             peer,
             admitted,
+            tls: false,
+            cert_identity: None,
             enc: RefCell::new(Encoder::new()),
             client_out: RefCell::new(BytesMut::with_capacity(64 * 1024)),
             client_wake: Notify::new(),

@@ -18,6 +18,7 @@ use tracing::{debug, info};
 use super::connection::{put_amqp, read_frame, Conn};
 use super::error::{check_tables, unparsable_method, ConnError, Ended};
 use super::upstream::{Login, Upstream};
+use crate::GatewayConfig;
 
 /// The capabilities announced in `connection.start`: exactly those that
 /// work, the same set as RabbitMQ 3.10. `direct_reply_to` is the broker's
@@ -80,7 +81,8 @@ impl Conn {
     ) -> Result<Upstream, Ended> {
         let _ = r.set_timeout(Some(Duration::from_millis(self.cfg.handshake_timeout_ms)));
         protocol_header(r, w, decoder).await?;
-        write_method(w, connection::AMQPMethod::Start(start())).await?;
+        let start = start(mechanisms(&self.cfg, self.tls));
+        write_method(w, connection::AMQPMethod::Start(start)).await?;
         let AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)) =
             read_method(r, decoder).await?
         else {
@@ -138,7 +140,24 @@ impl Conn {
         start_ok: &connection::StartOk,
         w: &mut WriteHalf,
     ) -> Result<Upstream, Ended> {
-        let (user, password) = credentials(start_ok.mechanism.as_str(), &start_ok.response)?;
+        let offered = mechanisms(&self.cfg, self.tls);
+        let mechanism = start_ok.mechanism.as_str();
+        if !offered.split(' ').any(|m| m == mechanism) {
+            return Err(ConnError::new(
+                ErrorCode::AccessRefused,
+                format_args!(
+                    "unsupported authentication mechanism '{mechanism}' (offered: {offered})"
+                ),
+            )
+            .at(10, 11)
+            .into());
+        }
+        let (user, password, on_behalf_of) = if mechanism == "EXTERNAL" {
+            self.vouch()?
+        } else {
+            let (user, password) = credentials(mechanism, &start_ok.response)?;
+            (user, password, None)
+        };
         let client_caps = match start_ok.client_properties.inner().get("capabilities") {
             Some(AMQPValue::FieldTable(t)) => t.clone(),
             _ => AmqpTable::default(),
@@ -157,6 +176,7 @@ impl Conn {
         let login = Login {
             user: &user,
             password: &password,
+            on_behalf_of: on_behalf_of.as_deref(),
             heartbeat: self.cfg.broker_heartbeat,
             client_properties: shown_properties(&start_ok.client_properties),
             local: self.local,
@@ -164,12 +184,36 @@ impl Conn {
         match Upstream::connect(self.cfg.broker, self.peer, login).await {
             Ok(up) => Ok(up),
             Err(e) if e.amqp_code() == 403 && !cap("authentication_failure_close") => {
-                info!(user = %user, "login refused");
+                info!(user = %on_behalf_of.as_deref().unwrap_or(&user), "login refused");
                 let _ = w.close().await;
                 Err(Ended::Gone)
             }
             Err(e) => Err(e.at(10, 11).into()),
         }
+    }
+
+    /// The credentials for an EXTERNAL login: the gateway's vouching user,
+    /// on behalf of the user the client's certificate names.
+    fn vouch(&self) -> Result<(String, String, Option<String>), ConnError> {
+        let refused = |why: &str| {
+            info!(reason = why, "EXTERNAL login refused");
+            ConnError::new(
+                ErrorCode::AccessRefused,
+                "Login was refused using authentication mechanism EXTERNAL. For details see the broker logfile.",
+            )
+            .at(10, 11)
+        };
+        let Some(vouching) = &self.cfg.external_auth else {
+            return Err(refused("EXTERNAL is not configured"));
+        };
+        let Some(identity) = &self.cert_identity else {
+            return Err(refused("no verified client certificate"));
+        };
+        Ok((
+            vouching.user.clone(),
+            vouching.password.clone(),
+            Some(identity.clone()),
+        ))
     }
 
     /// Applies `tune-ok`; returns the agreed frame_max.
@@ -228,8 +272,18 @@ async fn protocol_header(
     Ok(())
 }
 
+/// The SASL mechanisms offered: EXTERNAL too on AMQPS when the gateway
+/// may vouch for certificate identities.
+fn mechanisms(cfg: &GatewayConfig, tls: bool) -> &'static str {
+    if tls && cfg.external_auth.is_some() {
+        "PLAIN AMQPLAIN EXTERNAL"
+    } else {
+        "PLAIN AMQPLAIN"
+    }
+}
+
 /// `connection.start`: server properties, mechanisms and locale.
-fn start() -> connection::Start {
+fn start(mechanisms: &str) -> connection::Start {
     let mut caps = AmqpTable::default();
     for cap in CAPABILITIES {
         caps.insert(cap.into(), AMQPValue::Boolean(true));
@@ -248,7 +302,7 @@ fn start() -> connection::Start {
         version_major: 0,
         version_minor: 9,
         server_properties: props,
-        mechanisms: "PLAIN AMQPLAIN".into(),
+        mechanisms: mechanisms.into(),
         locales: "en_US".into(),
     }
 }

@@ -45,6 +45,9 @@ pub struct Login<'a> {
     pub user: &'a str,
     /// Password.
     pub password: &'a str,
+    /// The user a vouching gateway logs in for (EXTERNAL through AMQPS);
+    /// `user` and `password` are then the gateway's own.
+    pub on_behalf_of: Option<&'a str>,
     /// Heartbeat interval to ask the broker for.
     pub heartbeat: u16,
     /// The AMQP client's properties (product, capabilities,
@@ -65,6 +68,7 @@ impl Upstream {
         let Login {
             user,
             password,
+            on_behalf_of,
             heartbeat,
             client_properties,
             local,
@@ -95,6 +99,7 @@ impl Upstream {
             channel_max: 0,
             forwarded_for: Some(peer.to_string()),
             forwarded_to: local.map(|l| l.to_string()),
+            on_behalf_of: on_behalf_of.map(str::to_owned),
         });
         match up.call(hello).await {
             Ok(Message::HelloOk(ok)) => {

@@ -2,11 +2,18 @@
 with_ringmq.sh: AMQPS_PORT, and TLS_DIR with a CA made for the run) serves
 a client that trusts the CA as the plain listener does; a plain client on
 the TLS port, a client trusting another CA, an expired client certificate
-and one another CA signed are refused with errors, never a hang.
+and one another CA signed are refused with errors, never a hang. EXTERNAL
+(pika's ExternalCredentials) logs in as the user the client certificate
+names, through the gateway's vouching user (with_ringmq.sh makes it);
+an unknown name, a missing certificate and the plain listener are refused.
 Skipped without AMQPS_PORT (RabbitMQ's anchor has no TLS listener)."""
+import base64
 import datetime
+import json
 import os
 import ssl
+import urllib.error
+import urllib.request
 
 import pika
 import pika.exceptions
@@ -65,14 +72,34 @@ def make_cert(tmp_path, cn, expired=False, own_ca=False):
     return str(c), str(k)
 
 
-def tls_params(cafile=None, cert=None):
+def tls_params(cafile=None, cert=None, **overrides):
     ctx = ssl.create_default_context(cafile=cafile or ca_file())
     if cert:
         ctx.load_cert_chain(*cert)
     return make_params(
         port=int(AMQPS_PORT),
         ssl_options=pika.SSLOptions(ctx, "localhost"),
+        **overrides,
     )
+
+
+def api(method, path, body=None):
+    """A management API call as guest; (status, decoded JSON or None)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{os.environ['MGMT_PORT']}/api{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read()
+            return r.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as e:
+        return e.code, None
 
 
 def test_a_client_trusting_the_ca_works_over_tls():
@@ -120,3 +147,46 @@ def test_a_bad_client_certificate_is_refused(tmp_path, kind):
         # after the client's handshake completes; the first round trip
         # reveals it.
         conn.channel()
+
+
+EXTERNAL_USER = "tls_ext_user"
+
+
+@pytest.fixture
+def external_user():
+    """A user with no password and permissions on "/" (removed after)."""
+    assert api("PUT", f"/users/{EXTERNAL_USER}", {"password_hash": "", "tags": ""})[0] in (201, 204)
+    status, _ = api("PUT", f"/permissions/%2F/{EXTERNAL_USER}", {"configure": ".*", "write": ".*", "read": ".*"})
+    assert status in (201, 204)
+    yield EXTERNAL_USER
+    api("DELETE", f"/users/{EXTERNAL_USER}")
+
+
+def test_external_logs_in_as_the_user_the_certificate_names(tmp_path, external_user):
+    params = tls_params(cert=make_cert(tmp_path, external_user), credentials=pika.credentials.ExternalCredentials())
+    conn = pika.BlockingConnection(params)
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        # user_id must be the connection's user, or the channel closes.
+        ch.basic_publish("", q, b"hi", pika.BasicProperties(user_id=external_user))
+        method, props, body = ch.basic_get(q, auto_ack=True)
+        assert (props.user_id, body) == (external_user, b"hi")
+        _, conns = api("GET", "/connections")
+        mine = [c for c in conns if c["user"] == external_user]
+        assert [c["auth_mechanism"] for c in mine] == ["EXTERNAL"], conns
+    finally:
+        conn.close()
+
+
+def test_external_is_refused_for_an_unknown_user_or_without_a_certificate(tmp_path):
+    external = pika.credentials.ExternalCredentials()
+    for cert in [make_cert(tmp_path, "no_such_tls_user"), None]:
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError) as e:
+            pika.BlockingConnection(tls_params(cert=cert, credentials=external))
+        assert "ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL" in str(e.value)
+
+
+def test_external_is_not_offered_on_the_plain_listener():
+    with pytest.raises(pika.exceptions.AuthenticationError):
+        pika.BlockingConnection(make_params(credentials=pika.credentials.ExternalCredentials()))

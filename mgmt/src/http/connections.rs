@@ -44,7 +44,7 @@ fn connection_json(c: &ConnectionRow, node: &str) -> Value {
         .cloned()
         .unwrap_or(Value::Null);
     json!({
-        "auth_mechanism": "PLAIN",
+        "auth_mechanism": c.auth_mechanism,
         "channel_max": c.channel_max,
         "channels": c.channels.len(),
         "client_properties": c.client_properties,
@@ -70,7 +70,13 @@ fn connection_json(c: &ConnectionRow, node: &str) -> Value {
         "ssl_hash": null,
         "ssl_key_exchange": null,
         "ssl_protocol": null,
-        "state": if c.blocked { "blocked" } else { "running" },
+        "state": if c.blocked {
+            "blocked"
+        } else if c.flow {
+            "flow"
+        } else {
+            "running"
+        },
         "timeout": c.heartbeat,
         "type": "network",
         "user": c.user,

@@ -30,6 +30,10 @@ pub struct ConnectOptions {
     /// `PLAIN` (user and password) or `EXTERNAL` (the TLS client
     /// certificate names the user).
     pub mechanism: String,
+    /// A gateway logging in for an AMQPS client's certificate identity:
+    /// that user (the credentials above are the gateway's, a user tagged
+    /// `impersonator`).
+    pub on_behalf_of: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -42,6 +46,7 @@ impl Default for ConnectOptions {
             client_properties: FieldTable::new(),
             forwarded_for: None,
             mechanism: "PLAIN".into(),
+            on_behalf_of: None,
         }
     }
 }
@@ -61,6 +66,7 @@ impl ConnectOptions {
             channel_max: 0,
             forwarded_for: self.forwarded_for.clone(),
             forwarded_to: None,
+            on_behalf_of: self.on_behalf_of.clone(),
         })
     }
 }

@@ -10,7 +10,7 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub struct Hello {
     /// Version the client speaks.
     pub version: u16,
-    /// SASL mechanism; "PLAIN".
+    /// SASL mechanism: "PLAIN" (or empty), or "EXTERNAL" over TLS.
     pub mechanism: String,
     /// User name.
     pub username: String,
@@ -30,6 +30,10 @@ pub struct Hello {
     pub forwarded_for: Option<String>,
     /// The address that client connected to (the gateway's listener).
     pub forwarded_to: Option<String>,
+    /// The user a gateway vouches for (an AMQPS client's certificate
+    /// identity); the credentials above are then the gateway's, whose user
+    /// needs the `impersonator` tag.
+    pub on_behalf_of: Option<String>,
 }
 
 table!(
@@ -46,6 +50,7 @@ table!(
             channel_max: copy,
             forwarded_for: maybe_string,
             forwarded_to: maybe_string,
+            on_behalf_of: maybe_string,
         }
 );
 

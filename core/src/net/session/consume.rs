@@ -61,6 +61,8 @@ impl Session {
             no_local: c.no_local,
             priority,
             gated,
+            // Credit is only the socket window (see queue/flow.rs).
+            window: prefetch == 0 && !gated,
         };
         let req = match start {
             Some(start) => CallReq::ConsumeStream {

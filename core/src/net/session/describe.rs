@@ -26,6 +26,9 @@ pub(crate) struct ConnInfo {
     pub properties: FieldTable,
     /// When it connected, ms since the epoch.
     pub connected_at_ms: u64,
+    /// `PLAIN`, or `EXTERNAL` (a certificate's user, directly or vouched
+    /// for by a gateway).
+    pub auth_mechanism: &'static str,
 }
 
 /// Bytes and socket operations in each direction.
@@ -71,6 +74,11 @@ impl Session {
             },
             properties: h.client_properties.clone(),
             connected_at_ms: crate::shard::now_ms(),
+            auth_mechanism: if h.mechanism == "EXTERNAL" {
+                "EXTERNAL"
+            } else {
+                "PLAIN"
+            },
         };
     }
 
@@ -138,6 +146,7 @@ impl Session {
             local: info.server.clone(),
             client_properties: table_json(&info.properties),
             connected_at_ms: info.connected_at_ms,
+            auth_mechanism: info.auth_mechanism.to_owned(),
             channel_max: st.channel_max,
             frame_max: self.shard.config.limits.frame_max,
             heartbeat: st.heartbeat,
@@ -146,6 +155,7 @@ impl Session {
             send_oct: self.traffic.send_oct.get(),
             send_cnt: self.traffic.send_cnt.get(),
             blocked: self.told_blocked.get(),
+            flow: self.in_flow.get(),
             channels,
             consumers,
         }

@@ -43,7 +43,16 @@ impl Session {
             }
         };
         let mut h = h;
-        if h.mechanism == "EXTERNAL" {
+        if let Some(user) = h.on_behalf_of.take().filter(|u| !u.is_empty()) {
+            // A gateway vouches for an AMQPS client's certificate identity:
+            // its own credentials are checked, then the user is logged in
+            // as if by EXTERNAL.
+            self.check_voucher(&h)?;
+            info!(gateway_user = %h.username, user = %user, "login vouched for by a gateway");
+            h.username = user;
+            h.password.clear();
+            h.mechanism = "EXTERNAL".into();
+        } else if h.mechanism == "EXTERNAL" {
             // The user is the verified client certificate's identity, as
             // rabbitmq_auth_mechanism_ssl takes it.
             let identity = self.tls_identity.borrow().clone();
@@ -168,6 +177,36 @@ impl Session {
         })
     }
 
+    /// Checks the credentials of a gateway logging in on behalf of another
+    /// user: PLAIN only, right, and a user tagged `impersonator`. The
+    /// gateway's own address decides the loopback restriction.
+    fn check_voucher(&self, h: &pm::Hello) -> Result<(), Stop> {
+        let kind = Kind::Hello.as_u16();
+        if !h.mechanism.is_empty() && h.mechanism != "PLAIN" {
+            return Err(Stop::new(
+                ErrorCode::AccessRefused,
+                format_args!(
+                    "on_behalf_of needs the vouching user's PLAIN credentials, not mechanism '{}'",
+                    h.mechanism
+                ),
+                kind,
+                0,
+            ));
+        }
+        let checked = auth::authenticate_voucher(
+            self.shard.meta.borrow().access(),
+            &self.shard.config.loopback_users,
+            &h.username,
+            &h.password,
+            self.peer.ip().is_loopback(),
+        );
+        checked.map_err(|e| {
+            warn!(peer = %self.peer, gateway_user = %h.username, reason = ?e, "vouching login refused");
+            let (code, text) = login_refusal(e, &h.username, &h.vhost, "EXTERNAL");
+            Stop::new(code, text, kind, 0)
+        })
+    }
+
     /// Handles the frame after a Hello without a vhost: only `Open` (or a
     /// close) is valid.
     pub(super) fn open_vhost(
@@ -269,7 +308,7 @@ fn login_refusal(e: LoginError, user: &str, vhost: &str, mechanism: &str) -> (Er
         mechanism
     };
     match e {
-        LoginError::BadCredentials | LoginError::LoopbackOnly => (
+        LoginError::BadCredentials | LoginError::LoopbackOnly | LoginError::MayNotVouch => (
             ErrorCode::AccessRefused,
             format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
         ),

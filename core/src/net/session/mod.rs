@@ -177,8 +177,16 @@ pub struct Session {
     published: Cell<bool>,
     /// It was sent `Blocked` and not yet `Unblocked`.
     told_blocked: Cell<bool>,
-    /// Reading is paused (memory alarm, or output over its bound).
+    /// Reading is paused (memory alarm, flow, or output over its bound).
     paused: Cell<bool>,
+    /// A queue in flow this connection published to: reading pauses until
+    /// it leaves flow (`shard/flow.rs`).
+    flow_wait: Cell<Option<crate::exchange::QueueId>>,
+    /// The last queue a message of this read was routed to, checked for
+    /// flow after the read.
+    last_target: Cell<Option<crate::exchange::QueueId>>,
+    /// Not read now because of flow (the management API's "flow" state).
+    in_flow: Cell<bool>,
     /// Bytes of the read buffer and frame decoder.
     read_buffers: Cell<usize>,
     /// Over TLS with a verified client certificate: its identity (the
@@ -232,6 +240,9 @@ impl Session {
             published: Cell::new(false),
             told_blocked: Cell::new(false),
             paused: Cell::new(false),
+            flow_wait: Cell::new(None),
+            last_target: Cell::new(None),
+            in_flow: Cell::new(false),
             read_buffers: Cell::new(0),
             tls_identity: RefCell::new(None),
         })
@@ -332,7 +343,42 @@ impl Session {
             self.flush();
             self.shard.wait_for_room().await;
             self.wait_for_output_room().await;
+            self.wait_while_in_flow().await;
         }
+    }
+
+    /// While a queue this connection published to is in flow (its
+    /// backlog outruns the consumers the broker feeds, `queue/flow.rs`),
+    /// the connection is not read: TCP slows the publisher, as RabbitMQ's
+    /// credit flow does. Deliveries and confirms still go out.
+    async fn wait_while_in_flow(&self) {
+        let queue = match (self.flow_wait.take(), self.last_target.take()) {
+            (Some(q), _) => q,
+            (None, Some(q)) => {
+                // The messages of this read reach their queues once the
+                // outbox runs: let it, so that a queue this read put in
+                // flow is seen now rather than several reads later.
+                futures_lite::future::yield_now().await;
+                q
+            }
+            (None, None) => return,
+        };
+        if !self.shard.in_flow(queue) {
+            return;
+        }
+        self.paused.set(true);
+        self.in_flow.set(true);
+        while self.shard.in_flow(queue)
+            && !self.closed.get()
+            && !self.shard.stopping.is_set()
+            && !self.fatal_set.is_set()
+        {
+            let stop = futures_lite::future::or(self.shard.stopping.wait(), self.fatal_set.wait());
+            futures_lite::future::or(self.shard.flow_changed.wait(), stop).await;
+        }
+        self.in_flow.set(false);
+        self.paused.set(false);
+        self.last_read.set(Instant::now());
     }
 
     /// While the output the writer has not taken is over

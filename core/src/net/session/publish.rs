@@ -295,6 +295,12 @@ impl<'a> Routed<'a> {
             c.register(waiting, false);
             self.dirty = true;
         }
+        if let Some(q) = shard.first_in_flow(&targets.queues) {
+            self.session.flow_wait.set(Some(q));
+        }
+        self.session
+            .last_target
+            .set(targets.queues.first().map(|q| q.id));
     }
 
     fn finish(self, dirty_channels: &mut Vec<u16>) {

@@ -29,6 +29,7 @@ impl<'a> Hello<'a> {
   pub const VT_CHANNEL_MAX: ::flatbuffers::VOffsetT = 20;
   pub const VT_FORWARDED_FOR: ::flatbuffers::VOffsetT = 22;
   pub const VT_FORWARDED_TO: ::flatbuffers::VOffsetT = 24;
+  pub const VT_ON_BEHALF_OF: ::flatbuffers::VOffsetT = 26;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -40,6 +41,7 @@ impl<'a> Hello<'a> {
     args: &'args HelloArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Hello<'bldr>> {
     let mut builder = HelloBuilder::new(_fbb);
+    if let Some(x) = args.on_behalf_of { builder.add_on_behalf_of(x); }
     if let Some(x) = args.forwarded_to { builder.add_forwarded_to(x); }
     if let Some(x) = args.forwarded_for { builder.add_forwarded_for(x); }
     builder.add_frame_max(args.frame_max);
@@ -132,6 +134,13 @@ impl<'a> Hello<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Hello::VT_FORWARDED_TO, None)}
   }
+  #[inline]
+  pub fn on_behalf_of(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Hello::VT_ON_BEHALF_OF, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Hello<'_> {
@@ -151,6 +160,7 @@ impl ::flatbuffers::Verifiable for Hello<'_> {
      .visit_field::<u16>("channel_max", Self::VT_CHANNEL_MAX, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("forwarded_for", Self::VT_FORWARDED_FOR, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("forwarded_to", Self::VT_FORWARDED_TO, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("on_behalf_of", Self::VT_ON_BEHALF_OF, false)?
      .finish();
     Ok(())
   }
@@ -167,6 +177,7 @@ pub struct HelloArgs<'a> {
     pub channel_max: u16,
     pub forwarded_for: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub forwarded_to: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub on_behalf_of: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for HelloArgs<'a> {
   #[inline]
@@ -183,6 +194,7 @@ impl<'a> Default for HelloArgs<'a> {
       channel_max: 0,
       forwarded_for: None,
       forwarded_to: None,
+      on_behalf_of: None,
     }
   }
 }
@@ -237,6 +249,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HelloBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Hello::VT_FORWARDED_TO, forwarded_to);
   }
   #[inline]
+  pub fn add_on_behalf_of(&mut self, on_behalf_of: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Hello::VT_ON_BEHALF_OF, on_behalf_of);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HelloBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HelloBuilder {
@@ -265,6 +281,7 @@ impl ::core::fmt::Debug for Hello<'_> {
       ds.field("channel_max", &self.channel_max());
       ds.field("forwarded_for", &self.forwarded_for());
       ds.field("forwarded_to", &self.forwarded_to());
+      ds.field("on_behalf_of", &self.on_behalf_of());
       ds.finish()
   }
 }
