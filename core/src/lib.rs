@@ -115,8 +115,13 @@ impl Broker {
     ///
     /// # Errors
     /// Invalid configuration, a listen address in use, executor failures.
-    pub fn start(config: Config) -> Result<Broker, StartError> {
+    pub fn start(mut config: Config) -> Result<Broker, StartError> {
         config.validate()?;
+        // glommio opens the shards' log directories by absolute path only
+        // (a relative one fails with EBADF): `--data-dir ./data` must work.
+        if let Ok(abs) = std::path::absolute(&config.storage.data_dir) {
+            config.storage.data_dir = abs;
+        }
         let want = config.server.listen;
         let addr = Server::probe(want)?;
 
