@@ -65,25 +65,19 @@ pub fn authenticate(
     Ok(())
 }
 
-/// Checks the credentials of a gateway that logs in on behalf of another
-/// user (an AMQPS client's certificate identity): they must be right, and
-/// the gateway's user needs the `impersonator` tag, the tag RabbitMQ gives
-/// users that may act under another user's identity.
+/// Checks that an authenticated user may log in on behalf of another
+/// (a gateway vouching for an AMQPS client's certificate identity): it
+/// needs the `impersonator` tag, the tag RabbitMQ gives users that may act
+/// under another user's identity.
 ///
 /// # Errors
-/// Bad credentials, loopback only, or a user without the tag.
-pub fn authenticate_voucher(
-    access: &Access,
-    loopback_users: &[String],
-    user: &str,
-    password: &str,
-    from_loopback: bool,
-) -> Result<(), LoginError> {
-    authenticate(access, loopback_users, user, password, from_loopback)?;
-    if !access.user(user).is_some_and(|u| u.has("impersonator")) {
-        return Err(LoginError::MayNotVouch);
+/// A user without the tag.
+pub fn may_vouch(access: &Access, user: &str) -> Result<(), LoginError> {
+    if access.user(user).is_some_and(|u| u.has("impersonator")) {
+        Ok(())
+    } else {
+        Err(LoginError::MayNotVouch)
     }
-    Ok(())
 }
 
 /// Checks a user named by a verified client certificate (the `EXTERNAL`

@@ -10,10 +10,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{declare_durable, names_on_each_shard};
@@ -37,22 +37,8 @@ struct Broker {
 impl Broker {
     fn start(dir: &std::path::Path, port: u16) -> Broker {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
-            .args(["--listen", &addr.to_string(), "--cores", "2"])
-            .arg("--data-dir")
-            .arg(dir)
-            .env("RINGMQ_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("broker binary starts");
-        // Ready when a handshake completes (a killed predecessor's listener
-        // may linger for a moment and accept, then reset).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Connection::connect(addr, &ConnectOptions::default()).is_err() {
-            assert!(Instant::now() < deadline, "broker did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let dir = dir.to_str().unwrap();
+        let child = common::process::start_broker(addr, &["--cores", "2", "--data-dir", dir], None);
         Broker { child, addr }
     }
 

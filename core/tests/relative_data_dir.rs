@@ -8,8 +8,8 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use common::*;
 use ringmq_protocol::client::blocking::Connection;
@@ -17,24 +17,8 @@ use ringmq_protocol::client::ConnectOptions;
 use ringmq_protocol::Properties;
 
 fn start(cwd: &std::path::Path, addr: SocketAddr) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
-        .current_dir(cwd)
-        .args(["--listen", &addr.to_string(), "--data-dir", "./data"])
-        .args(["--management-listen", "off", "--prometheus-listen", "off"])
-        .env("RINGMQ_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("broker binary starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Connection::connect(addr, &ConnectOptions::default()).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the broker exited with {status} on a relative data dir");
-        }
-        assert!(Instant::now() < deadline, "broker did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    let args = ["--data-dir", "./data", "--management-listen", "off"];
+    common::process::start_broker(addr, &args, Some(cwd))
 }
 
 #[test]

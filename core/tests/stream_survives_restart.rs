@@ -8,7 +8,7 @@ mod common;
 mod stream_common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,21 +79,12 @@ struct Child9(Child);
 
 impl Child9 {
     fn start(dir: &std::path::Path, addr: SocketAddr) -> Child9 {
-        let child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
-            .args(["--listen", &addr.to_string(), "--cores", "2"])
-            .arg("--data-dir")
-            .arg(dir)
-            .env("RINGMQ_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("broker binary starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Connection::connect(addr, &ConnectOptions::default()).is_err() {
-            assert!(Instant::now() < deadline, "broker did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Child9(child)
+        let dir = dir.to_str().unwrap();
+        Child9(common::process::start_broker(
+            addr,
+            &["--cores", "2", "--data-dir", dir],
+            None,
+        ))
     }
 
     fn kill9(mut self) {

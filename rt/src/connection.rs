@@ -76,3 +76,75 @@ impl AsyncWrite for WriteHalf {
         Pin::new(&mut *s).poll_close(cx)
     }
 }
+
+/// A socket read buffer that starts small and grows while reads fill it:
+/// an idle connection holds [`ReadBuf::MIN`] bytes, a busy one reaches
+/// [`ReadBuf::MAX`] after a few reads (one read then takes up to that much).
+#[derive(Debug)]
+pub struct ReadBuf {
+    buf: Vec<u8>,
+}
+
+impl Default for ReadBuf {
+    fn default() -> Self {
+        ReadBuf::new()
+    }
+}
+
+impl ReadBuf {
+    /// What an idle connection holds.
+    pub const MIN: usize = 16 * 1024;
+    /// What a busy one grows to.
+    pub const MAX: usize = 256 * 1024;
+
+    /// A buffer of [`ReadBuf::MIN`] bytes.
+    pub fn new() -> ReadBuf {
+        ReadBuf {
+            buf: vec![0; Self::MIN],
+        }
+    }
+
+    /// Where the next read goes.
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// The `n` bytes a read put in; grows the buffer (×4, up to
+    /// [`ReadBuf::MAX`]) when the read filled it.
+    pub fn filled(&mut self, n: usize) -> &[u8] {
+        if n == self.buf.len() && n < Self::MAX {
+            // The bytes read are kept: they are at the front.
+            self.buf.resize((n * 4).min(Self::MAX), 0);
+        }
+        &self.buf[..n.min(self.buf.len())]
+    }
+
+    /// Bytes held.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+#[cfg(test)]
+mod read_buf_tests {
+    use super::ReadBuf;
+
+    #[test]
+    fn grows_while_reads_fill_it_and_keeps_what_was_read() {
+        let mut b = ReadBuf::new();
+        assert_eq!(b.space().len(), ReadBuf::MIN);
+        let space = b.space();
+        space[0] = 7;
+        let n = space.len();
+        assert_eq!(b.filled(10).len(), 10, "a short read does not grow it");
+        assert_eq!(b.space().len(), ReadBuf::MIN);
+        let read = b.filled(n);
+        assert_eq!((read.len(), read[0]), (n, 7));
+        assert_eq!(b.space().len(), 4 * ReadBuf::MIN);
+        for _ in 0..4 {
+            let n = b.space().len();
+            b.filled(n);
+        }
+        assert_eq!(b.space().len(), ReadBuf::MAX);
+    }
+}

@@ -10,7 +10,7 @@
 //! paced by their own acks, as RabbitMQ's slow workers are: a queue in
 //! front of them grows (and pages out) without slowing publishers, as it
 //! does in RabbitMQ. Nor does a window consumer whose socket stopped
-//! draining (no credit back for [`STALE_MS`]): a stuck client never stops
+//! draining (no credit back for [`STALE_MS`], 3 s): a stuck client never stops
 //! the publishers.
 
 use super::{Queue, Sink};
@@ -19,8 +19,10 @@ use super::{Queue, Sink};
 pub const FLOW_BACKLOG: usize = 8192;
 
 /// A window consumer that got no credit back for this long (its socket
-/// does not drain) no longer holds the queue in flow, ms.
-pub const STALE_MS: u64 = 1000;
+/// does not drain) no longer holds the queue in flow, ms. Credit comes back
+/// per written chunk (up to its 2,048-delivery window), which takes a
+/// while for a consumer that reads slowly but steadily.
+pub const STALE_MS: u64 = 3000;
 
 /// A queue's flow state.
 #[derive(Debug)]

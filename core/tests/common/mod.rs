@@ -12,6 +12,7 @@ use ringmq_protocol::message as m;
 pub mod certs;
 pub mod http;
 pub mod loop_fs;
+pub mod process;
 pub mod raw;
 
 /// A broker for one test, with its own data directory; stops when

@@ -255,7 +255,8 @@ pub(super) async fn read_frame(
     r: &mut ReadHalf,
     decoder: &mut Decoder,
 ) -> Result<Option<RawFrame>, ConnError> {
-    let mut buf = vec![0u8; 64 * 1024];
+    // Handshake frames are at most FRAME_MIN_SIZE (4 KiB).
+    let mut buf = vec![0u8; 8 * 1024];
     loop {
         match decoder.next_frame() {
             Ok(Some(f)) => return Ok(Some(f)),

@@ -23,9 +23,9 @@ use crate::translate;
 impl Conn {
     /// Reads and translates broker frames until the connection ends.
     pub(super) async fn from_broker(self: Rc<Self>, mut r: ReadHalf, mut decoder: FrameDecoder) {
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = ringmq_rt::connection::ReadBuf::new();
         loop {
-            let read = futures_lite::future::or(async { Some(r.read(&mut buf).await) }, async {
+            let read = futures_lite::future::or(async { Some(r.read(buf.space()).await) }, async {
                 self.done.wait().await;
                 None
             })
@@ -35,7 +35,7 @@ impl Conn {
                 return;
             };
             self.last_broker_read.set(Instant::now());
-            decoder.extend(&buf[..n]);
+            decoder.extend(buf.filled(n));
             loop {
                 let frame = match decoder.next_frame() {
                     Ok(Some(f)) => f,

@@ -41,10 +41,10 @@ impl Conn {
         decoder: &mut Decoder,
         stopping: &Latch,
     ) -> Ended {
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = ringmq_rt::connection::ReadBuf::new();
         loop {
             self.wait_while_blocked().await;
-            let read = futures_lite::future::or(async { Some(r.read(&mut buf).await) }, async {
+            let read = futures_lite::future::or(async { Some(r.read(buf.space()).await) }, async {
                 futures_lite::future::or(stopping.wait(), self.done.wait()).await;
                 None
             })
@@ -65,7 +65,7 @@ impl Conn {
                 _ => return Ended::Gone,
             };
             self.last_client_read.set(std::time::Instant::now());
-            decoder.extend(&buf[..n]);
+            decoder.extend(buf.filled(n));
             if let Some(end) = self.client_frames(decoder) {
                 return end;
             }

@@ -12,10 +12,14 @@ against any RabbitMQ-compatible broker. Configuration comes from env vars:
 
 User guest/guest, vhost "/".
 """
+import base64
+import json
 import os
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import pika
@@ -33,6 +37,25 @@ RESTART_TIMEOUT = float(os.environ.get("BROKER_RESTART_TIMEOUT", "120"))
 # Default deadline used by the polling helpers; a broken broker fails the test
 # after this long instead of hanging it.
 DEADLINE = 5.0
+
+
+def mgmt_api(method, path, body=None):
+    """A management API call as guest (MGMT_PORT); (status, JSON or None)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{os.environ['MGMT_PORT']}/api{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read()
+            return r.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as e:
+        return e.code, None
 
 
 def make_params(**overrides):

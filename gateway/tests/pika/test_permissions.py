@@ -8,18 +8,13 @@ guest/guest), which both ringmq and RabbitMQ with its management plugin
 serve; the answers here are RabbitMQ 3.10's (run with AMQP_PORT=5673
 MGMT_PORT=15672 against the anchor). Skipped without MGMT_PORT.
 """
-import base64
-import json
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import pika
 import pika.exceptions
 import pytest
 
-from conftest import make_params
+from conftest import make_params, mgmt_api
 
 MGMT_PORT = os.environ.get("MGMT_PORT")
 pytestmark = pytest.mark.skipif(not MGMT_PORT, reason="needs the management API (MGMT_PORT)")
@@ -30,20 +25,7 @@ OK = "^pm\\."  # every resource of these tests starts with "pm."
 
 
 def api(method, path, body=None):
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{MGMT_PORT}/api{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={
-            "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
-            "Content-Type": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
+    return mgmt_api(method, path, body)[0]
 
 
 def set_permissions(configure=OK, write=OK, read=OK):

@@ -7,19 +7,15 @@ and one another CA signed are refused with errors, never a hang. EXTERNAL
 names, through the gateway's vouching user (with_ringmq.sh makes it);
 an unknown name, a missing certificate and the plain listener are refused.
 Skipped without AMQPS_PORT (RabbitMQ's anchor has no TLS listener)."""
-import base64
 import datetime
-import json
 import os
 import ssl
-import urllib.error
-import urllib.request
 
 import pika
 import pika.exceptions
 import pytest
 
-from conftest import make_params
+from conftest import make_params, mgmt_api
 
 AMQPS_PORT = os.environ.get("AMQPS_PORT")
 TLS_DIR = os.environ.get("TLS_DIR")
@@ -84,22 +80,7 @@ def tls_params(cafile=None, cert=None, **overrides):
 
 
 def api(method, path, body=None):
-    """A management API call as guest; (status, decoded JSON or None)."""
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{os.environ['MGMT_PORT']}/api{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={
-            "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
-            "Content-Type": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            text = r.read()
-            return r.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as e:
-        return e.code, None
+    return mgmt_api(method, path, body)
 
 
 def test_a_client_trusting_the_ca_works_over_tls():

@@ -193,13 +193,16 @@ impl Session {
                 0,
             ));
         }
-        let checked = auth::authenticate_voucher(
-            self.shard.meta.borrow().access(),
+        let meta = self.shard.meta.borrow();
+        let checked = auth::authenticate(
+            meta.access(),
             &self.shard.config.loopback_users,
             &h.username,
             &h.password,
             self.peer.ip().is_loopback(),
-        );
+        )
+        .and_then(|()| auth::may_vouch(meta.access(), &h.username));
+        drop(meta);
         checked.map_err(|e| {
             warn!(peer = %self.peer, gateway_user = %h.username, reason = ?e, "vouching login refused");
             let (code, text) = login_refusal(e, &h.username, &h.vhost, "EXTERNAL");

@@ -301,7 +301,7 @@ impl Session {
         let limits = &self.shard.config.limits;
         // Small frames only until the connection is open.
         let mut decoder = FrameDecoder::new(HANDSHAKE_FRAME_MAX.min(limits.frame_max));
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = ringmq_rt::connection::ReadBuf::new();
         // A deadline for the whole handshake, not only for each read.
         let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms.max(1));
         loop {
@@ -314,7 +314,7 @@ impl Session {
                 let _ = reader.set_timeout(Some(left));
             }
             let read =
-                futures_lite::future::or(async { Some(reader.read(&mut buf).await) }, async {
+                futures_lite::future::or(async { Some(reader.read(buf.space()).await) }, async {
                     futures_lite::future::or(
                         futures_lite::future::or(self.shard.stopping.wait(), self.silent.wait()),
                         self.fatal_set.wait(),
@@ -334,7 +334,7 @@ impl Session {
             self.last_read.set(Instant::now());
             bump(&self.shard.counters.bytes_in, n as u64);
             self.traffic.read(n);
-            decoder.extend(&buf[..n]);
+            decoder.extend(buf.filled(n));
             self.read_buffers
                 .set(buf.capacity() + decoder.buffer_mut().capacity());
             if let Err(stop) = self.handle_frames(&mut decoder, reader).await {
