@@ -37,7 +37,7 @@ protocol/regen.sh --check
 # As root the full-disk test must really run on its loop device, not skip.
 if [ "$(id -u)" = 0 ]; then export RINGMQ_REQUIRE_LOOP_DEVICE=1; fi
 stage "cargo test: build"; cargo test --workspace --no-run
-stage "cargo test"; cargo test --workspace
+stage "cargo test"; cargo test --workspace --no-fail-fast
 stage "pika suite through the gateway"; gateway/tests/pika/run_against_ringmq.sh target/debug
 stage "amqplib (Node) suite through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/amqplib/run.sh
 stage "Celery suite through the gateway"; gateway/tests/with_ringmq.sh target/debug gateway/tests/celery/run.sh

@@ -79,6 +79,15 @@ fn metrics_use_rabbitmqs_names_and_queues_have_latency_histograms() {
     p.properties.delivery_mode = Some(2);
     c.publish(ch, p).unwrap();
     c.flush().unwrap();
+    // Its confirm too: the publish-to-confirm sample is taken when the
+    // record is durable, which can come after the message is ready.
+    loop {
+        match next_event(&mut c, WAIT) {
+            Some(Event::Confirm(_, conf)) if conf.delivery_tag == 11 => break,
+            Some(Event::Confirm(..)) => {}
+            other => panic!("expected the 11th confirm, got {other:?}"),
+        }
+    }
     wait_ready(&mut c, cch, "orders", 1);
 
     let (kind, text) = scrape(metrics.local_addr(), "/metrics");
