@@ -21,7 +21,9 @@
 
 pub mod args;
 pub mod flow;
+mod gate;
 mod policy;
+mod settle;
 pub mod stats;
 mod storage;
 
@@ -29,9 +31,10 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use ringmq_protocol::{ErrorCode, FieldValue};
+use ringmq_protocol::ErrorCode;
 
-use self::args::{Overflow, QueueKind};
+use self::args::Overflow;
+use self::gate::Gate;
 use crate::exchange::QueueId;
 use crate::log::LogLoc;
 use crate::message::{DeathReason, Message};
@@ -126,15 +129,6 @@ impl Consumer {
     fn ready(&self) -> bool {
         self.credit > 0 && self.gate.as_ref().is_none_or(|g| g.permits > 0)
     }
-}
-
-/// A gated consumer's permits from its channel's shared prefetch limit.
-#[derive(Debug, Default)]
-struct Gate {
-    /// Deliveries its session allows now.
-    permits: u32,
-    /// It asked its session for permits and has not had them yet.
-    asked: bool,
 }
 
 #[derive(Debug)]
@@ -517,54 +511,6 @@ impl Queue {
             && self.consumers.iter().any(Consumer::ready)
     }
 
-    /// For each gated consumer: with nothing ready, or when it is not the
-    /// single active consumer, its permits go back to its session; with
-    /// messages ready, credit and no permits, it asks for up to as many
-    /// permits as it could use (once, until they come). Nothing to do
-    /// (one comparison) when no consumer is gated.
-    fn balance_permits(&mut self, sink: &mut impl Sink) {
-        if self.gated == 0 {
-            return;
-        }
-        let queue = self.def.id;
-        let ready = u32::try_from(self.ready_count).unwrap_or(u32::MAX);
-        let single = self.def.args.single_active_consumer;
-        for (i, c) in self.consumers.iter_mut().enumerate() {
-            let Some(g) = &mut c.gate else { continue };
-            if ready == 0 || (single && i > 0) {
-                if g.permits > 0 {
-                    sink.unused(queue, &c.spec, std::mem::take(&mut g.permits));
-                }
-            } else if g.permits == 0 && !g.asked && c.credit > 0 {
-                g.asked = true;
-                sink.demand(queue, &c.spec, ready.min(c.credit));
-            }
-        }
-    }
-
-    /// Gates a consumer from now on (its channel got a shared prefetch
-    /// limit): it asks for permits if messages are ready.
-    pub fn gate(&mut self, id: ConsumerId, now: u64, sink: &mut impl Sink) {
-        if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == id) {
-            if c.gate.is_none() {
-                c.gate = Some(Gate::default());
-                self.gated += 1;
-                self.dispatch(now, sink);
-            }
-        }
-    }
-
-    /// Permits for a gated consumer from its session; delivers.
-    pub fn add_permits(&mut self, id: ConsumerId, permits: u32, now: u64, sink: &mut impl Sink) {
-        if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == id) {
-            if let Some(g) = &mut c.gate {
-                g.permits = g.permits.saturating_add(permits);
-                g.asked = false;
-            }
-            self.dispatch(now, sink);
-        }
-    }
-
     /// Adds a consumer with initial credit.
     ///
     /// # Errors
@@ -661,83 +607,6 @@ impl Queue {
         Got::Message(qm, self.ready_count)
     }
 
-    /// Settles a delivery positively. Returns false if it was not unacked.
-    pub fn ack(&mut self, id: MsgId, sink: &mut impl Sink) -> bool {
-        match self.unacked.remove(&id) {
-            Some(u) => {
-                self.counters.acked += 1;
-                sink.settled(self.def.id, &u.qm);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Settles a delivery negatively: back to the queue at its original
-    /// position (redelivered) or dead-lettered/dropped.
-    pub fn reject(&mut self, id: MsgId, requeue: bool, now: u64, sink: &mut impl Sink) -> bool {
-        let Some(u) = self.unacked.remove(&id) else {
-            return false;
-        };
-        let qm = u.qm;
-        if requeue {
-            self.give_back(qm, now, sink);
-            self.dispatch(now, sink);
-        } else {
-            self.dead_letter_or_drop(qm, DeathReason::Rejected, now, sink);
-        }
-        true
-    }
-
-    /// Requeues every listed delivery (channel closed, recover), keeping
-    /// queue order.
-    pub fn requeue(
-        &mut self,
-        ids: impl IntoIterator<Item = MsgId>,
-        now: u64,
-        sink: &mut impl Sink,
-    ) {
-        for id in ids {
-            if let Some(u) = self.unacked.remove(&id) {
-                self.give_back(u.qm, now, sink);
-            }
-        }
-        self.dispatch(now, sink);
-    }
-
-    /// A delivery comes back unsettled: to its place in the queue, or,
-    /// past a quorum queue's `x-delivery-limit`, dead-lettered or dropped.
-    fn give_back(&mut self, mut qm: QueuedMsg, now: u64, sink: &mut impl Sink) {
-        qm.returns = qm.returns.saturating_add(1);
-        let over = self.def.args.kind == QueueKind::Quorum
-            && self
-                .def
-                .args
-                .delivery_limit
-                .is_some_and(|limit| u64::from(qm.returns) > limit);
-        if over {
-            self.dead_letter_or_drop(qm, DeathReason::DeliveryLimit, now, sink);
-        } else {
-            self.push_ready(qm);
-        }
-    }
-
-    /// A quorum queue's deliveries carry `x-delivery-count`, the times the
-    /// message came back: from its first return on for consumers, always
-    /// for `basic.get` (as RabbitMQ 3.10).
-    fn stamp_delivery_count(&self, qm: &mut QueuedMsg, get: bool) {
-        if self.def.args.kind != QueueKind::Quorum || (qm.returns == 0 && !get) {
-            return;
-        }
-        let count = FieldValue::I64(i64::from(qm.returns));
-        qm.msg.update(|p| {
-            p.props_mut()
-                .headers
-                .get_or_insert_with(Default::default)
-                .insert("x-delivery-count", count)
-        });
-    }
-
     /// Removes every ready message; returns how many.
     pub fn purge(&mut self, sink: &mut impl Sink) -> usize {
         let n = self.ready_count;
@@ -751,9 +620,7 @@ impl Queue {
         self.ready_resident_bytes = 0;
         self.ready_durable = 0;
         self.balance_permits(sink);
-        if self.ready_count == 0 {
-            self.end_flow(sink);
-        }
+        self.end_flow(sink);
         n
     }
 
@@ -814,18 +681,6 @@ impl Queue {
                 .args
                 .expires
                 .is_some_and(|e| now >= self.last_used.saturating_add(e))
-    }
-
-    /// The unacked deliveries held by `owner`.
-    pub fn unacked_of(&self, owner: Owner) -> Vec<MsgId> {
-        let mut ids: Vec<MsgId> = self
-            .unacked
-            .iter()
-            .filter(|(_, u)| u.owner == owner)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort_unstable();
-        ids
     }
 }
 

@@ -21,12 +21,20 @@ ratio = m_on / m_off
 
 random.seed(12345)
 B = 20000
-boot = []
-for _ in range(B):
-    a = [random.choice(on) for _ in on]
-    b = [random.choice(off) for _ in off]
-    boot.append(st.median(a) / st.median(b))
-boot.sort()
+
+
+def boot_ratio(stat):
+    """Sorted bootstrap ratios stat(resampled on) / stat(resampled off)."""
+    out = []
+    for _ in range(B):
+        a = [random.choice(on) for _ in on]
+        b = [random.choice(off) for _ in off]
+        out.append(stat(a) / stat(b))
+    out.sort()
+    return out
+
+
+boot = boot_ratio(st.median)
 lo, hi = boot[int(0.025 * B)], boot[int(0.975 * B) - 1]
 
 # paired ratios: ABBA blocks -> (ON,OFF) and (OFF,ON) neighbours: rounds 1-2, 3-4, 5-6, ...
@@ -55,12 +63,7 @@ for i in range(0, len(rows) - 3, 4):
     blocks.append(o / f)
 
 mean_on, mean_off = st.mean(on), st.mean(off)
-mboot = []
-for _ in range(B):
-    a = [random.choice(on) for _ in on]
-    b = [random.choice(off) for _ in off]
-    mboot.append(st.mean(a) / st.mean(b))
-mboot.sort()
+mboot = boot_ratio(st.mean)
 
 def cv(x):
     return st.stdev(x) / st.mean(x)
