@@ -310,6 +310,11 @@ pub struct StorageConfig {
     /// torn final op: "refuse" to start, or "truncate" the op log there
     /// (dropping that op and every later one, logged at error level).
     pub meta_on_corruption: MetaOnCorruption,
+    /// Write zeros ahead of the active segment's records (1 MiB at a
+    /// time), so record writes overwrite blocks the file has instead of
+    /// growing it: faster writes and syncs, for at most 1.5 MiB of extra
+    /// disk per shard's active segment.
+    pub zero_ahead: bool,
 }
 
 /// When appended records count as durable.
@@ -434,6 +439,7 @@ impl Default for StorageConfig {
             compact_below: 0.5,
             on_corruption: OnCorruption::Refuse,
             meta_on_corruption: MetaOnCorruption::Refuse,
+            zero_ahead: true,
         }
     }
 }

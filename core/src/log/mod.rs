@@ -25,6 +25,7 @@ pub mod fault;
 pub mod meta_store;
 #[cfg(feature = "failpoints")]
 pub mod power;
+mod prealloc;
 pub mod record;
 pub mod recovery;
 mod writer;
@@ -85,6 +86,11 @@ struct Active {
     /// The bytes of the last, partly filled block (rewritten with the next
     /// write: O_DIRECT writes whole blocks).
     tail: Vec<u8>,
+    /// The file holds written zeros (or records) up to here
+    /// ([`prealloc`]).
+    zeroed: u64,
+    /// Zeros are still written ahead in this segment.
+    zeroing: bool,
 }
 
 /// Encoded records at a place in the log, not yet known durable.

@@ -95,6 +95,8 @@ impl Log {
                 in_flight = None;
                 self.abandon(e, &on_event).await;
             }
+            // While the batch just written syncs.
+            self.zero_ahead().await;
         }
     }
 
@@ -322,6 +324,8 @@ impl Log {
             file,
             end: 0,
             tail: Vec::new(),
+            zeroed: 0,
+            zeroing: self.cfg.zero_ahead,
         });
         Ok(())
     }
