@@ -8,12 +8,17 @@
 //! announced size), and every content of a connection counts its capacity
 //! on the connection's [`Meter`], which refuses growth past the
 //! connection's cap.
+//!
+//! A body that arrives in one frame (every body up to the negotiated
+//! frame size) is not copied: the publish keeps the frame's payload, a
+//! slice of the read buffer, until it is encoded for the broker.
 
 use std::cell::Cell;
 use std::rc::Rc;
 
 use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::protocol::basic;
+use bytes::Bytes;
 use ringmq_protocol::message as m;
 use ringmq_protocol::{ErrorCode, Refusal};
 
@@ -61,7 +66,8 @@ impl Meter {
     }
 }
 
-/// A body below this size is allocated whole at its header.
+/// A body below this size that needs several frames is allocated whole
+/// at its first frame.
 const WHOLE_BELOW: u64 = 256 * 1024;
 
 /// A publish being assembled.
@@ -71,7 +77,10 @@ pub(super) struct Content {
     props: ringmq_protocol::Properties,
     /// Announced by the header; `None` until it arrives.
     size: Option<u64>,
+    /// The assembled body (several frames).
     body: Vec<u8>,
+    /// The whole body, when it came in one frame.
+    whole: Option<Bytes>,
     meter: Meter,
     /// Capacity counted on the meter.
     counted: usize,
@@ -91,6 +100,7 @@ impl Content {
             props: Default::default(),
             size: None,
             body: Vec::new(),
+            whole: None,
             meter: meter.clone(),
             counted: 0,
         }
@@ -157,30 +167,39 @@ impl Content {
         }
         self.size = Some(header.body_size);
         self.props = translate::props_to_native(&header.properties);
-        if header.body_size < WHOLE_BELOW {
-            self.grow(header.body_size as usize, header.body_size)?;
-        }
         Ok(self.progress(header.body_size))
     }
 
     /// A body frame.
-    pub fn body(&mut self, payload: &[u8]) -> Result<Progress, ContentError> {
+    pub fn body(&mut self, payload: &Bytes) -> Result<Progress, ContentError> {
         let Some(size) = self.size else {
             return Err(unexpected("content body before the content header"));
         };
-        if (self.body.len() + payload.len()) as u64 > size {
+        if (self.received() + payload.len()) as u64 > size {
             return Err(ContentError::Connection(Refusal::new(
                 ErrorCode::FrameError,
                 format_args!("content body exceeds the announced size {size}"),
             )));
+        }
+        if self.received() == 0 && payload.len() as u64 == size {
+            self.whole = Some(payload.clone());
+            return Ok(Progress::Complete);
+        }
+        if self.body.is_empty() && size < WHOLE_BELOW {
+            self.grow(size as usize, size)?;
         }
         self.grow(payload.len(), size)?;
         self.body.extend_from_slice(payload);
         Ok(self.progress(size))
     }
 
+    /// Body bytes received so far.
+    fn received(&self) -> usize {
+        self.whole.as_ref().map_or(self.body.len(), Bytes::len)
+    }
+
     fn progress(&self, size: u64) -> Progress {
-        if self.body.len() as u64 == size {
+        if self.received() as u64 == size {
             Progress::Complete
         } else {
             Progress::NeedMore
@@ -195,7 +214,10 @@ impl Content {
             mandatory: self.publish.mandatory,
             immediate: self.publish.immediate,
             properties: std::mem::take(&mut self.props),
-            body: std::mem::take(&mut self.body).into(),
+            body: match self.whole.take() {
+                Some(whole) => whole,
+                None => std::mem::take(&mut self.body).into(),
+            },
         }
     }
 }
@@ -238,8 +260,8 @@ mod tests {
         let mut c = publish();
         assert!(!c.has_header());
         assert_eq!(c.header(&header(5), 100), Ok(Progress::NeedMore));
-        assert_eq!(c.body(b"hel"), Ok(Progress::NeedMore));
-        assert_eq!(c.body(b"lo"), Ok(Progress::Complete));
+        assert_eq!(c.body(&Bytes::from_static(b"hel")), Ok(Progress::NeedMore));
+        assert_eq!(c.body(&Bytes::from_static(b"lo")), Ok(Progress::Complete));
         let p = c.finish();
         assert_eq!(
             (&p.exchange[..], &p.routing_key[..], p.mandatory),
@@ -259,7 +281,7 @@ mod tests {
     #[test]
     fn out_of_order_and_oversized_content_is_refused() {
         let mut c = publish();
-        let Err(ContentError::Connection(r)) = c.body(b"x") else {
+        let Err(ContentError::Connection(r)) = c.body(&Bytes::from_static(b"x")) else {
             panic!("body before header")
         };
         assert_eq!(r.code, ErrorCode::UnexpectedFrame);
@@ -279,7 +301,7 @@ mod tests {
             c.header(&header(1), 100),
             Err(ContentError::Connection(_))
         ));
-        let Err(ContentError::Connection(r)) = c.body(b"too long") else {
+        let Err(ContentError::Connection(r)) = c.body(&Bytes::from_static(b"too long")) else {
             panic!("longer than announced")
         };
         assert_eq!(r.code, ErrorCode::FrameError);
@@ -301,12 +323,18 @@ mod tests {
             .collect();
         assert_eq!(meter.held(), 0);
         // Bodies grow with their frames, at most doubling.
-        assert_eq!(many[0].body(&[7; 1000]), Ok(Progress::NeedMore));
+        assert_eq!(
+            many[0].body(&Bytes::from(vec![7; 1000])),
+            Ok(Progress::NeedMore)
+        );
         assert_eq!(meter.held(), 1000);
-        assert_eq!(many[0].body(&[7; 1000]), Ok(Progress::NeedMore));
+        assert_eq!(
+            many[0].body(&Bytes::from(vec![7; 1000])),
+            Ok(Progress::NeedMore)
+        );
         assert_eq!(meter.held(), 2000);
         // Past the connection's cap the channel is refused.
-        let Err(ContentError::TooLarge(r)) = many[1].body(&[0; 1 << 20]) else {
+        let Err(ContentError::TooLarge(r)) = many[1].body(&Bytes::from(vec![0; 1 << 20])) else {
             panic!("over the cap")
         };
         assert_eq!(r.code, ErrorCode::PreconditionFailed);
@@ -317,14 +345,42 @@ mod tests {
     }
 
     #[test]
-    fn a_small_body_is_allocated_once_and_released_at_finish() {
+    fn a_small_body_in_frames_is_allocated_once_and_released_at_finish() {
         let meter = Meter::new(1 << 20);
         let mut c = publish_on(&meter);
         c.header(&header(10), 100).unwrap();
+        assert_eq!(meter.held(), 0);
+        assert_eq!(
+            c.body(&Bytes::from_static(b"01234")),
+            Ok(Progress::NeedMore)
+        );
         assert_eq!(meter.held(), 10);
-        assert_eq!(c.body(b"0123456789"), Ok(Progress::Complete));
+        assert_eq!(
+            c.body(&Bytes::from_static(b"56789")),
+            Ok(Progress::Complete)
+        );
         let p = c.finish();
         assert_eq!(meter.held(), 0);
         assert_eq!(&p.body[..], b"0123456789");
+    }
+
+    #[test]
+    fn a_body_in_one_frame_is_kept_without_a_copy() {
+        let meter = Meter::new(1 << 20);
+        let mut c = publish_on(&meter);
+        c.header(&header(10), 100).unwrap();
+        let frame = Bytes::from_static(b"0123456789");
+        assert_eq!(c.body(&frame), Ok(Progress::Complete));
+        assert_eq!(meter.held(), 0);
+        let p = c.finish();
+        assert_eq!(p.body.as_ptr(), frame.as_ptr(), "the frame's own bytes");
+        // A second frame after a whole body is past the announced size.
+        let mut c = publish_on(&meter);
+        c.header(&header(10), 100).unwrap();
+        c.body(&frame).unwrap();
+        let Err(ContentError::Connection(r)) = c.body(&Bytes::from_static(b"x")) else {
+            panic!("past the size")
+        };
+        assert_eq!(r.code, ErrorCode::FrameError);
     }
 }
