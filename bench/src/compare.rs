@@ -208,8 +208,39 @@ pub fn table(targets: &[Target], scenarios: &[Scenario], cells: &[Cell]) -> Stri
                 runs
             );
         }
+        sent_table(&mut s, targets, &stat);
     }
     s
+}
+
+/// A run's figure, if it has one.
+type Figure<'a> = &'a dyn Fn(&RunSummary) -> Option<f64>;
+
+/// Fixed-rate scenarios: end-to-end latency from the actual send time,
+/// beside the table's (from the intended time), so the harness's own lag
+/// shows apart.
+fn sent_table(s: &mut String, targets: &[Target], stat: &dyn Fn(usize, Figure<'_>) -> Option<f64>) {
+    let sent = |f: fn(&crate::report::Percentiles) -> f64| {
+        move |r: &RunSummary| r.latency.end_to_end_actual.as_ref().map(f)
+    };
+    let (p50, p99, p999) = (sent(|p| p.p50_us), sent(|p| p.p99_us), sent(|p| p.p999_us));
+    if (0..targets.len()).all(|ti| stat(ti, &p99).is_none()) {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nFrom the actual send time:\n\n| target | p50 | p99 | p99.9 |\n|---|---:|---:|---:|"
+    );
+    for (ti, t) in targets.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            t.label,
+            fmt_latency(stat(ti, &p50)),
+            fmt_latency(stat(ti, &p99)),
+            fmt_latency(stat(ti, &p999))
+        );
+    }
 }
 
 #[cfg(test)]

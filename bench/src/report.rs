@@ -168,6 +168,10 @@ pub struct LatencySummary {
     /// the harness's own share of the latencies above.
     #[serde(default)]
     pub send_lag: Option<Percentiles>,
+    /// Fixed rate only: actual send time (the write of the message) to
+    /// delivery: the end-to-end latency without the harness's send lag.
+    #[serde(default)]
+    pub end_to_end_actual: Option<Percentiles>,
 }
 
 /// The JSON summary of one run.
@@ -270,6 +274,7 @@ impl RunSummary {
                 end_to_end: Percentiles::of(&r.e2e),
                 confirm: Percentiles::of(&r.confirm),
                 send_lag: Percentiles::of(&r.send_lag),
+                end_to_end_actual: Percentiles::of(&r.e2e_actual),
             },
             check: r.check.as_ref().map(|c| match c {
                 Ok(()) => "ok".to_owned(),
@@ -337,6 +342,9 @@ impl RunSummary {
         let _ = writeln!(s, "{cpu}");
         if let Some(p) = &self.latency.end_to_end {
             let _ = writeln!(s, "  end-to-end {}", p.line());
+        }
+        if let Some(p) = &self.latency.end_to_end_actual {
+            let _ = writeln!(s, "  from sent  {}", p.line());
         }
         if let Some(p) = &self.latency.confirm {
             let _ = writeln!(s, "  confirm    {}", p.line());

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use hdrhistogram::Histogram;
 
-use crate::clock::read_stamp;
+use crate::clock::{read_stamp, split_id};
 use crate::driver::{new_histogram, ConsumeConn, SharedRun};
 use crate::error::BenchError;
 use crate::scenario::Scenario;
@@ -16,7 +16,28 @@ pub(super) struct ConsumerOut {
     pub unstamped: u64,
     pub last_ns: u64,
     pub e2e: Histogram<u64>,
+    /// Fixed rate only: from the actual send time (the stamp) to delivery.
+    pub e2e_actual: Histogram<u64>,
     pub ids: Vec<u64>,
+}
+
+/// When each message was due, for fixed-rate runs: the publishers carry
+/// the actual send time in the body, and the intended one follows from
+/// the message's sequence number.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Schedule {
+    /// When every publisher's first message is due.
+    pub start_ns: u64,
+    /// Between two messages of one publisher.
+    pub interval_ns: f64,
+}
+
+impl Schedule {
+    /// When message `id` was due.
+    fn due(&self, id: u64) -> u64 {
+        let (_, seq) = split_id(id);
+        self.start_ns + (seq as f64 * self.interval_ns) as u64
+    }
 }
 
 /// A consumer thread: consumes (and acks) until told to stop.
@@ -27,9 +48,11 @@ pub(super) fn consume_loop<C: ConsumeConn>(
     check: bool,
     shared: &SharedRun,
     stop: &AtomicBool,
+    schedule: Option<Schedule>,
 ) -> Result<ConsumerOut, BenchError> {
     let (counters, abort) = &**shared;
     let mut e2e = new_histogram();
+    let mut e2e_actual = new_histogram();
     let mut ids = Vec::new();
     let mut consumed = 0u64;
     let mut unstamped = 0u64;
@@ -47,7 +70,13 @@ pub(super) fn consume_loop<C: ConsumeConn>(
         let polled = conn.poll(|now, tag, head| {
             match read_stamp(head) {
                 Some((stamp, id)) => {
-                    e2e.saturating_record(now.saturating_sub(stamp).max(1));
+                    match schedule {
+                        Some(sch) => {
+                            e2e.saturating_record(now.saturating_sub(sch.due(id)).max(1));
+                            e2e_actual.saturating_record(now.saturating_sub(stamp).max(1));
+                        }
+                        None => e2e.saturating_record(now.saturating_sub(stamp).max(1)),
+                    }
                     if check {
                         ids.push(id);
                     }
@@ -95,6 +124,7 @@ pub(super) fn consume_loop<C: ConsumeConn>(
         unstamped,
         last_ns,
         e2e,
+        e2e_actual,
         ids,
     })
 }

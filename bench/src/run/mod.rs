@@ -17,7 +17,7 @@ use std::thread::{self, JoinHandle};
 
 use hdrhistogram::Histogram;
 
-use self::consume::{consume_loop, ConsumerOut};
+use self::consume::{consume_loop, ConsumerOut, Schedule};
 use self::monitor::monitor;
 use self::publish::{publish_loop, PublishPlan, PublisherOut};
 use crate::amqp;
@@ -69,8 +69,11 @@ pub struct RunResult {
     pub broker_cpu_ns: Option<u64>,
     /// CPU time of the gateway process, ns (when its pid was given).
     pub gateway_cpu_ns: Option<u64>,
-    /// End-to-end latency, ns.
+    /// End-to-end latency, ns (at a fixed rate: from the intended send
+    /// time).
     pub e2e: Histogram<u64>,
+    /// Fixed rate only: end-to-end latency from the actual send time, ns.
+    pub e2e_actual: Histogram<u64>,
     /// Confirm latency, ns.
     pub confirm: Histogram<u64>,
     /// Fixed rate only: how late each message was written, from its
@@ -173,10 +176,17 @@ where
     let consumers_stop = Arc::new(AtomicBool::new(false));
     // A little later than now, so every thread is waiting when it comes.
     let start_ns = now_ns() + 5_000_000;
+    let schedule = PublishPlan::new(s, topo, 0, start_ns)
+        .interval_ns()
+        .map(|interval_ns| Schedule {
+            start_ns,
+            interval_ns,
+        });
     let mut con_handles = Vec::new();
     for (i, (queue, conn)) in consumers.into_iter().enumerate() {
         let (s, check, stop) = (s.clone(), opts.check, consumers_stop.clone());
-        let run = move |shared: &SharedRun| consume_loop(conn, queue, &s, check, shared, &stop);
+        let run =
+            move |shared: &SharedRun| consume_loop(conn, queue, &s, check, shared, &stop, schedule);
         con_handles.push(spawn_worker(format!("consumer-{i}"), &shared, run)?);
     }
     let mut pub_handles = Vec::new();
@@ -258,12 +268,14 @@ fn summarize(
     (harness_cpu_ns, others): (u64, Vec<Option<u64>>),
 ) -> RunResult {
     let (mut e2e, mut confirm, mut send_lag) = (new_histogram(), new_histogram(), new_histogram());
+    let mut e2e_actual = new_histogram();
     for p in pubs {
         let _ = confirm.add(&p.confirm);
         let _ = send_lag.add(&p.send_lag);
     }
     for c in cons {
         let _ = e2e.add(&c.e2e);
+        let _ = e2e_actual.add(&c.e2e_actual);
     }
     let secs = |end: u64| end.saturating_sub(start_ns) as f64 / 1e9;
     let mut other = others.into_iter();
@@ -290,6 +302,7 @@ fn summarize(
         broker_cpu_ns,
         gateway_cpu_ns,
         e2e,
+        e2e_actual,
         confirm,
         send_lag,
         check: None,

@@ -41,6 +41,11 @@ pub(super) struct PublishPlan {
 }
 
 impl PublishPlan {
+    /// Fixed rate: ns between two messages of one publisher.
+    pub fn interval_ns(&self) -> Option<f64> {
+        self.interval_ns
+    }
+
     /// The plan of publisher `index` of scenario `s`, starting at `start_ns`.
     pub fn new(s: &Scenario, topo: &Topology, index: usize, start_ns: u64) -> PublishPlan {
         PublishPlan {
@@ -176,7 +181,15 @@ fn publish_body<P: PublishConn>(
             t.sent(seq + 1, stamp);
         }
         let key = (seq as usize + plan.index) % keys;
-        conn.publish(key, stamp, message_id(plan.index, seq))?;
+        // At a fixed rate the body carries the actual send time (the
+        // consumers know the intended one from the sequence number);
+        // otherwise the two are the same.
+        let carried = if plan.interval_ns.is_some() {
+            now_ns()
+        } else {
+            stamp
+        };
+        conn.publish(key, carried, message_id(plan.index, seq))?;
         seq += 1;
         unreported += 1;
         if let Some(iv) = plan.interval_ns {
