@@ -40,6 +40,10 @@ pub struct Target {
     pub broker_pid: Option<u32>,
     /// The gateway process, for its CPU time.
     pub gateway_pid: Option<u32>,
+    /// Native: connect each publisher and consumer that uses one queue to
+    /// the shard owning it, when the broker has per-shard ports
+    /// (`#shard_aware=false` turns it off).
+    pub shard_aware: bool,
 }
 
 impl Target {
@@ -101,6 +105,7 @@ impl Target {
             vhost,
             broker_pid: None,
             gateway_pid: None,
+            shard_aware: true,
         };
         for item in fragment.unwrap_or("").split(',').filter(|s| !s.is_empty()) {
             let (k, v) = item
@@ -114,9 +119,14 @@ impl Target {
                 "label" => t.label = v.to_owned(),
                 "broker" => t.broker_pid = Some(pid()?),
                 "gateway" => t.gateway_pid = Some(pid()?),
+                "shard_aware" => {
+                    t.shard_aware = v
+                        .parse()
+                        .map_err(|_| bad(format!("shard_aware={v}: true or false")))?
+                }
                 other => {
                     return Err(bad(format!(
-                        "unknown fragment key '{other}' (label, broker, gateway)"
+                        "unknown fragment key '{other}' (label, broker, gateway, shard_aware)"
                     )))
                 }
             }
@@ -251,6 +261,12 @@ mod tests {
         assert_eq!(t.label, "ringmq");
         assert_eq!(t.broker_pid, Some(42));
         assert_eq!(t.vhost, "/");
+        assert!(t.shard_aware);
+        assert!(
+            !Target::parse("native://h#shard_aware=false")
+                .unwrap()
+                .shard_aware
+        );
         let t = Target::parse("amqp://u:p%40ss@[::1]/prod").unwrap();
         assert_eq!(t.password, "p@ss");
         assert_eq!(t.addr(), "[::1]:5672");
@@ -267,6 +283,7 @@ mod tests {
             ("amqp://u:secret@h:1/%zz", "bad percent"),
             ("native://h#pid=3", "unknown fragment key"),
             ("native://h#broker=x", "not a process id"),
+            ("native://h#shard_aware=maybe", "true or false"),
             ("amqps://h", "TLS"),
         ] {
             let e = Target::parse(url).unwrap_err().to_string();

@@ -80,6 +80,11 @@ pub struct ServerConfig {
     /// up without a wake-up (lower latency, some CPU while idle). 0 sleeps
     /// at once.
     pub spin_before_park_us: u64,
+    /// Shard-aware connections: shard `i` also listens on this port + `i`
+    /// (same address as `listen`), and `HelloOk` tells clients so. A client
+    /// that uses one queue connects to its shard and never crosses cores.
+    /// 0 = off.
+    pub shard_port_base: u16,
 }
 
 /// `[management]`: the management HTTP API (RabbitMQ's paths and JSON).
@@ -406,6 +411,7 @@ impl Default for ServerConfig {
             pin_cores: true,
             heartbeat: 60,
             spin_before_park_us: 0,
+            shard_port_base: 0,
         }
     }
 }

@@ -340,6 +340,19 @@ async fn run_shard(
         }
     };
     glommio::spawn_local(net::listener::serve(listener, shard.clone())).detach();
+    if let Some(port) =
+        ringmq_protocol::placement::shard_port(shard.config.server.shard_port_base, id)
+    {
+        let own = SocketAddr::new(addr.ip(), port);
+        let listener = match ringmq_rt::listener::bind_exclusive(own) {
+            Ok(l) => l,
+            Err(e) => {
+                let why = format!("shard {id} cannot listen on its own port {own}: {e}");
+                return fail_start(&shard, &ready, why).await;
+            }
+        };
+        glommio::spawn_local(net::listener::serve(listener, shard.clone())).detach();
+    }
     if let Some((addr, acceptor)) = tls {
         let listener = match ringmq_rt::listener::bind_reuse(addr) {
             Ok(l) => l,

@@ -27,6 +27,10 @@ struct Cli {
     /// server.spin_before_park_us).
     #[arg(long, env = "RINGMQ_SPIN_US")]
     spin_us: Option<u64>,
+    /// Shard-aware connections: shard i also listens on this port + i, 0 =
+    /// off (overrides server.shard_port_base).
+    #[arg(long, env = "RINGMQ_SHARD_PORT_BASE")]
+    shard_port_base: Option<u16>,
     /// Memory above which publishers are blocked: a fraction of the
     /// available memory (0.4) or an amount (512MiB) (overrides
     /// limits.memory_high_watermark).
@@ -103,6 +107,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(s) = cli.spin_us {
         config.server.spin_before_park_us = s;
+    }
+    if let Some(p) = cli.shard_port_base {
+        config.server.shard_port_base = p;
     }
     if let Some(w) = cli.memory_high_watermark {
         config.limits.memory_high_watermark = w;

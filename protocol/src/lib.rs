@@ -17,6 +17,7 @@ pub mod error;
 pub mod field;
 pub mod frame;
 pub mod message;
+pub mod placement;
 pub mod properties;
 pub mod refusal;
 pub mod verify;

@@ -75,6 +75,24 @@ pub fn bind_reuse(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
 
+/// Binds a listener of this executor alone (`SO_REUSEADDR`, no
+/// `SO_REUSEPORT`): a shard's own port.
+///
+/// # Errors
+/// The address cannot be bound (also when another socket has it).
+#[allow(unsafe_code)]
+pub fn bind_exclusive(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let domain = socket2::Domain::for_address(addr);
+    let sk = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sk.set_reuse_address(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(1024)?;
+    let fd = sk.into_raw_fd();
+    // SAFETY: as in `bind_reuse`: a listening socket we own, handed over.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+}
+
 /// The next connection, or `None` once `stopping` is set. A failed accept
 /// (too many open files, a connection reset before it was taken) is logged
 /// and retried after a short pause.

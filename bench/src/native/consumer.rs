@@ -26,7 +26,7 @@ impl Consumer {
     /// Unreachable target, refused login, unknown queue.
     pub fn connect(setup: &Setup<'_>, what: &str, queue: &str) -> Result<Consumer, BenchError> {
         let (target, s) = (setup.target, setup.scenario);
-        let mut link = Link::connect(target, what)?;
+        let mut link = Link::connect(target, what, Some(queue))?;
         if !s.auto_ack && s.prefetch > 0 {
             link.call(Message::Qos(m::Qos {
                 channel: CHANNEL,

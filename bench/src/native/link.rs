@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use ringmq_protocol::client::ClientError;
 use ringmq_protocol::frame::{Frame, FrameDecoder, Kind, DEFAULT_FRAME_MAX};
 use ringmq_protocol::message::{self as m, Message, PROTOCOL_VERSION};
-use ringmq_protocol::{Encoder, FieldTable};
+use ringmq_protocol::{placement, Encoder, FieldTable};
 
 use crate::driver::{self};
 use crate::error::BenchError;
@@ -97,9 +97,42 @@ pub(super) struct Link {
 }
 
 impl Link {
-    /// Connects, says hello and opens [`CHANNEL`].
-    pub(super) fn connect(target: &Target, what: &str) -> Result<Link, BenchError> {
-        let addr = target.addr();
+    /// Connects, says hello and opens [`CHANNEL`]. With a `home` queue (the
+    /// one the connection uses), a shard-aware target and a broker with
+    /// per-shard ports, the connection is made again to the port of the
+    /// shard that owns the queue, so its work never crosses cores.
+    pub(super) fn connect(
+        target: &Target,
+        what: &str,
+        home: Option<&str>,
+    ) -> Result<Link, BenchError> {
+        let (mut link, ok) = Link::hello(target, &target.addr(), what)?;
+        if let Some(queue) = home.filter(|_| target.shard_aware) {
+            let shard = placement::shard_of(&target.vhost, queue, ok.shards);
+            if let Some(port) = placement::shard_port(ok.shard_port_base, shard) {
+                if shard != ok.shard {
+                    let _ = link.call(Message::Close(m::Close {
+                        code: 200,
+                        text: "moving to the queue's shard".into(),
+                        channel: 0,
+                        failed_kind: 0,
+                    }));
+                    let addr = Target {
+                        port,
+                        ..target.clone()
+                    }
+                    .addr();
+                    link = Link::hello(target, &addr, what)?.0;
+                }
+            }
+        }
+        link.call(Message::ChannelOpen(CHANNEL))?;
+        Ok(link)
+    }
+
+    /// Connects to `addr` and logs in.
+    fn hello(target: &Target, addr: &str, what: &str) -> Result<(Link, m::HelloOk), BenchError> {
+        let addr = addr.to_owned();
         let stream = tcp_connect(&addr, what)?;
         stream
             .set_read_timeout(Some(READ_TICK))
@@ -119,8 +152,8 @@ impl Link {
             forwarded_to: None,
             on_behalf_of: None,
         });
-        match link.call(hello) {
-            Ok(Message::HelloOk(_)) => {}
+        let ok = match link.call(hello) {
+            Ok(Message::HelloOk(ok)) => ok,
             Ok(other) => {
                 return Err(BenchError::Handshake {
                     addr,
@@ -140,9 +173,8 @@ impl Link {
                 })
             }
             Err(e) => return Err(e),
-        }
-        link.call(Message::ChannelOpen(CHANNEL))?;
-        Ok(link)
+        };
+        Ok((link, ok))
     }
 
     pub(super) fn over(stream: TcpStream, what: &str) -> Link {

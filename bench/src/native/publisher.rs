@@ -48,7 +48,12 @@ impl Publisher {
             scenario: s,
             topo,
         } = *setup;
-        let mut link = Link::connect(target, what)?;
+        // Publishing to the default exchange with one key: that queue.
+        let home = match &topo.routing_keys[..] {
+            [key] if topo.exchange.is_empty() => Some(key.as_str()),
+            _ => None,
+        };
+        let mut link = Link::connect(target, what, home)?;
         if s.confirms {
             link.call(Message::ConfirmSelect(CHANNEL))?;
         }

@@ -170,6 +170,7 @@ impl Servers {
             label: "gateway".into(),
             broker_pid: None,
             gateway_pid: None,
+            shard_aware: true,
         }
     }
 
@@ -191,6 +192,7 @@ impl Servers {
             label: "ringmq".into(),
             broker_pid: self.broker.as_ref().map(Child::id),
             gateway_pid: None,
+            shard_aware: true,
         }
     }
 

@@ -3,11 +3,11 @@
 //! count.
 
 /// The shard owning queue `name` of `vhost` among `shards` shards.
+/// The hash is the protocol's ([`ringmq_protocol::placement::shard_of`]):
+/// shard-aware clients compute the same.
 pub fn owner(vhost: &str, name: &str, shards: usize) -> u16 {
-    let shards = shards.max(1) as u32;
-    let h = crc32c::crc32c_append(crc32c::crc32c(vhost.as_bytes()), &[0]);
-    let h = crc32c::crc32c_append(h, name.as_bytes());
-    (h % shards) as u16
+    let shards = u16::try_from(shards).unwrap_or(u16::MAX);
+    ringmq_protocol::placement::shard_of(vhost, name, shards)
 }
 
 #[cfg(test)]

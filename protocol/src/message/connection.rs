@@ -69,6 +69,13 @@ pub struct HelloOk {
     pub channel_max: u16,
     /// Server-wide connection id (for logs).
     pub connection_id: u64,
+    /// The shard serving this connection.
+    pub shard: u16,
+    /// Shards of the server (0 from servers that do not say).
+    pub shards: u16,
+    /// Shard `i` also listens on this port + `i` (0: no per-shard ports);
+    /// see [`crate::placement`].
+    pub shard_port_base: u16,
 }
 
 table!(
@@ -80,6 +87,9 @@ table!(
             frame_max: copy,
             channel_max: copy,
             connection_id: copy,
+            shard: copy,
+            shards: copy,
+            shard_port_base: copy,
         }
 );
 

@@ -108,6 +108,9 @@ impl Session {
                 frame_max: config.limits.frame_max,
                 channel_max,
                 connection_id: self.id,
+                shard: self.shard.id,
+                shards: self.shard.count,
+                shard_port_base: config.server.shard_port_base,
             }),
         );
         Ok(())

@@ -24,6 +24,9 @@ impl<'a> HelloOk<'a> {
   pub const VT_FRAME_MAX: ::flatbuffers::VOffsetT = 10;
   pub const VT_CHANNEL_MAX: ::flatbuffers::VOffsetT = 12;
   pub const VT_CONNECTION_ID: ::flatbuffers::VOffsetT = 14;
+  pub const VT_SHARD: ::flatbuffers::VOffsetT = 16;
+  pub const VT_SHARDS: ::flatbuffers::VOffsetT = 18;
+  pub const VT_SHARD_PORT_BASE: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -38,6 +41,9 @@ impl<'a> HelloOk<'a> {
     builder.add_connection_id(args.connection_id);
     builder.add_frame_max(args.frame_max);
     if let Some(x) = args.server_properties { builder.add_server_properties(x); }
+    builder.add_shard_port_base(args.shard_port_base);
+    builder.add_shards(args.shards);
+    builder.add_shard(args.shard);
     builder.add_channel_max(args.channel_max);
     builder.add_heartbeat(args.heartbeat);
     builder.add_version(args.version);
@@ -87,6 +93,27 @@ impl<'a> HelloOk<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(HelloOk::VT_CONNECTION_ID, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn shard(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(HelloOk::VT_SHARD, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn shards(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(HelloOk::VT_SHARDS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn shard_port_base(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(HelloOk::VT_SHARD_PORT_BASE, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for HelloOk<'_> {
@@ -101,6 +128,9 @@ impl ::flatbuffers::Verifiable for HelloOk<'_> {
      .visit_field::<u32>("frame_max", Self::VT_FRAME_MAX, false)?
      .visit_field::<u16>("channel_max", Self::VT_CHANNEL_MAX, false)?
      .visit_field::<u64>("connection_id", Self::VT_CONNECTION_ID, false)?
+     .visit_field::<u16>("shard", Self::VT_SHARD, false)?
+     .visit_field::<u16>("shards", Self::VT_SHARDS, false)?
+     .visit_field::<u16>("shard_port_base", Self::VT_SHARD_PORT_BASE, false)?
      .finish();
     Ok(())
   }
@@ -112,6 +142,9 @@ pub struct HelloOkArgs<'a> {
     pub frame_max: u32,
     pub channel_max: u16,
     pub connection_id: u64,
+    pub shard: u16,
+    pub shards: u16,
+    pub shard_port_base: u16,
 }
 impl<'a> Default for HelloOkArgs<'a> {
   #[inline]
@@ -123,6 +156,9 @@ impl<'a> Default for HelloOkArgs<'a> {
       frame_max: 0,
       channel_max: 0,
       connection_id: 0,
+      shard: 0,
+      shards: 0,
+      shard_port_base: 0,
     }
   }
 }
@@ -157,6 +193,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HelloOkBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(HelloOk::VT_CONNECTION_ID, connection_id, 0);
   }
   #[inline]
+  pub fn add_shard(&mut self, shard: u16) {
+    self.fbb_.push_slot::<u16>(HelloOk::VT_SHARD, shard, 0);
+  }
+  #[inline]
+  pub fn add_shards(&mut self, shards: u16) {
+    self.fbb_.push_slot::<u16>(HelloOk::VT_SHARDS, shards, 0);
+  }
+  #[inline]
+  pub fn add_shard_port_base(&mut self, shard_port_base: u16) {
+    self.fbb_.push_slot::<u16>(HelloOk::VT_SHARD_PORT_BASE, shard_port_base, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HelloOkBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HelloOkBuilder {
@@ -180,6 +228,9 @@ impl ::core::fmt::Debug for HelloOk<'_> {
       ds.field("frame_max", &self.frame_max());
       ds.field("channel_max", &self.channel_max());
       ds.field("connection_id", &self.connection_id());
+      ds.field("shard", &self.shard());
+      ds.field("shards", &self.shards());
+      ds.field("shard_port_base", &self.shard_port_base());
       ds.finish()
   }
 }
