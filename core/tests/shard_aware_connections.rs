@@ -17,18 +17,6 @@ use ringmq_protocol::client::ConnectOptions;
 use ringmq_protocol::message as m;
 use ringmq_protocol::placement::{shard_of, shard_port};
 
-/// A port `p` with `p` and `p + 1` free just now.
-fn two_free_ports() -> u16 {
-    for _ in 0..100 {
-        let a = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no two consecutive free ports");
-}
-
 fn connect(addr: SocketAddr) -> Connection {
     let mut c = Connection::connect(addr, &ConnectOptions::default()).expect("connect");
     c.set_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -9,11 +9,16 @@ use super::Shard;
 use crate::exchange::{QueueId, QueueRef};
 
 impl Shard {
-    /// Tells every shard (this one included) that `queue` entered or left
-    /// flow.
+    /// Tells every shard that `queue` entered or left flow: this one at
+    /// once (its sessions are the ones that can pause before their next
+    /// read), the others through the mesh.
     pub(super) fn broadcast_queue_flow(&self, queue: QueueId, on: bool) {
         for to in 0..self.count {
-            self.post(to, ShardMsg::QueueFlow { queue, on });
+            if to == self.id {
+                self.set_queue_flow(queue, on);
+            } else {
+                self.post(to, ShardMsg::QueueFlow { queue, on });
+            }
         }
     }
 

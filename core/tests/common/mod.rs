@@ -414,3 +414,16 @@ pub fn rss() -> u64 {
         .expect("VmRSS in /proc/self/status");
     kib * 1024
 }
+
+/// A port `p` with `p` and `p + 1` free just now (a base for per-shard
+/// ports of a two-shard broker).
+pub fn two_free_ports() -> u16 {
+    for _ in 0..100 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no two consecutive free ports");
+}
