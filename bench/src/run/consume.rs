@@ -30,13 +30,17 @@ pub(super) struct Schedule {
     pub start_ns: u64,
     /// Between two messages of one publisher.
     pub interval_ns: f64,
+    /// Publishers, each starting its share of an interval after the last.
+    pub publishers: u32,
 }
 
 impl Schedule {
     /// When message `id` was due.
     fn due(&self, id: u64) -> u64 {
-        let (_, seq) = split_id(id);
-        self.start_ns + (seq as f64 * self.interval_ns) as u64
+        let (publisher, seq) = split_id(id);
+        self.start_ns
+            + super::publish::phase_ns(self.interval_ns, publisher, self.publishers)
+            + (seq as f64 * self.interval_ns) as u64
     }
 }
 

@@ -181,6 +181,7 @@ where
         .map(|interval_ns| Schedule {
             start_ns,
             interval_ns,
+            publishers: s.publishers,
         });
     let mut con_handles = Vec::new();
     for (i, (queue, conn)) in consumers.into_iter().enumerate() {

@@ -47,16 +47,21 @@ impl PublishPlan {
     }
 
     /// The plan of publisher `index` of scenario `s`, starting at `start_ns`.
+    /// At a fixed rate the publishers take turns: publisher `i` starts
+    /// `i / publishers` of an interval late, so the total rate is evenly
+    /// paced (1,000 publishers at 1 msg/s send one message a millisecond,
+    /// not 1,000 at once every second).
     pub fn new(s: &Scenario, topo: &Topology, index: usize, start_ns: u64) -> PublishPlan {
+        let interval_ns = s.rate.map(|r| 1e9 * f64::from(s.publishers) / r);
         PublishPlan {
             index,
-            start_ns,
+            start_ns: start_ns + interval_ns.map_or(0, |iv| phase_ns(iv, index, s.publishers)),
             deadline_ns: match s.messages {
                 Some(_) => None,
                 None => Some(start_ns + (s.duration * 1e9) as u64),
             },
             count: s.messages_for(index as u32),
-            interval_ns: s.rate.map(|r| 1e9 * f64::from(s.publishers) / r),
+            interval_ns,
             spin_ns: u64::from(s.spin_us) * 1000,
             keys: topo.routing_keys.len(),
             confirms: s.confirms,
@@ -66,6 +71,12 @@ impl PublishPlan {
             drain: Duration::from_secs_f64(s.drain_timeout),
         }
     }
+}
+
+/// How late publisher `index` of `publishers` starts within an interval of
+/// `interval_ns`, ns.
+pub(super) fn phase_ns(interval_ns: f64, index: usize, publishers: u32) -> u64 {
+    (interval_ns * index as f64 / f64::from(publishers.max(1))) as u64
 }
 
 /// A publisher thread: publishes, then waits for its last confirms.
