@@ -168,8 +168,10 @@ pub struct LatencySummary {
     /// the harness's own share of the latencies above.
     #[serde(default)]
     pub send_lag: Option<Percentiles>,
-    /// Fixed rate only: actual send time (the write of the message) to
-    /// delivery: the end-to-end latency without the harness's send lag.
+    /// Fixed rate only: actual send time (when the publisher thread took
+    /// the message up, just before encoding it; it may then wait in the
+    /// harness's output buffer) to delivery: the end-to-end latency
+    /// without the harness's lag in reaching the message.
     #[serde(default)]
     pub end_to_end_actual: Option<Percentiles>,
 }

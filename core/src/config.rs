@@ -317,8 +317,8 @@ pub struct StorageConfig {
     pub meta_on_corruption: MetaOnCorruption,
     /// Write zeros ahead of the active segment's records (1 MiB at a
     /// time), so record writes overwrite blocks the file has instead of
-    /// growing it: faster writes and syncs, for at most 1.5 MiB of extra
-    /// disk per shard's active segment.
+    /// growing it: faster writes and syncs, for up to 1.5 MiB of zeros
+    /// past the records of each segment file until it is deleted.
     pub zero_ahead: bool,
 }
 

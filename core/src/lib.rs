@@ -340,9 +340,13 @@ async fn run_shard(
         }
     };
     glommio::spawn_local(net::listener::serve(listener, shard.clone())).detach();
-    if let Some(port) =
-        ringmq_protocol::placement::shard_port(shard.config.server.shard_port_base, id)
-    {
+    let base = shard.config.server.shard_port_base;
+    if base != 0 {
+        let Some(port) = ringmq_protocol::placement::shard_port(base, id) else {
+            let why =
+                format!("server.shard_port_base {base}: shard {id} would listen past port 65535");
+            return fail_start(&shard, &ready, why).await;
+        };
         let own = SocketAddr::new(addr.ip(), port);
         let listener = match ringmq_rt::listener::bind_exclusive(own) {
             Ok(l) => l,

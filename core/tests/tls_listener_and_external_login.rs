@@ -27,6 +27,7 @@ fn broker(certs: &Certs) -> TestBroker {
         c.tls.key = Some(certs.server.1.clone());
         c.tls.ca = Some(certs.ca.clone());
         c.tls.verify_peer = true;
+        c.server.shard_port_base = common::two_free_ports();
         c.users.push(ringmq_core::config::UserConfig {
             name: "ann".into(),
             password_hash: ringmq_core::password::hash_password("pw"),
@@ -72,14 +73,20 @@ fn a_client_trusting_the_ca_works_over_tls_beside_the_plain_listener() {
     )
     .expect("TLS connect");
     c.set_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The per-shard ports are plain TCP: not offered over TLS.
+    assert_eq!((c.server.shards, c.server.shard_port_base), (2, 0));
     let ch = c.open_channel().unwrap();
     declare_durable(&mut c, ch, "over-tls");
     let body = "x".repeat(100_000);
     publish_all(&mut c, ch, "", "over-tls", &["small", &body]);
     wait_ready(&mut c, ch, "over-tls", 2);
     assert_eq!(drain(&mut c, ch, "over-tls"), ["small".to_owned(), body]);
-    // The plain listener serves as before.
+    // The plain listener serves as before, and offers the shard ports.
     let mut plain = b.connect();
+    assert_eq!(
+        plain.server.shard_port_base,
+        b.config.server.shard_port_base
+    );
     plain.open_channel().unwrap();
     let row = b.management();
     let conns = common::http::Http::new(&row).get("/api/connections");

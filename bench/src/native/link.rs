@@ -110,19 +110,24 @@ impl Link {
         if let Some(queue) = home.filter(|_| target.shard_aware) {
             let shard = placement::shard_of(&target.vhost, queue, ok.shards);
             if let Some(port) = placement::shard_port(ok.shard_port_base, shard) {
-                if shard != ok.shard {
+                let addr = Target {
+                    port,
+                    ..target.clone()
+                }
+                .addr();
+                // A shard port that cannot be reached (only the main port
+                // forwarded, say) costs only the cross-core hop.
+                if let Some((moved, _)) = (shard != ok.shard)
+                    .then(|| Link::hello(target, &addr, what).ok())
+                    .flatten()
+                {
                     let _ = link.call(Message::Close(m::Close {
                         code: 200,
                         text: "moving to the queue's shard".into(),
                         channel: 0,
                         failed_kind: 0,
                     }));
-                    let addr = Target {
-                        port,
-                        ..target.clone()
-                    }
-                    .addr();
-                    link = Link::hello(target, &addr, what)?.0;
+                    link = moved;
                 }
             }
         }

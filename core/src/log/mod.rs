@@ -91,6 +91,8 @@ struct Active {
     zeroed: u64,
     /// Zeros are still written ahead in this segment.
     zeroing: bool,
+    /// A zero write in flight, from this offset.
+    zero_busy: Option<u64>,
 }
 
 /// Encoded records at a place in the log, not yet known durable.
@@ -146,6 +148,8 @@ pub struct Log {
     wake: Notify,
     /// Set after each commit and each failure.
     pub committed_notify: Notify,
+    /// A zero write ended ([`prealloc`]).
+    zeros_done: Notify,
     active: RefCell<Option<Active>>,
     /// Shut down: the commit task stops, the files are closed.
     closed: Cell<bool>,
@@ -248,6 +252,7 @@ impl Log {
             failures: Cell::new(0),
             wake: Notify::new(),
             committed_notify: Notify::new(),
+            zeros_done: Notify::new(),
             active: RefCell::new(None),
             closed: Cell::new(false),
             vouched: Cell::new((seq, 0)),

@@ -9,14 +9,20 @@
 //! fdatasync p50 ≈ 270 µs, overwrite + fdatasync ≈ 150 µs) and removes a
 //! thread switch per write.
 //!
-//! So the commit task keeps between [`STEP`]/2 and 3·[`STEP`]/2 bytes of
-//! zeros written past the records of the active segment, one [`STEP`] at a
-//! time, between batches. Zeros are what the format already has after the
-//! last record ("a record length of 0 means no more records"), so recovery
-//! and the on-disk format do not change; a segment file is at most
-//! 3·[`STEP`]/2 longer than its records. A failed zero write (a full disk)
-//! only stops the zeroing for that segment: records are then appended as
-//! before.
+//! So after each batch the commit task starts a write of the next [`STEP`]
+//! of zeros past the active segment's records once fewer than [`STEP`]/2
+//! of them are left (never past `segment_bytes`). The zero write runs in a
+//! task of its own, beside the syncs and the next batches: a record write
+//! waits for it only if it would reach the bytes being zeroed (a batch
+//! larger than the zeros left; the first batch of a segment grows the file
+//! itself). Zeros are what the format already has after the last record
+//! ("a record length of 0 means no more records"), so recovery and the
+//! on-disk format do not change. Each segment file, sealed ones included,
+//! may thus run up to 1.5·[`STEP`] past its records until it is deleted. A
+//! failed zero write (a full disk) only stops the zeroing for that
+//! segment: records are then appended as before.
+
+use std::rc::Rc;
 
 use tracing::warn;
 
@@ -26,53 +32,79 @@ use super::Log;
 pub(super) const STEP: u64 = 1024 * 1024;
 
 impl Log {
-    /// Writes the next [`STEP`] of zeros after the active segment's
-    /// records when fewer than [`STEP`]/2 remain. Runs in the commit task
-    /// between two batch writes, so no record write overlaps it.
-    pub(super) async fn zero_ahead(&self) {
+    /// Starts writing the next [`STEP`] of zeros after the active
+    /// segment's records when fewer than [`STEP`]/2 remain and no zero
+    /// write is in flight.
+    pub(super) fn zero_ahead(self: &Rc<Self>) {
         let (seq, file, from) = {
             let mut active = self.active.borrow_mut();
             let Some(a) = active.as_mut() else { return };
-            if !a.zeroing {
+            if !a.zeroing || a.zero_busy.is_some() {
                 return;
             }
             let align = a.file.alignment();
-            // Records may have overtaken the zeros (the first batch of a
-            // segment extends the file itself).
+            // Records may have overtaken the zeros.
             a.zeroed = a.zeroed.max(a.end.div_ceil(align) * align);
             let limit = self.cfg.segment_bytes.div_ceil(align) * align;
             if a.zeroed >= limit || a.zeroed >= a.end + STEP / 2 {
                 return;
             }
+            a.zero_busy = Some(a.zeroed);
             (a.seq, a.file.clone(), a.zeroed)
         };
-        let limit = self.cfg.segment_bytes.div_ceil(file.alignment()) * file.alignment();
+        let align = file.alignment();
+        let limit = self.cfg.segment_bytes.div_ceil(align) * align;
         let len = STEP.min(limit - from) as usize;
-        let mut buf = file.alloc_dma_buffer(len);
-        buf.as_bytes_mut().fill(0);
-        #[cfg(feature = "failpoints")]
-        let copy = super::power::tracking().then(|| vec![0u8; len]);
-        let result = file.write_at(buf, from).await;
-        let mut active = self.active.borrow_mut();
-        let Some(a) = active.as_mut().filter(|a| a.seq == seq) else {
-            return;
-        };
-        match result {
-            Ok(n) if n == len => {
-                a.zeroed = from + len as u64;
-                #[cfg(feature = "failpoints")]
-                if let Some(copy) = copy {
-                    super::power::wrote(&self.dir.join(super::segment_name(seq)), from, copy);
+        let log = self.clone();
+        glommio::spawn_local(async move {
+            let mut buf = file.alloc_dma_buffer(len);
+            buf.as_bytes_mut().fill(0);
+            let result = file.write_at(buf, from).await.map_err(|e| e.to_string());
+            log.zeros_written(seq, from, len, result);
+        })
+        .detach();
+    }
+
+    /// Records the outcome of a zero write and releases the record writes
+    /// waiting for it.
+    fn zeros_written(&self, seq: u32, from: u64, len: usize, result: Result<usize, String>) {
+        if let Some(a) = self.active.borrow_mut().as_mut().filter(|a| a.seq == seq) {
+            a.zero_busy = None;
+            match result {
+                Ok(n) if n == len => {
+                    a.zeroed = a.zeroed.max(from + len as u64);
+                    #[cfg(feature = "failpoints")]
+                    if super::power::tracking() {
+                        let path = self.dir.join(super::segment_name(seq));
+                        super::power::wrote(&path, from, vec![0u8; len]);
+                    }
+                }
+                outcome => {
+                    a.zeroing = false;
+                    let error = match outcome {
+                        Ok(n) => format!("short write: {n} of {len}"),
+                        Err(e) => e,
+                    };
+                    warn!(shard = self.shard, seq, %error, "cannot write zeros ahead of the log's records; this segment grows with its records instead (slower syncs)");
                 }
             }
-            outcome => {
-                a.zeroing = false;
-                let error = match outcome {
-                    Ok(n) => format!("short write: {n} of {len}"),
-                    Err(e) => e.to_string(),
-                };
-                warn!(shard = self.shard, seq, %error, "cannot write zeros ahead of the log's records; this segment grows with its records instead (slower syncs)");
+        }
+        self.zeros_done.notify();
+    }
+
+    /// Waits until no zero write in flight lies below `end`, where a record
+    /// write is about to reach (rounded up to whole blocks).
+    pub(super) async fn clear_of_zeros(&self, end: u64) {
+        loop {
+            let busy = self.active.borrow().as_ref().and_then(|a| {
+                let align = a.file.alignment();
+                a.zero_busy
+                    .filter(|from| end.div_ceil(align) * align > *from)
+            });
+            if busy.is_none() {
+                return;
             }
+            self.zeros_done.wait().await;
         }
     }
 }

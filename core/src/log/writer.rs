@@ -4,9 +4,12 @@
 //!
 //! # Failures
 //! After a failed write or sync nothing after the last committed position
-//! is trusted, and the segment is never written again (after a failed
-//! `fdatasync` the kernel may have dropped the dirty pages it could not
-//! write; a later sync could succeed without them). The writer:
+//! is trusted, and no record is written to the segment again (after a
+//! failed `fdatasync` the kernel may have dropped the dirty pages it could
+//! not write; a later sync could succeed without them; a zero write
+//! already in flight past the records may still land, harmlessly: the
+//! Abandoned record fences off everything after the durable end). The
+//! writer:
 //! 1. reports [`LogEvent::Failed`]: the shard nacks the confirms waiting
 //!    and raises the storage alarm;
 //! 2. marks the segment with an [`Abandoned`](Record::Abandoned) record
@@ -95,8 +98,8 @@ impl Log {
                 in_flight = None;
                 self.abandon(e, &on_event).await;
             }
-            // While the batch just written syncs.
-            self.zero_ahead().await;
+            // In a task of its own, beside the syncs and the next batches.
+            self.zero_ahead();
         }
     }
 
@@ -326,11 +329,14 @@ impl Log {
             tail: Vec::new(),
             zeroed: 0,
             zeroing: self.cfg.zero_ahead,
+            zero_busy: None,
         });
         Ok(())
     }
 
     async fn write_active(&self, bytes: &[u8]) -> Result<(), LogError> {
+        let end = self.active.borrow().as_ref().map_or(0, |a| a.end) + bytes.len() as u64;
+        self.clear_of_zeros(end).await;
         let (seq, file, start, tail) = {
             let mut active = self.active.borrow_mut();
             let Some(a) = active.as_mut() else {

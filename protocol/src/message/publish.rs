@@ -148,7 +148,9 @@ fn joined_bodies<'b>(
     };
     let v = fbb.create_vector(zeros);
     // The builder's head is now the vector's length field, its bytes
-    // follow.
+    // follow. `mut_finished_buffer` is documented for finished buffers
+    // but (flatbuffers 25.12.19, pinned exactly in Cargo.toml) does not
+    // check; `dense_publish_batches_round_trip` guards the layout.
     let (buf, head) = fbb.mut_finished_buffer();
     debug_assert_eq!(buf[head..head + 4], (total as u32).to_le_bytes());
     let mut at = head + 4;

@@ -110,7 +110,13 @@ impl Session {
                 connection_id: self.id,
                 shard: self.shard.id,
                 shards: self.shard.count,
-                shard_port_base: config.server.shard_port_base,
+                // The per-shard ports are plain TCP: not offered to a TLS
+                // client.
+                shard_port_base: if self.tls.get() {
+                    0
+                } else {
+                    config.server.shard_port_base
+                },
             }),
         );
         Ok(())

@@ -192,6 +192,8 @@ pub struct Session {
     /// Over TLS with a verified client certificate: its identity (the
     /// user of the `EXTERNAL` mechanism).
     tls_identity: RefCell<Option<String>>,
+    /// The connection came in over TLS (the per-shard ports are plain).
+    tls: Cell<bool>,
 }
 
 impl Session {
@@ -245,6 +247,7 @@ impl Session {
             in_flow: Cell::new(false),
             read_buffers: Cell::new(0),
             tls_identity: RefCell::new(None),
+            tls: Cell::new(false),
         })
     }
 
@@ -255,6 +258,7 @@ impl Session {
         async move {
             let _ = stream.tcp().set_nodelay(true);
             *self.tls_identity.borrow_mut() = stream.peer_identity();
+            self.tls.set(stream.is_tls());
             let (mut reader, writer) = split(stream);
             let writer_task = glommio::spawn_local(me.clone().run_writer(writer));
             let stop = me.read_loop(&mut reader).await;
