@@ -15,7 +15,6 @@ use bytes::Bytes;
 use common::*;
 use ringmq_core::log::fault;
 use ringmq_protocol::message as m;
-use ringmq_protocol::Properties;
 
 fn segments(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("shard-0"))
@@ -51,19 +50,8 @@ fn a_segment_abandoned_after_a_failure_is_deleted_once_settled() {
     let body = Bytes::from(vec![7u8; 16 * 1024]);
     let publish = |c: &mut ringmq_protocol::client::blocking::Connection, n: usize| {
         for _ in 0..n {
-            c.publish(
-                ch,
-                m::Publish {
-                    routing_key: q.clone(),
-                    properties: Properties {
-                        delivery_mode: Some(2),
-                        ..Properties::default()
-                    },
-                    body: body.clone(),
-                    ..m::Publish::default()
-                },
-            )
-            .unwrap();
+            c.publish(ch, persistent_publish(&q, body.clone(), None))
+                .unwrap();
         }
         c.flush().unwrap();
     };

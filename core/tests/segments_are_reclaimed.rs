@@ -60,16 +60,7 @@ fn settled_segments_are_deleted_and_a_pinned_one_is_compacted() {
     for i in 0..n {
         c.publish(
             ch,
-            m::Publish {
-                routing_key: q.clone(),
-                properties: Properties {
-                    delivery_mode: Some(2),
-                    message_id: Some(i.to_string()),
-                    ..Properties::default()
-                },
-                body: body.clone(),
-                ..m::Publish::default()
-            },
+            persistent_publish(&q, body.clone(), Some(i.to_string())),
         )
         .unwrap();
     }

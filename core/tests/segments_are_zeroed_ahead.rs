@@ -15,7 +15,6 @@ use bytes::Bytes;
 use common::*;
 use ringmq_protocol::client::Event;
 use ringmq_protocol::message as m;
-use ringmq_protocol::Properties;
 
 const BODY: usize = 8 * 1024;
 const COUNT: usize = 200;
@@ -46,20 +45,9 @@ fn publish_confirmed(broker: &TestBroker) -> String {
     declare_durable(&mut c, ch, &q);
     c.call(m::Message::ConfirmSelect(ch)).unwrap();
     for i in 0..COUNT {
-        c.publish(
-            ch,
-            m::Publish {
-                routing_key: q.clone(),
-                properties: Properties {
-                    delivery_mode: Some(2),
-                    message_id: Some(i.to_string()),
-                    ..Properties::default()
-                },
-                body: Bytes::from(vec![(i % 251) as u8 + 1; BODY]),
-                ..m::Publish::default()
-            },
-        )
-        .unwrap();
+        let body = Bytes::from(vec![(i % 251) as u8 + 1; BODY]);
+        c.publish(ch, persistent_publish(&q, body, Some(i.to_string())))
+            .unwrap();
         c.flush().unwrap();
     }
     let mut confirmed = 0;

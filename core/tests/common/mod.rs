@@ -374,6 +374,25 @@ pub fn publish_all(c: &mut Conn, ch: u16, exchange: &str, key: &str, bodies: &[&
     c.flush().unwrap();
 }
 
+/// A persistent publish of `body` to `queue` (default exchange), with a
+/// message id if given.
+pub fn persistent_publish(
+    queue: &str,
+    body: bytes::Bytes,
+    message_id: Option<String>,
+) -> m::Publish {
+    m::Publish {
+        routing_key: queue.into(),
+        properties: Properties {
+            delivery_mode: Some(2),
+            message_id,
+            ..Properties::default()
+        },
+        body,
+        ..m::Publish::default()
+    }
+}
+
 /// A publish with properties.
 pub fn publish_props(exchange: &str, key: &str, body: &str, props: Properties) -> m::Publish {
     m::Publish {
