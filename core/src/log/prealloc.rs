@@ -36,7 +36,7 @@ impl Log {
     /// segment's records when fewer than [`STEP`]/2 remain and no zero
     /// write is in flight.
     pub(super) fn zero_ahead(self: &Rc<Self>) {
-        let (seq, file, from) = {
+        let (seq, file, from, len) = {
             let mut active = self.active.borrow_mut();
             let Some(a) = active.as_mut() else { return };
             if !a.zeroing || a.zero_busy.is_some() {
@@ -50,11 +50,9 @@ impl Log {
                 return;
             }
             a.zero_busy = Some(a.zeroed);
-            (a.seq, a.file.clone(), a.zeroed)
+            let len = STEP.min(limit - a.zeroed) as usize;
+            (a.seq, a.file.clone(), a.zeroed, len)
         };
-        let align = file.alignment();
-        let limit = self.cfg.segment_bytes.div_ceil(align) * align;
-        let len = STEP.min(limit - from) as usize;
         let log = self.clone();
         glommio::spawn_local(async move {
             let mut buf = file.alloc_dma_buffer(len);
